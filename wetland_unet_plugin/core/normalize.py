@@ -1,0 +1,66 @@
+"""Per-band normalisation from robust percentiles of valid pixels (stored in the model).
+
+The seed normalised each image by its own global min and max, so one nodata
+border or one hot pixel changed the scale of a whole Planet scene. Here the
+statistics are computed once over the valid pixels of all training images and
+stored in the model; prediction applies exactly the same scaling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Percentiles that define 0 and 1 of the scaled data.
+DEFAULT_PERCENTILES = (2.0, 98.0)
+
+
+def stats_from_samples(samples: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> dict:
+    """Compute normalisation statistics from valid pixel samples.
+
+    Args:
+        samples: (n_pixels, n_bands) array of valid values of the selected bands.
+        percentiles: (low, high) percentiles mapped to 0 and 1.
+
+    Returns:
+        ``{"method": "percentile", "percentiles": [lo, hi], "low": [...], "high": [...],
+        "mean": [...], "std": [...]}`` with one entry per band.
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    low = np.percentile(samples, percentiles[0], axis=0)
+    high = np.percentile(samples, percentiles[1], axis=0)
+    # A constant band would divide by zero: give it a unit range.
+    high = np.where(high - low > 1e-12, high, low + 1.0)
+    return {
+        "method": "percentile",
+        "percentiles": [float(p) for p in percentiles],
+        "low": [float(v) for v in low],
+        "high": [float(v) for v in high],
+        "mean": [float(v) for v in samples.mean(axis=0)],
+        "std": [float(v) for v in samples.std(axis=0)],
+    }
+
+
+def normalize(block: np.ndarray, stats: dict, valid: np.ndarray | None = None) -> np.ndarray:
+    """Scale raw band values to the model's input range.
+
+    Args:
+        block: (bands, rows, cols) raw values of the model's bands, in model order.
+        stats: the model's ``metadata["normalization"]``.
+        valid: optional (rows, cols) boolean; invalid pixels become 0 (and NaN/Inf
+            never reach the model even without it).
+
+    Returns:
+        (rows, cols, bands) float32, channels last; valid data mostly in [0, 1],
+        clipped to [-1, 2] so outliers cannot dominate.
+    """
+    low = np.asarray(stats["low"], dtype=np.float32)[:, None, None]
+    high = np.asarray(stats["high"], dtype=np.float32)[:, None, None]
+    if block.shape[0] != low.shape[0]:
+        raise ValueError(f"normalize: block has {block.shape[0]} bands, statistics "
+                         f"{low.shape[0]}")
+    out = (block.astype(np.float32) - low) / (high - low)
+    np.clip(out, -1.0, 2.0, out=out)
+    out[~np.isfinite(out)] = 0.0
+    if valid is not None:
+        out[:, ~valid] = 0.0
+    return np.ascontiguousarray(np.moveaxis(out, 0, -1))

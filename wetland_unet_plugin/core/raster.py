@@ -1,0 +1,115 @@
+"""Raster helpers shared by every step: opening with clear errors, validity, output profiles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+
+from .feedback import CoreError
+
+#: Creation options for every GeoTIFF we write: tiled, compressed, big when needed.
+GTIFF_OPTIONS = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
+                     compress="deflate", bigtiff="IF_SAFER")
+
+
+def open_raster(path: str, what: str = "raster"):
+    """Open a raster for reading, mapping GDAL errors to a CoreError that names the fix.
+
+    Args:
+        path: file path (or GDAL dataset name).
+        what: the role of the raster in the job, used in messages ("image", "mask").
+    """
+    if not path:
+        raise CoreError(f"No {what} given: choose a raster file.")
+    try:
+        dataset = rasterio.open(path)
+    except RasterioIOError as err:
+        if not os.path.exists(path):
+            raise CoreError(f"The {what} '{path}' does not exist: check the path.") from None
+        raise CoreError(f"The {what} '{path}' is not a raster GDAL can read ({err}). "
+                        "Choose a GeoTIFF or another raster format.") from None
+    if dataset.count < 1:
+        dataset.close()
+        raise CoreError(f"The {what} '{path}' has no bands: choose a raster with data.")
+    return dataset
+
+
+def nodata_of(dataset):
+    """Return the dataset's nodata value (None when unset)."""
+    return dataset.nodata
+
+
+def valid_pixels(block: np.ndarray, nodata=None) -> np.ndarray:
+    """Return a (rows, cols) boolean array: True where every band is finite and not nodata.
+
+    Args:
+        block: array of shape (bands, rows, cols).
+        nodata: the raster's nodata value, or None.
+    """
+    valid = np.ones(block.shape[1:], dtype=bool)
+    if np.issubdtype(block.dtype, np.floating):
+        valid &= np.isfinite(block).all(axis=0)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid &= ~(block == np.asarray(nodata).astype(block.dtype)).any(axis=0)
+    return valid
+
+
+def same_grid(a, b) -> bool:
+    """True when two datasets share CRS, transform (to 1e-9 of a pixel) and size."""
+    if (a.width, a.height) != (b.width, b.height):
+        return False
+    if a.crs != b.crs:
+        return False
+    return a.transform.almost_equals(b.transform, precision=1e-9 * abs(a.transform.a or 1))
+
+
+def grid_description(dataset) -> str:
+    """Return 'W x H px, CRS, pixel size, origin' for messages."""
+    t = dataset.transform
+    return (f"{dataset.width} x {dataset.height} px, {dataset.crs or 'no CRS'}, "
+            f"pixel {abs(t.a):g} x {abs(t.e):g}, origin ({t.c:g}, {t.f:g})")
+
+
+def check_output_path(path: str, inputs=(), what: str = "output") -> None:
+    """Refuse an output that would overwrite an input or cannot be written.
+
+    Raises:
+        CoreError: saying which path to change.
+    """
+    if not path:
+        raise CoreError(f"No {what} path given.")
+    target = os.path.realpath(path)
+    for item in inputs:
+        if item and os.path.exists(item) and os.path.realpath(item) == target:
+            raise CoreError(f"The {what} '{path}' is also an input: choose another output "
+                            "path so the input is not overwritten.")
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise CoreError(f"The folder of the {what} '{path}' does not exist: create it or "
+                        "choose another path.")
+    if not os.access(folder, os.W_OK):
+        raise CoreError(f"The folder of the {what} '{path}' is not writable: choose a folder "
+                        "you can write to.")
+
+
+def check_disk_space(path: str, needed_bytes: float, what: str = "output") -> None:
+    """Refuse to start when the output's folder has less free space than estimated.
+
+    Raises:
+        CoreError: with the estimate and the free space.
+    """
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    free = shutil.disk_usage(folder).free
+    if needed_bytes > free:
+        raise CoreError(f"Not enough disk space for the {what}: about "
+                        f"{needed_bytes / 1e6:,.0f} MB needed, {free / 1e6:,.0f} MB free in "
+                        f"{folder}. Free space or choose another folder.")
+
+
+def band_descriptions(dataset) -> list:
+    """Return the band descriptions of a dataset (None where unset)."""
+    return list(dataset.descriptions)
