@@ -1,0 +1,43 @@
+# Wetland U-Net. Two commands for users: `make demo` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export QT_QPA_PLATFORM := offscreen
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup test test-core demo bench bench-train bench-predict bench-quality zip deploy lint clean
+
+setup:  ## install everything (Debian packages, .venv, pinned PyPI packages); idempotent
+	@bash scripts/setup.sh
+
+test: setup  ## run the whole test suite headless
+	$(PY) -m pytest tests -q
+
+test-core: setup  ## only the QGIS-free core tests
+	$(PY) -m pytest tests/core -q
+
+demo: setup  ## the main job on real Sentinel-2 data with OpenStreetMap labels
+	$(PY) scripts/demo.py --output demo_output
+
+bench: setup bench-train bench-predict  ## performance benchmarks (figures, not tests)
+
+bench-train: setup
+	$(PY) benchmarks/bench_train.py
+
+bench-predict: setup
+	$(PY) benchmarks/bench_predict.py
+
+bench-quality: setup  ## U-Net vs random forest on the Aberystwyth Sentinel-2 scene
+	$(PY) benchmarks/bench_quality.py
+
+zip: ## installable plugin zip in dist/
+	@bash scripts/make_zip.sh
+
+deploy: setup  ## install into the current QGIS profile (honours QGIS_CUSTOM_CONFIG_PATH)
+	$(PY) scripts/deploy.py
+
+lint:
+	$(PY) -m pyflakes wetland_unet_plugin tests 2>/dev/null || true
+
+clean:
+	rm -rf dist build demo_output bench_output .pytest_cache

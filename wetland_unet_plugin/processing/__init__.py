@@ -1,0 +1,1 @@
+"""QGIS Processing side: the provider and one thin module per algorithm."""

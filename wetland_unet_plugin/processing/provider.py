@@ -1,0 +1,80 @@
+"""The Wetland U-Net Processing provider (id ``wetlandunet``)."""
+
+import os
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .worker_client import default_python
+
+WORKER_PYTHON_SETTING = "WETLANDUNET_WORKER_PYTHON"
+PROVIDER_ID = "wetlandunet"
+ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                         "resources", "icons", "wetland_unet.svg")
+
+
+def _processing_config():
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig, Setting
+    except ImportError:  # Processing plugin not loaded (bare scripts)
+        return None, None
+    return ProcessingConfig, Setting
+
+
+def worker_python() -> str:
+    """The worker interpreter: the provider setting, else the default environment."""
+    config, _ = _processing_config()
+    value = None
+    if config is not None:
+        try:
+            value = config.getSetting(WORKER_PYTHON_SETTING)
+        except Exception:  # setting not registered yet
+            value = None
+    return value or default_python()
+
+
+def icon() -> QIcon:
+    """The plugin's icon."""
+    return QIcon(ICON_PATH)
+
+
+class WetlandUNetProvider(QgsProcessingProvider):
+    """Lists the algorithms and owns the worker-environment setting."""
+
+    def id(self):
+        return PROVIDER_ID
+
+    def name(self):
+        return "Wetland U-Net"
+
+    def longName(self):  # noqa: N802
+        return "Wetland U-Net: land-cover mapping with a TensorFlow U-Net"
+
+    def icon(self):
+        return icon()
+
+    def load(self):
+        config, setting = _processing_config()
+        if config is not None:
+            config.settingIcons[self.name()] = self.icon()
+            config.addSetting(setting(
+                self.name(), WORKER_PYTHON_SETTING,
+                "Worker Python with TensorFlow (train and predict run there, outside QGIS)",
+                default_python(), valuetype=setting.FILE))
+            config.readSettings()
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self):
+        config, _ = _processing_config()
+        if config is not None:
+            try:
+                config.removeSetting(WORKER_PYTHON_SETTING)
+            except Exception:  # already gone
+                pass
+
+    def loadAlgorithms(self):  # noqa: N802
+        from .algorithms import all_algorithms
+
+        for algorithm in all_algorithms():
+            self.addAlgorithm(algorithm)
