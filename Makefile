@@ -31,10 +31,10 @@ bench-quality: setup  ## U-Net vs random forest on the Aberystwyth Sentinel-2 sc
 	$(PY) benchmarks/bench_quality.py
 
 zip: ## installable plugin zip in dist/
-	@bash scripts/make_zip.sh
+	@/usr/bin/python3 scripts/package.py zip
 
 deploy: setup  ## install into the current QGIS profile (honours QGIS_CUSTOM_CONFIG_PATH)
-	$(PY) scripts/deploy.py
+	$(PY) scripts/package.py deploy
 
 lint:
 	$(PY) -m pyflakes wetland_unet_plugin tests 2>/dev/null || true

@@ -9,8 +9,17 @@ from .worker_client import default_python
 
 WORKER_PYTHON_SETTING = "WETLANDUNET_WORKER_PYTHON"
 PROVIDER_ID = "wetlandunet"
-ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                         "resources", "icons", "wetland_unet.svg")
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def resources_dir() -> str:
+    """resources/ inside the installed plugin, or beside the package in a source checkout."""
+    installed = os.path.join(_PACKAGE_DIR, "resources")
+    return installed if os.path.isdir(installed) else os.path.join(
+        os.path.dirname(_PACKAGE_DIR), "resources")
+
+
+ICON_PATH = os.path.join(resources_dir(), "icons", "wetland_unet.svg")
 
 
 def _processing_config():
@@ -31,6 +40,20 @@ def worker_python() -> str:
         except Exception:  # setting not registered yet
             value = None
     return value or default_python()
+
+
+def shipped_models():
+    """The modeler chains in resources/models (.model3), as algorithms of this provider."""
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    folder = os.path.join(resources_dir(), "models")
+    models = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".model3"):
+            model = QgsProcessingModelAlgorithm()
+            if model.fromFile(os.path.join(folder, name)):
+                models.append(model)
+    return models
 
 
 def icon() -> QIcon:
@@ -78,3 +101,5 @@ class WetlandUNetProvider(QgsProcessingProvider):
 
         for algorithm in all_algorithms():
             self.addAlgorithm(algorithm)
+        for model in shipped_models():
+            self.addAlgorithm(model)

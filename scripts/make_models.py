@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Write the shipped graphical-modeler chains to resources/models/*.model3.
+
+The chains are built with QGIS's modeler API (what the Model Designer saves),
+so they stay valid for the QGIS that runs this script:
+
+* map_new_scene: align (scene + label polygons) -> clean -> predict (styled);
+* train_from_polygons: align -> clean -> train.
+
+    .venv/bin/python scripts/make_models.py
+"""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def _child(model, alg_id, child_id, description, x, y):
+    from qgis.core import QgsProcessingModelChildAlgorithm
+    from qgis.PyQt.QtCore import QPointF
+
+    child = QgsProcessingModelChildAlgorithm(alg_id)
+    child.setChildId(child_id)
+    child.setDescription(description)
+    child.setPosition(QPointF(x, y))
+    return child
+
+
+def _param(model, definition, x, y):
+    from qgis.core import QgsProcessingModelParameter
+    from qgis.PyQt.QtCore import QPointF
+
+    component = QgsProcessingModelParameter(definition.name())
+    component.setPosition(QPointF(x, y))
+    model.addModelParameter(definition, component)
+
+
+def _output(child, name, description, x, y):
+    from qgis.core import QgsProcessingModelOutput
+    from qgis.PyQt.QtCore import QPointF
+
+    output = QgsProcessingModelOutput(description, description)
+    output.setChildOutputName(name)
+    output.setChildId(child.childId())
+    output.setPosition(QPointF(x, y))
+    child.setModelOutputs({description: output})
+
+
+def _common_inputs(model):
+    """Scene/image, label polygons, their class field and class names."""
+    from qgis.core import (QgsProcessing, QgsProcessingParameterFeatureSource,
+                           QgsProcessingParameterField, QgsProcessingParameterRasterLayer,
+                           QgsProcessingParameterString)
+
+    _param(model, QgsProcessingParameterRasterLayer("scene", "Scene (multiband image)"), 60, 60)
+    _param(model, QgsProcessingParameterFeatureSource(
+        "labels", "Label polygons (field survey or OpenStreetMap)",
+        [QgsProcessing.TypeVectorPolygon]), 60, 140)
+    _param(model, QgsProcessingParameterField(
+        "class_field", "Class field of the polygons", parentLayerParameterName="labels"), 60, 220)
+    _param(model, QgsProcessingParameterString(
+        "class_names", "Class names in id order (for a text class field)", optional=True),
+        60, 300)
+
+
+def _align_and_clean(model, keep_labels=False):
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    align = _child(model, "wetlandunet:alignpair", "align", "Align scene and labels", 320, 100)
+    align.addParameterSources("IMAGE", [Source.fromModelParameter("scene")])
+    align.addParameterSources("MASK_VECTOR", [Source.fromModelParameter("labels")])
+    align.addParameterSources("CLASS_FIELD", [Source.fromModelParameter("class_field")])
+    align.addParameterSources("CLASS_NAMES", [Source.fromModelParameter("class_names")])
+    align.addParameterSources("PIXEL_SIZE", [Source.fromStaticValue(0)])
+    align.addParameterSources("RESAMPLING", [Source.fromStaticValue(1)])
+    if keep_labels:
+        _output(align, "OUTPUT_MASK", "Aligned labels", 320, 200)
+    model.addChildAlgorithm(align)
+    clean = _child(model, "wetlandunet:cleaninvalid", "clean", "Clean invalid pixels", 560, 100)
+    clean.addParameterSources("INPUT", [Source.fromChildOutput("align", "OUTPUT_IMAGE")])
+    clean.addParameterSources("INVALID_VALUES", [Source.fromStaticValue("-1")])
+    clean.addParameterSources("MODE", [Source.fromStaticValue(0)])
+    clean.addParameterSources("FILL_VALUE", [Source.fromStaticValue(0)])
+    model.addChildAlgorithm(clean)
+    return align, clean
+
+
+def map_new_scene():
+    """align + clean + predict + load styled, for one new scene."""
+    from qgis.core import QgsProcessingModelAlgorithm
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+    from qgis.core import QgsProcessingParameterFile
+
+    model = QgsProcessingModelAlgorithm("map_new_scene", "Chains (modeler)",
+                                        "chains")
+    model.setHelpContent({"ALG_DESC": (
+        "Aligns a new scene with its label polygons, cleans invalid pixels and classifies "
+        "the cleaned scene with a trained model; the class map loads styled. The aligned "
+        "labels are kept for 'Evaluate class map'.")})
+    _common_inputs(model)
+    _param(model, QgsProcessingParameterFile("model", "Model (.keras)", extension="keras"),
+           60, 380)
+    _align_and_clean(model, keep_labels=True)
+    predict = _child(model, "wetlandunet:predict", "predict", "Classify scene", 800, 100)
+    predict.addParameterSources("MODEL", [Source.fromModelParameter("model")])
+    predict.addParameterSources("INPUT", [Source.fromChildOutput("clean", "OUTPUT")])
+    predict.addParameterSources("TTA", [Source.fromStaticValue(0)])
+    _output(predict, "OUTPUT", "Land-cover map", 1000, 160)
+    model.addChildAlgorithm(predict)
+    return model
+
+
+def train_from_polygons():
+    """align + clean + train."""
+    from qgis.core import QgsProcessingModelAlgorithm
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+    from qgis.core import QgsProcessingParameterNumber
+
+    model = QgsProcessingModelAlgorithm("train_from_polygons",
+                                        "Chains (modeler)", "chains")
+    model.setHelpContent({"ALG_DESC": (
+        "Aligns a scene with label polygons, cleans invalid pixels and trains a U-Net on the "
+        "pair; writes the model and its training report.")})
+    _common_inputs(model)
+    _param(model, QgsProcessingParameterNumber("epochs", "Epochs",
+                                               QgsProcessingParameterNumber.Integer, 20), 60, 380)
+    _align_and_clean(model)
+    train = _child(model, "wetlandunet:train", "train", "Train U-Net", 800, 100)
+    train.addParameterSources("IMAGES", [Source.fromChildOutput("clean", "OUTPUT")])
+    train.addParameterSources("MASKS", [Source.fromChildOutput("align", "OUTPUT_MASK")])
+    train.addParameterSources("CLASS_NAMES", [Source.fromModelParameter("class_names")])
+    train.addParameterSources("EPOCHS", [Source.fromModelParameter("epochs")])
+    _output(train, "OUTPUT_MODEL", "Model", 1000, 160)
+    model.addChildAlgorithm(train)
+    return model
+
+
+def main():
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    sys.path.append(os.path.join(app.pkgDataPath(), "python", "plugins"))
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    import wetland_unet_plugin
+
+    plugin = wetland_unet_plugin.classFactory(None)
+    plugin.initProcessing()
+    folder = os.path.join(ROOT, "resources", "models")
+    os.makedirs(folder, exist_ok=True)
+    for name, build in (("map_new_scene", map_new_scene),
+                        ("train_from_polygons", train_from_polygons)):
+        model = build()
+        path = os.path.join(folder, name + ".model3")
+        if not model.toFile(path):
+            raise SystemExit(f"could not write {path}")
+        print(path)
+    plugin.unload()
+    app.exitQgis()
+
+
+if __name__ == "__main__":
+    main()
+    os._exit(0)
