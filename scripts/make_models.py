@@ -156,6 +156,7 @@ def main():
     for name, build in (("map_new_scene", map_new_scene),
                         ("train_from_polygons", train_from_polygons)):
         model = build()
+        model.updateDestinationParameters()
         path = os.path.join(folder, name + ".model3")
         if not model.toFile(path):
             raise SystemExit(f"could not write {path}")

@@ -86,7 +86,19 @@ class WetlandUNetProvider(QgsProcessingProvider):
                 default_python(), valuetype=setting.FILE))
             config.readSettings()
         self.refreshAlgorithms()
+        # The shipped chains call this provider's algorithms, which resolve only once the
+        # registry holds the provider: load them again when it does.
+        from qgis.core import QgsApplication
+
+        QgsApplication.processingRegistry().providerAdded.connect(self._on_provider_added)
         return True
+
+    def _on_provider_added(self, provider_id):
+        if provider_id == self.id():
+            from qgis.core import QgsApplication
+
+            QgsApplication.processingRegistry().providerAdded.disconnect(self._on_provider_added)
+            self.refreshAlgorithms()
 
     def unload(self):
         config, _ = _processing_config()
