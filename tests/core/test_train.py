@@ -1,0 +1,402 @@
+"""Tests of training (core, no QGIS): tiny U-Nets on synthetic scenes, a few seconds each."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from synthetic import make_scene, write_mask, write_onehot_mask
+from wetland_unet_plugin.core import data as datamod
+from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
+from wetland_unet_plugin.core.modelfile import load_model, read_metadata
+from wetland_unet_plugin.core.normalize import normalize
+from wetland_unet_plugin.core.train import auto_class_weights, make_loss, train_model
+
+NAMES = "water,wetland,forest"
+#: A tiny, fast configuration (about 1 s per epoch on 2 cores after tracing).
+TINY = dict(patch_size=32, batch_size=8, train_size=160, val_size=32, epochs=3, filters=8,
+            depth=2, learning_rate=3e-3)
+
+
+class Recorder(Feedback):
+    """Feedback that keeps what it hears and can cancel when a message appears."""
+
+    def __init__(self, cancel_on: str | None = None):
+        self.lines, self.fractions, self.cancel_on, self.canceled = [], [], cancel_on, False
+
+    def progress(self, fraction):
+        self.fractions.append(fraction)
+
+    def info(self, text):
+        self.lines.append(text)
+        if self.cancel_on and self.cancel_on in text:
+            self.canceled = True
+
+    def is_canceled(self):
+        return self.canceled
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """A training scene (160 px), a separate evaluation scene (96 px), masks."""
+    folder = tmp_path_factory.mktemp("scenes")
+    paths = {"folder": folder}
+    for name, size, seed in (("train", 160, 1), ("eval", 96, 7)):
+        image = str(folder / f"{name}.tif")
+        class_map = make_scene(image, size, size, seed=seed)
+        paths[name] = image
+        paths[name + "_mask"] = write_mask(str(folder / f"{name}_mask.tif"), class_map, image)
+        paths[name + "_map"] = class_map
+    return paths
+
+
+@pytest.fixture(scope="module")
+def trained(scenes):
+    """One tiny training with a report and a CSV log, shared by several tests."""
+    folder = scenes["folder"]
+    feedback = Recorder()
+    result = train_model([scenes["train"]], [scenes["train_mask"]], NAMES,
+                         str(folder / "model.keras"), str(folder / "report.html"), seed=3,
+                         csv_log=str(folder / "log.csv"), feedback=feedback, **TINY)
+    return result, feedback
+
+
+def _accuracy_on(model_path: str, image: str, class_map: np.ndarray) -> float:
+    loaded = load_model(model_path)
+    meta = loaded.metadata
+    with rasterio.open(image) as src:
+        block = src.read(meta["bands"])
+    x = normalize(block, meta["normalization"])[None]
+    probabilities = np.asarray(loaded.keras_model(x, training=False))[0]
+    prediction = np.argmax(probabilities, axis=-1) + 1
+    return float((prediction == class_map).mean())
+
+
+def _no_outputs(folder, *paths) -> None:
+    for path in paths:
+        assert not os.path.exists(path), f"{path} was left behind"
+    assert not glob.glob(os.path.join(str(folder), ".*partial*")), "partial file left behind"
+
+
+# --- training -------------------------------------------------------------------------------
+
+def test_model_learns_and_generalises_to_a_separate_scene(scenes, trained):
+    result, feedback = trained
+    assert result["epochs_run"] == 3 and not result["canceled"]
+    assert result["validation"]["overall_accuracy"] > 0.7
+    accuracy = _accuracy_on(result["output_model"], scenes["eval"], scenes["eval_map"])
+    assert accuracy > 0.75, f"accuracy {accuracy:.3f} on a separate scene (chance 0.33)"
+    assert any(line.startswith("Epoch 3/3") for line in feedback.lines)
+    assert feedback.fractions[-1] == 1.0
+    assert all(b >= a - 1e-9 for a, b in zip(feedback.fractions, feedback.fractions[1:]))
+
+
+def test_metadata_round_trip(scenes, trained):
+    result, _ = trained
+    meta = read_metadata(result["output_model"])
+    loaded = load_model(result["output_model"])
+    assert loaded.metadata == meta
+    assert meta["class_names"] == ["water", "wetland", "forest"]
+    assert len(meta["class_colors"]) == 3 and meta["n_classes"] == 3
+    assert meta["bands"] == [1, 2, 3, 4] and meta["n_input_bands"] == 4
+    assert meta["patch_size"] == 32 and meta["filters"] == 8 and meta["depth"] == 2
+    assert meta["activation"] == "softmax" and meta["loss"] == "categorical"
+    assert meta["pixel_size"] == [3.0, 3.0] and "UTM zone 18N" in meta["crs"]
+    norm = meta["normalization"]
+    assert len(norm["low"]) == 4 and all(h > lo for lo, h in zip(norm["low"], norm["high"]))
+    assert len(meta["history"]["loss"]) == len(meta["history"]["val_loss"]) == 3
+    assert np.array(meta["validation"]["confusion_matrix"]).shape == (3, 3)
+    assert meta["validation"]["scores"]["overall_accuracy"] == pytest.approx(
+        result["validation"]["overall_accuracy"])
+    assert "median" in meta["class_weights"]["formula"] and len(
+        meta["class_weights"]["values"]) == 3
+    assert meta["data"]["pixels_per_class"] == [int((scenes["train_map"] == c).sum())
+                                                for c in (1, 2, 3)]
+    assert meta["training"]["seed"] == 3 and meta["training"]["train_size"] == 160
+    assert {"tensorflow", "keras", "numpy", "rasterio", "python"} <= set(meta["versions"])
+    assert meta["training_time_s"] > 0 and meta["created"]
+    json.dumps(meta, allow_nan=False)          # strict JSON: no NaN anywhere
+    json.dumps(result, allow_nan=False)
+    assert loaded.keras_model.output_shape[-1] == 3
+
+
+def test_report_and_csv_log(trained):
+    result, _ = trained
+    text = open(result["output_report"], encoding="utf-8").read()
+    assert text.count("data:image/png;base64,") >= 2           # curves + confusion matrix
+    for needle in ("wetland", "IoU", "median", "Parameters", "Data"):
+        assert needle in text
+    log = open(os.path.join(os.path.dirname(result["output_model"]), "log.csv")).read()
+    assert log.splitlines()[0].startswith("epoch") and len(log.splitlines()) == 4
+
+
+def test_same_seed_gives_identical_weights(scenes, tmp_path):
+    kwargs = dict(TINY, train_size=32, val_size=16, epochs=2, filters=4, seed=11)
+    weights = []
+    for i in (1, 2):
+        out = str(tmp_path / f"m{i}.keras")
+        train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out, **kwargs)
+        weights.append(load_model(out).keras_model.get_weights())
+    assert len(weights[0]) == len(weights[1])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_onehot_masks_binary_loss_and_unlabelled_garbage(scenes, tmp_path):
+    """Half the scene unlabelled and filled with random spectra: the model still learns."""
+    class_map = make_scene(str(tmp_path / "img.tif"), 160, 160, seed=4)
+    with rasterio.open(str(tmp_path / "img.tif"), "r+") as dst:
+        block = dst.read()
+        rng = np.random.default_rng(0)
+        block[:, :, :64] = rng.uniform(0, 5000, block[:, :, :64].shape)
+        dst.write(block)
+    labels = class_map.copy()
+    labels[:, :64] = 0
+    mask = write_onehot_mask(str(tmp_path / "mask.tif"), labels, str(tmp_path / "img.tif"))
+    result = train_model([str(tmp_path / "img.tif")], [mask], NAMES, str(tmp_path / "b.keras"),
+                         loss="binary", seed=2, **dict(TINY, epochs=5))
+    meta = read_metadata(result["output_model"])
+    assert meta["activation"] == "sigmoid" and meta["loss"] == "binary"
+    assert meta["data"]["images"][0]["mask_kind"] == "onehot"
+    assert meta["data"]["unlabelled_fraction"] == pytest.approx(0.4)
+    assert _accuracy_on(result["output_model"], scenes["eval"], scenes["eval_map"]) > 0.7
+
+
+def test_fine_tune_from_init_model(scenes, trained, tmp_path):
+    result, _ = trained
+    init = read_metadata(result["output_model"])
+    out = str(tmp_path / "tuned.keras")
+    train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out, init_model=
+                result["output_model"], seed=4, **dict(TINY, epochs=1, filters=16, depth=3))
+    meta = read_metadata(out)
+    assert meta["training"]["init_model"] == result["output_model"]
+    assert meta["normalization"] == init["normalization"]
+    assert (meta["filters"], meta["depth"]) == (8, 2)          # the init model's architecture
+    with pytest.raises(CoreError, match="INIT_MODEL .* 3 classes"):
+        train_model([scenes["train"]], [scenes["train_mask"]], "a,b,c,d",
+                    str(tmp_path / "x.keras"), init_model=result["output_model"], **TINY)
+    with pytest.raises(CoreError, match="BANDS"):
+        train_model([scenes["train"]], [scenes["train_mask"]], NAMES,
+                    str(tmp_path / "x.keras"), init_model=result["output_model"], bands="1,2",
+                    **TINY)
+    _no_outputs(tmp_path, str(tmp_path / "x.keras"))
+
+
+def test_cancel_keeps_best_model_so_far_or_nothing(scenes, tmp_path):
+    out = str(tmp_path / "c.keras")
+    feedback = Recorder(cancel_on="Epoch 1/")
+    with pytest.raises(Canceled) as info:
+        train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out, seed=1,
+                    feedback=feedback, **dict(TINY, epochs=5))
+    assert os.path.exists(out) and info.value.result["canceled"]
+    meta = read_metadata(out)
+    assert meta["canceled"] and meta["epochs_run"] == 1 and meta["best_epoch"] == 1
+
+    out2 = str(tmp_path / "c2.keras")
+    feedback = Recorder(cancel_on="U-Net:")                       # cancel in the first epoch
+    with pytest.raises(Canceled, match="no model was written"):
+        train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out2, seed=1,
+                    feedback=feedback, **TINY)
+    _no_outputs(tmp_path, out2)
+
+
+# --- the loss and the data pipeline ------------------------------------------------------------
+
+def test_loss_ignores_unlabelled_pixels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (2, 8, 8))
+    y_true = np.eye(4, dtype=np.float32)[labels][..., 1:]          # label 0 -> all zeros
+    weights = np.array([0.0, 1.0, 2.0, 0.5], np.float32)[labels]
+    y_pred = rng.dirichlet(np.ones(3), (2, 8, 8)).astype(np.float32)
+    changed = y_pred.copy()
+    changed[labels == 0] = rng.dirichlet(np.ones(3), int((labels == 0).sum()))
+    for kind in ("categorical", "binary"):
+        loss = make_loss(kind)
+        a = float(loss(y_true, y_pred, sample_weight=weights))
+        b = float(loss(y_true, changed, sample_weight=weights))
+        assert a == pytest.approx(b, rel=1e-6) and a > 0
+
+
+def _prepared(image, mask, cache_mb, patch=32):
+    pairs, bands = datamod.check_pairs([image], [mask], 3)
+    for pair in pairs:
+        datamod.split_regions(pair, patch, 0.25)
+    rng = np.random.default_rng(0)
+    scans = [datamod.scan_mask(p, 3, rng, keep_labels=True) for p in pairs]
+    stats, _ = datamod.sample_normalization(pairs, bands, rng)
+    sources = datamod.build_sources(pairs, scans, bands, stats, 3, cache_mb)
+    return pairs, datamod.PatchSampler(sources, 3, patch, seed=5)
+
+
+@pytest.mark.parametrize("cache_mb", [0, 100])
+def test_invalid_pixels_are_zero_and_unlabelled(tmp_path, cache_mb):
+    image = str(tmp_path / "nd.tif")
+    class_map = make_scene(image, 128, 128, seed=2, nodata=-9999)
+    with rasterio.open(image, "r+") as dst:
+        block = dst.read()
+        block[:, 10:30, 10:30] = -9999
+        block[1, 40:50, 40:50] = np.nan
+        dst.write(block)
+    mask = write_mask(str(tmp_path / "m.tif"), class_map, image)
+    pairs, sampler = _prepared(image, mask, cache_mb)
+    try:
+        assert sampler.sources[0].cached == (cache_mb > 0)
+        x, labels = sampler.sources[0].read(0, 0, 64)
+        assert x.shape == (64, 64, 4) and x.dtype == np.float32
+        assert (labels[10:30, 10:30] == 0).all() and (x[10:30, 10:30] == 0).all()
+        assert (labels[40:50, 40:50] == 0).all() and np.isfinite(x).all()
+        assert (labels[0:10, 0:10] > 0).all()
+    finally:
+        sampler.close()
+
+
+def test_patches_come_from_separate_regions_and_datasets_weight_labels(scenes):
+    pairs, sampler = _prepared(scenes["train"], scenes["train_mask"], 100)
+    try:
+        pair = pairs[0]
+        assert pair.split == "rows" and pair.val.row0 - pair.train.row1 >= 16
+        for region, area in (("train", pair.train), ("val", pair.val)):
+            for i in range(30):
+                rng = datamod._derived_rng(5, 9, i)
+                _, row, col = sampler._candidate(region, rng)
+                assert area.row0 <= row and row + 32 <= area.row1
+        # the same patch index gives the same patch; validation is stable across epochs
+        a = sampler.patch("val", 3, datamod.VAL_STREAM)
+        b = sampler.patch("val", 3, datamod.VAL_STREAM)
+        np.testing.assert_array_equal(a[0], b[0])
+        dataset = datamod.make_dataset(sampler, "val", 4, 3, [1.0, 2.0, 3.0], count=8,
+                                       stream=datamod.VAL_STREAM)
+        batches = list(dataset.as_numpy_iterator())
+        assert len(batches) == 2
+        x, y, w = batches[0]
+        assert x.shape == (4, 32, 32, 4) and y.shape == (4, 32, 32, 3) and w.shape == (4, 32, 32)
+        np.testing.assert_array_equal(w, np.array([1.0, 2.0, 3.0])[np.argmax(y, -1)])
+    finally:
+        sampler.close()
+
+
+def test_short_wide_image_is_split_along_columns():
+    pair = datamod.PairInfo(0, "img.tif", "mask.tif", 200, 64, 4, "float32", None, 1, None,
+                            "classes", "", "", (3.0, 3.0), [])
+    datamod.split_regions(pair, 32, 0.25)
+    assert pair.split == "columns"
+    assert pair.train.as_list() == [0, 64, 0, 134] and pair.val.as_list() == [0, 64, 150, 200]
+
+
+def test_mask_labels_nodata_and_bad_values():
+    block = np.array([[[0, 1, 2, 3], [255, 3, 4, 7]]], np.uint8)
+    labels, bad = datamod.mask_labels(block, "classes", 3, nodata=255)
+    assert labels.tolist() == [[0, 1, 2, 3], [0, 3, 0, 0]] and bad.tolist() == [4, 7]
+    onehot = np.zeros((3, 1, 3), np.uint8)
+    onehot[1, 0, 0] = onehot[2, 0, 1] = 1
+    labels, bad = datamod.mask_labels(onehot, "onehot", 3)
+    assert labels.tolist() == [[2, 3, 0]] and len(bad) == 0
+
+
+def test_dihedral_gives_eight_distinct_transforms():
+    a = np.arange(16).reshape(4, 4)
+    outs = {datamod.dihedral(a, k).tobytes() for k in range(8)}
+    assert len(outs) == 8
+    stack = np.stack([a, a * 2], axis=-1)
+    for k in range(8):
+        np.testing.assert_array_equal(datamod.dihedral(stack, k)[..., 1],
+                                      datamod.dihedral(a, k) * 2)
+
+
+def test_auto_class_weights_median_frequency():
+    weights = auto_class_weights([100, 300, 600, 0])
+    assert weights[1] == pytest.approx(1.0) and weights[0] == pytest.approx(3.0)
+    assert weights[2] == pytest.approx(0.5) and weights[3] == 1.0
+    assert max(auto_class_weights([1, 10 ** 6, 10 ** 6])) == 10.0
+
+
+# --- bad inputs: a CoreError that says what to do, and no model file ----------------------------
+
+def _write(path, array, like=None, **profile):
+    base = dict(driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0],
+                dtype=str(array.dtype), crs="EPSG:32618",
+                transform=from_origin(500000.0, 4500000.0, 3.0, 3.0))
+    base.update(profile)
+    with rasterio.open(path, "w", **base) as dst:
+        dst.write(array)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad(scenes, tmp_path_factory):
+    """Rasters that break one rule each."""
+    folder = tmp_path_factory.mktemp("bad")
+    d = {"folder": folder}
+    train_map = scenes["train_map"]
+    d["shifted_mask"] = _write(str(folder / "shifted.tif"), train_map[None],
+                               transform=from_origin(500003.0, 4500000.0, 3.0, 3.0))
+    d["mask_values"] = _write(str(folder / "values.tif"),
+                              np.where(train_map == 3, 5, train_map).astype(np.uint8)[None])
+    d["image8"] = str(folder / "img8.tif")
+    make_scene(d["image8"], 160, 160, n_bands=8, seed=1)
+    d["empty_mask"] = _write(str(folder / "empty.tif"), np.zeros((1, 160, 160), np.uint8))
+    d["nodata_image"] = _write(str(folder / "nodata.tif"), np.full((4, 160, 160), -1, np.float32),
+                               nodata=-1)
+    d["two_band_mask"] = _write(str(folder / "twoband.tif"),
+                                np.stack([train_map, train_map]).astype(np.uint8))
+    top_only = train_map.copy()
+    top_only[100:] = 0
+    d["top_only_mask"] = _write(str(folder / "top.tif"), top_only.astype(np.uint8)[None])
+    d["small"] = str(folder / "small.tif")
+    small_map = make_scene(d["small"], 48, 48, seed=3)
+    d["small_mask"] = write_mask(str(folder / "small_mask.tif"), small_map, d["small"])
+    return d
+
+
+BAD_CASES = {
+    "count mismatch": (lambda s, b: dict(images=[s["train"], s["eval"]],
+                                         masks=[s["train_mask"]]), "2 IMAGES but 1 MASKS"),
+    "different grids": (lambda s, b: dict(masks=[b["shifted_mask"]]),
+                        "not on the same pixel grid.*wetlandunet:alignpair"),
+    "mask values above N": (lambda s, b: dict(masks=[b["mask_values"]]),
+                            "values that are not class ids: 5.*CLASS_NAMES"),
+    "band counts differ": (lambda s, b: dict(images=[s["train"], b["image8"]],
+                                             masks=[s["train_mask"], s["train_mask"]]),
+                           "different band counts"),
+    "bands out of range": (lambda s, b: dict(bands="1,5"), "BANDS 5 out of range.*1..4"),
+    "band zero": (lambda s, b: dict(bands="0,1"), "BANDS 0 out of range.*start at 1"),
+    "patch not multiple": (lambda s, b: dict(patch_size=30), "not a multiple of 2\\*\\*DEPTH"),
+    "patch larger than image": (lambda s, b: dict(patch_size=192),
+                                "PATCH_SIZE 192 is larger than the image"),
+    "no labelled pixels": (lambda s, b: dict(masks=[b["empty_mask"]]), "no labelled pixels"),
+    "all-nodata image": (lambda s, b: dict(images=[b["nodata_image"]]),
+                         "no valid pixel.*cleaninvalid"),
+    "mask band count": (lambda s, b: dict(masks=[b["two_band_mask"]]), "has 2 bands"),
+    "no labels in validation strip": (lambda s, b: dict(masks=[b["top_only_mask"]]),
+                                      "validation strips.*VAL_FRACTION"),
+    "image too small for a validation strip": (
+        lambda s, b: dict(images=[b["small"]], masks=[b["small_mask"]]),
+        "too small for a training part and a separate validation strip"),
+    "report overwrites an input": (lambda s, b: dict(output_report=s["train"]),
+                                   "is also an input"),
+    "model extension": (lambda s, b: dict(output_model=str(b["folder"] / "model.h5")),
+                        "must end in .keras"),
+    "class weights count": (lambda s, b: dict(class_weights="1,2"), "CLASS_WEIGHTS has 2"),
+    "class colours": (lambda s, b: dict(class_colors="#ff0000"), "CLASS_COLORS has 1"),
+    "val fraction": (lambda s, b: dict(val_fraction=0), "VAL_FRACTION must be above 0"),
+    "missing image": (lambda s, b: dict(images=[str(b["folder"] / "nope.tif")]),
+                      "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES))
+def test_bad_inputs_fail_before_training(scenes, bad, case):
+    make_args, message = BAD_CASES[case]
+    output = str(bad["folder"] / "model.keras")
+    args = dict(images=[scenes["train"]], masks=[scenes["train_mask"]], class_names=NAMES,
+                output_model=output, **TINY)
+    args.update(make_args(scenes, bad))
+    with pytest.raises(CoreError, match=message):
+        train_model(**args)
+    _no_outputs(bad["folder"], output, str(bad["folder"] / "model.h5"))
