@@ -10,11 +10,14 @@ export PYTHONDONTWRITEBYTECODE := 1
 setup:  ## install everything (Debian packages, .venv, pinned PyPI packages); idempotent
 	@bash scripts/setup.sh
 
+# Two pytest runs: core tests in a process without QGIS (they import TensorFlow, as a GPU
+# node does), Processing tests with real QGIS (pytest-qgis), where TensorFlow never loads.
 test: setup  ## run the whole test suite headless
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests/core -p no:pytest_qgis -q
+	$(PY) -m pytest tests/processing -q
 
 test-core: setup  ## only the QGIS-free core tests
-	$(PY) -m pytest tests/core -q
+	$(PY) -m pytest tests/core -p no:pytest_qgis -q
 
 demo: setup  ## the main job on real Sentinel-2 data with OpenStreetMap labels
 	$(PY) scripts/demo.py --output demo_output

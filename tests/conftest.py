@@ -23,21 +23,3 @@ def provider(qgis_processing):
     yield QgsApplication.processingRegistry().providerById("wetlandunet")
     plugin.unload()
 
-
-# QGIS and TensorFlow in one process can crash during interpreter teardown after every
-# test has run and the summary is printed (see the design). End such a session with
-# its own exit status instead of the teardown lottery; pytest-qgis still closes QGIS
-# (exitQgis) in its session fixture before this runs.
-_STATUS = {"code": 0}
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _STATUS["code"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    if "tensorflow" in sys.modules:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_STATUS["code"])

@@ -135,7 +135,9 @@ def serve(stdin=None) -> int:
             value = run_job(request.get("job", ""), request.get("params") or {}, feedback)
             channel.send(type="result", id=job_id, value=value)
         except Canceled as err:
-            channel.send(type="error", id=job_id, kind="Canceled", message=str(err))
+            # A canceled training may still have kept the best model so far (err.result).
+            channel.send(type="error", id=job_id, kind="Canceled", message=str(err),
+                         result=getattr(err, "result", None))
         except CoreError as err:
             channel.send(type="error", id=job_id, kind="CoreError", message=str(err))
         except Exception as err:  # report anything else with its traceback

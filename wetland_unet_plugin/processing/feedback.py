@@ -53,6 +53,11 @@ def run_in_worker(job: str, feedback, **params):
     try:
         return get_client(worker_python()).run(job, params, QgisFeedback(feedback))
     except Canceled as err:
+        kept = getattr(err, "result", None)
+        if kept:  # the user asked to keep the best model so far, and it was written whole
+            if feedback is not None:
+                feedback.pushWarning(f"Canceled: {err}")
+            return dict(kept, canceled=True)
         raise QgsProcessingException(f"Canceled: {err}") from None
     except CoreError as err:
         raise QgsProcessingException(str(err)) from None

@@ -224,7 +224,9 @@ class WorkerClient:
                 elif kind == "error":
                     self.jobs_run += 1
                     if message.get("kind") == "Canceled":
-                        raise Canceled(message.get("message") or "Canceled by the user.")
+                        canceled = Canceled(message.get("message") or "Canceled by the user.")
+                        canceled.result = message.get("result")
+                        raise canceled
                     if message.get("kind") == "CoreError":
                         raise CoreError(message.get("message", ""))
                     raise CoreError(f"Internal error in the worker: {message.get('message')}\n"
