@@ -68,3 +68,24 @@ def remove_live_partials() -> None:
     for tmp in list(LIVE_PARTIALS):
         remove_quietly(tmp)
         LIVE_PARTIALS.discard(tmp)
+
+
+def remove_partials_of(destination: str, pid: int) -> list:
+    """Remove the temporary outputs that process ``pid`` left for ``destination``.
+
+    Used by the worker's parent after the worker died (killed, out of memory): a
+    dead process cannot clean up after itself.
+
+    Returns:
+        The paths removed.
+    """
+    import glob
+
+    folder, name = os.path.split(os.path.abspath(destination))
+    stem, ext = os.path.splitext(name)
+    pattern = os.path.join(glob.escape(folder), f".{glob.escape(stem)}{PARTIAL_MARK}{pid}-*{ext}")
+    removed = []
+    for path in glob.glob(pattern):
+        remove_quietly(path)
+        removed.append(path)
+    return removed

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 
+from ..core.atomic import remove_partials_of
 from ..core.feedback import Canceled, CoreError, Feedback
 
 #: Environment variable that overrides the worker interpreter (setting and default).
@@ -80,6 +81,8 @@ class WorkerClient:
         env["PYTHONUNBUFFERED"] = "1"
         for var in ("QGIS_PREFIX_PATH", "QT_PLUGIN_PATH"):
             env.pop(var, None)
+        if self._stderr_file is not None:
+            self._stderr_file.close()
         self._stderr_file = tempfile.TemporaryFile(mode="w+b", prefix="wetland_unet_worker_")
         command = self._command()
         try:
@@ -104,11 +107,14 @@ class WorkerClient:
 
     @staticmethod
     def _read_stdout(process, messages: queue.Queue) -> None:
-        for raw in process.stdout:
-            try:
-                messages.put(json.loads(raw.decode("utf-8")))
-            except ValueError:
-                continue
+        try:
+            for raw in process.stdout:
+                try:
+                    messages.put(json.loads(raw.decode("utf-8")))
+                except ValueError:
+                    continue
+        except (OSError, ValueError):  # stdout closed by stop()
+            pass
         messages.put(None)  # EOF: the worker is gone
 
     def _next_message(self, timeout: float, job_id):
@@ -158,6 +164,8 @@ class WorkerClient:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
     # -- jobs ------------------------------------------------------------------
     def _send(self, message: dict) -> None:
@@ -191,7 +199,7 @@ class WorkerClient:
             try:
                 self._send({"type": "job", "id": job_id, "job": job, "params": params})
             except OSError:
-                return self._died(job)
+                return self._died(job, params)
             cancel_sent_at = None
             while True:
                 message = self._next_message(timeout=0.1, job_id=job_id)
@@ -207,7 +215,7 @@ class WorkerClient:
                     raise Canceled("Canceled by the user; the worker did not stop in "
                                    f"{cancel_grace:.0f} s and was ended. No output was written.")
                 if message is None:
-                    return self._died(job)
+                    return self._died(job, params)
                 kind = message.get("type")
                 if kind == "timeout" or message.get("id") not in (job_id, None):
                     continue
@@ -232,8 +240,9 @@ class WorkerClient:
                     raise CoreError(f"Internal error in the worker: {message.get('message')}\n"
                                     f"{message.get('traceback', '')}")
 
-    def _died(self, job: str):
+    def _died(self, job: str, params: dict):
         process = self.process
+        pid = process.pid if process else None
         code = process.poll() if process else None
         if process is not None and code is None:
             try:
@@ -242,6 +251,10 @@ class WorkerClient:
                 code = None
         tail = self.stderr_tail()
         self.stop(grace=1.0)
+        if pid is not None:  # a dead worker cannot remove its temporary outputs: do it here
+            for key, value in params.items():
+                if key.startswith("output") and isinstance(value, str) and value:
+                    remove_partials_of(value, pid)
         how = "was killed (signal %d)" % -code if code is not None and code < 0 else (
             f"exited with code {code}" if code is not None else "stopped answering")
         if code is not None and -code == 9:

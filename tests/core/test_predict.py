@@ -1,0 +1,473 @@
+"""Tiled prediction: geometry, blending, nodata, TTA, bands, errors, cancel, model cache.
+
+Tiny models only (a depth-1 U-Net with 4 filters, and hand-made 1x1 / 3x3
+convolution models whose output depends on position), tiny scenes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from wetland_unet_plugin.core import predict as P  # noqa: E402
+from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback  # noqa: E402
+from wetland_unet_plugin.core.modelfile import load_model, save_model  # noqa: E402
+
+CRS = "EPSG:32633"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def write_raster(path, array, nodata=None, res=10.0, crs=CRS):
+    """Write (bands, rows, cols) to a GeoTIFF; return the path."""
+    array = np.asarray(array)
+    with rasterio.open(path, "w", driver="GTiff", width=array.shape[2], height=array.shape[1],
+                       count=array.shape[0], dtype=array.dtype, crs=crs, nodata=nodata,
+                       transform=from_origin(500000, 5800000, res, res)) as dst:
+        dst.write(array)
+    return str(path)
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+def save(keras_model, path, n_classes, depth, bands=None, n_bands=None, low=0.0, high=1.0,
+         patch=64, pixel_size=(10, 10)):
+    """Save a model with hand-written metadata like the training step writes."""
+    channels = int(keras_model.inputs[0].shape[-1])
+    names = [f"c{i + 1}" for i in range(n_classes)]
+    meta = {
+        "class_names": names,
+        "class_colors": ["#1f78b4", "#33a5a0", "#1b7837", "#d73027"][:n_classes],
+        "n_classes": n_classes,
+        "bands": bands,
+        "n_input_bands": n_bands or channels,
+        "normalization": {"low": [low] * channels, "high": [high] * channels},
+        "patch_size": patch,
+        "filters": 4,
+        "depth": depth,
+        "activation": "softmax",
+        "pixel_size": list(pixel_size),
+        "crs": CRS,
+    }
+    save_model(keras_model, meta, str(path))
+    return str(path)
+
+
+def pointwise_model(channels=1, gain=8.0):
+    """1x1 conv + softmax: p1 = sigmoid(2 * gain * (x - 0.5)); equivariant to every transform."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((None, None, channels))
+    conv = layers.Conv2D(2, 1, name="logits")
+    x = conv(inputs)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs)
+    kernel = np.zeros((1, 1, channels, 2), np.float32)
+    kernel[0, 0, 0] = [gain, -gain]
+    conv.set_weights([kernel, np.array([-gain / 2, gain / 2], np.float32)])
+    return model
+
+
+def shift_model(gain=4.0):
+    """3x3 conv reading the right-hand neighbour only: NOT rotation or flip invariant."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((None, None, 1))
+    conv = layers.Conv2D(2, 3, padding="same", use_bias=False, name="logits")
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(conv(inputs))
+    model = keras.Model(inputs, outputs)
+    kernel = np.zeros((3, 3, 1, 2), np.float32)
+    kernel[1, 2, 0] = [gain, -gain]  # kernel[row, col]: col 2 = right neighbour
+    conv.set_weights([kernel])
+    return model
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def smooth_scene(rng, bands, rows, cols):
+    from scipy.ndimage import gaussian_filter
+
+    img = np.stack([gaussian_filter(rng.random((rows, cols)), 3) for _ in range(bands)])
+    img = (img - img.min()) / (img.max() - img.min())
+    return img.astype(np.float32)
+
+
+class CancelAfter(Feedback):
+    """Cancels once ``is_canceled`` has been asked ``n`` times."""
+
+    def __init__(self, n):
+        self.n = n
+        self.calls = 0
+        self.warnings = []
+
+    def is_canceled(self):
+        self.calls += 1
+        return self.calls > self.n
+
+    def warning(self, text):
+        self.warnings.append(text)
+
+
+class Recorder(Feedback):
+    def __init__(self):
+        self.warnings, self.infos, self.fractions = [], [], []
+
+    def warning(self, text):
+        self.warnings.append(text)
+
+    def info(self, text):
+        self.infos.append(text)
+
+    def progress(self, fraction):
+        self.fractions.append(fraction)
+
+
+@pytest.fixture(scope="module")
+def unet_file(tmp_path_factory):
+    """A depth-1, 4-filter U-Net on 3 bands, 3 classes, with decisive logits."""
+    import keras
+
+    from wetland_unet_plugin.core.unet import build_unet
+
+    keras.utils.set_random_seed(3)
+    model = build_unet(3, 3, filters=4, depth=1, dropout=0.0)
+    logits = model.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    logits.set_weights([kernel * 20, bias])
+    return save(model, tmp_path_factory.mktemp("m") / "unet.keras", 3, depth=1)
+
+
+@pytest.fixture(scope="module")
+def pointwise_file(tmp_path_factory):
+    return save(pointwise_model(), tmp_path_factory.mktemp("m") / "point.keras", 2, depth=1)
+
+
+# --------------------------------------------------------------------------- pure functions
+
+def test_dihedral_pairs_invert_and_match_tensorflow():
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).random((2, 6, 6, 3)).astype(np.float32)
+    seen = set()
+    for k in range(8):
+        forward = P.dihedral_forward(x, k)
+        assert np.array_equal(P.dihedral_inverse(forward, k), x)
+        assert np.array_equal(P._tf_forward(tf.constant(x), k).numpy(), forward)
+        assert np.array_equal(P._tf_inverse(tf.constant(forward), k).numpy(), x)
+        seen.add(forward.tobytes())
+    assert len(seen) == 8  # eight distinct transforms
+    assert np.array_equal(P.dihedral_forward(x, 0), x)
+    assert P.TTA_TRANSFORMS[1] == (0,)
+    assert set(P.TTA_TRANSFORMS[8]) == set(range(8))
+    with pytest.raises(CoreError):
+        P.tta_transforms(3)
+
+
+def test_identity_transform_set_is_the_plain_model(unet_file, pointwise_file):
+    loaded = load_model(unet_file)
+    x = np.random.default_rng(9).random((2, 32, 32, 3)).astype(np.float32)
+    assert P.tta_transforms(1) == (0,)
+    np.testing.assert_allclose(P.get_predictor(loaded, tta=1)(x),
+                               np.asarray(loaded.keras_model(x, training=False)),
+                               rtol=0, atol=1e-6)
+    # a pointwise model is equivariant: every TTA set gives the plain prediction back
+    point = load_model(pointwise_file)
+    x = np.random.default_rng(10).random((3, 32, 32, 1)).astype(np.float32)
+    plain = P.get_predictor(point, tta=1)(x)
+    for tta in (2, 4, 8):
+        np.testing.assert_allclose(P.get_predictor(point, tta=tta)(x), plain, atol=1e-6)
+
+
+def test_weight_window_is_partition_of_unity_and_grid_covers_scene():
+    grid = P.plan_tiles(157, 203, 64, 16, depth=2)
+    w = P.weight_window_1d(grid.tile, grid.margin, grid.ramp)
+    assert w[:grid.margin].max() == 0 and w[grid.tile // 2] == 1
+    total = np.zeros(grid.padded_width)
+    for j in range(grid.n_cols):
+        total[j * grid.stride:j * grid.stride + grid.tile] += w
+    scene = total[grid.pad:grid.pad + grid.width]
+    assert scene.min() > 0
+    inner = scene[grid.margin + grid.ramp:-(grid.margin + grid.ramp)]
+    np.testing.assert_allclose(inner, 1.0, atol=1e-6)
+    assert grid.pad % 4 == 0 and grid.stride % 4 == 0
+    np.testing.assert_array_equal(P.reflect_index(np.arange(-3, 8), 5),
+                                  [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1])
+    assert P.default_tile_size(160, 5) == 256 and P.default_tile_size(300, 5) == 320
+    assert P.default_overlap(256, 5) == 64 and P.default_overlap(64, 2) == 16
+
+
+# --------------------------------------------------------------------------- tiling
+
+@pytest.mark.parametrize("tile,overlap", [(64, 32), (256, None)])
+def test_tiled_equals_whole_scene_prediction(tmp_path, unet_file, tile, overlap):
+    rng = np.random.default_rng(1)
+    img = smooth_scene(rng, 3, 283, 131)  # > 256 rows: several strips and output flushes
+    src = write_raster(tmp_path / "in.tif", img)
+    loaded = load_model(unet_file)
+    result = P.predict_scene(loaded, src, str(tmp_path / "c.tif"), str(tmp_path / "p.tif"),
+                             tile_size=tile, overlap=overlap, probability_dtype="float32")
+    x = np.moveaxis(img, 0, -1)
+    padded = np.pad(x, ((0, 1), (0, 1), (0, 0)), mode="reflect")  # to a multiple of 2
+    whole = np.asarray(loaded.keras_model(padded[None], training=False))[0, :283, :131]
+    probs = np.moveaxis(read(tmp_path / "p.tif"), 0, -1)
+    classes = read(tmp_path / "c.tif")[0]
+    b = 16  # away from the scene edges (zero vs mirror padding)
+    np.testing.assert_allclose(probs[b:-b, b:-b], whole[b:-b, b:-b], atol=1e-4)
+    agree = classes[b:-b, b:-b] == whole[b:-b, b:-b].argmax(-1) + 1
+    assert agree.mean() > 0.99
+    assert result["tiles_total"] == result["tiles_predicted"] > (1 if tile == 64 else 0)
+    assert result["valid_pixels"] == 283 * 131
+    assert sum(result["class_pixel_counts"].values()) == 283 * 131
+
+
+def test_odd_scene_grid_identical_and_outputs_described(tmp_path, unet_file):
+    img = smooth_scene(np.random.default_rng(2), 3, 157, 203)
+    src = write_raster(tmp_path / "in.tif", img)
+    out, prob, rgb = (str(tmp_path / n) for n in ("c.tif", "p.tif", "m.tif"))
+    result = P.predict_scene(unet_file, src, out, prob, rgb, tile_size=64)
+    assert result["output"] == out and result["tile_size"] == 64
+    with rasterio.open(src) as a:
+        for path in (out, prob, rgb):
+            with rasterio.open(path) as b:
+                assert (b.width, b.height, b.crs) == (a.width, a.height, a.crs)
+                assert b.transform == a.transform
+    with rasterio.open(out) as c:
+        assert c.dtypes[0] == "uint8" and c.nodata == 0
+        classes = c.read(1)
+        assert classes.min() >= 1 and classes.max() <= 3
+        assert c.colormap(1)[1][:3] == (0x1f, 0x78, 0xb4)
+    with rasterio.open(prob) as p:
+        assert p.count == 3 and p.descriptions == ("c1", "c2", "c3") and p.nodata == 255
+        total = p.read().astype(int).sum(axis=0)
+        assert np.abs(total - 254).max() <= 2  # probabilities sum to one
+    with rasterio.open(rgb) as m:
+        assert m.count == 4 and m.colorinterp[3].name == "alpha"
+        assert (m.read(4) == 255).all()
+
+
+# --------------------------------------------------------------------------- nodata
+
+def test_nodata_and_nan_propagate_to_every_output(tmp_path, unet_file):
+    img = smooth_scene(np.random.default_rng(3), 3, 120, 140)
+    img[:, 10:30, 20:50] = np.nan          # NaN block
+    img[1, 60:80, 70:100] = -1.0           # nodata on one band only
+    src = write_raster(tmp_path / "in.tif", img, nodata=-1.0)
+    for dtype, nodata in (("uint8", 255), ("float32", -1.0)):
+        out, prob, rgb = (str(tmp_path / f"{dtype}{n}") for n in ("c.tif", "p.tif", "m.tif"))
+        result = P.predict_scene(unet_file, src, out, prob, rgb, tile_size=64,
+                                 probability_dtype=dtype)
+        invalid = np.zeros((120, 140), bool)
+        invalid[10:30, 20:50] = True
+        invalid[60:80, 70:100] = True
+        classes = read(out)[0]
+        assert (classes[invalid] == 0).all() and (classes[~invalid] > 0).all()
+        probs = read(prob)
+        assert (probs[:, invalid] == nodata).all() and (probs[:, ~invalid] != nodata).all()
+        alpha = read(rgb)[3]
+        assert (alpha[invalid] == 0).all() and (alpha[~invalid] == 255).all()
+        assert result["valid_pixels"] == int((~invalid).sum())
+
+
+def test_all_zero_pixels_invalid_when_nodata_is_zero(tmp_path, pointwise_file):
+    img = np.full((1, 40, 50), 700, np.uint16)
+    img[0, 5:15, 5:15] = 0
+    src = write_raster(tmp_path / "in.tif", img, nodata=0)
+    P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32)
+    classes = read(tmp_path / "c.tif")[0]
+    assert (classes[5:15, 5:15] == 0).all() and (classes > 0).sum() == 40 * 50 - 100
+
+
+def test_tiles_without_valid_pixels_are_skipped(tmp_path, pointwise_file, monkeypatch):
+    img = np.full((1, 200, 260), np.nan, np.float32)
+    grid = P.plan_tiles(200, 260, 64, 16, depth=1)
+    # one small valid block at the centre of tile (1, 2): inside that tile's core only
+    cy = grid.row_origin(1) + 32
+    cx = grid.col_origin(2) + 32
+    img[0, cy - 2:cy + 2, cx - 2:cx + 2] = 0.7
+    src = write_raster(tmp_path / "in.tif", img)
+    sent = []
+    real = P.get_predictor
+
+    def counting(*args, **kwargs):
+        predictor = real(*args, **kwargs)
+        return lambda batch: sent.append(len(batch)) or predictor(batch)
+
+    monkeypatch.setattr(P, "get_predictor", counting)
+    result = P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=64,
+                             overlap=16)
+    assert result["tiles_total"] == grid.tiles_total
+    assert result["tiles_predicted"] == 1 == sum(sent)
+    assert result["tiles_skipped"] == grid.tiles_total - 1
+    classes = read(tmp_path / "c.tif")[0]
+    assert (classes > 0).sum() == 16 == result["valid_pixels"]
+
+    empty = write_raster(tmp_path / "empty.tif", np.full((1, 50, 60), np.nan, np.float32))
+    fb = Recorder()
+    result = P.predict_scene(pointwise_file, empty, str(tmp_path / "e.tif"), tile_size=32,
+                             feedback=fb)
+    assert result["tiles_predicted"] == 0 and result["valid_pixels"] == 0
+    assert (read(tmp_path / "e.tif") == 0).all()
+    assert any("no valid pixel" in w for w in fb.warnings)
+
+
+# --------------------------------------------------------------------------- TTA
+
+def ramp_scene(rows, cols):
+    """A position-dependent band: every pixel a different value in 0..1."""
+    return (np.arange(rows * cols, dtype=np.float32).reshape(1, rows, cols) / (rows * cols))
+
+
+@pytest.mark.parametrize("tta", [1, 2, 4, 8])
+def test_tta_inverts_transforms_with_position_dependent_input(tmp_path, pointwise_file, tta):
+    img = ramp_scene(70, 90)
+    src = write_raster(tmp_path / "in.tif", img)
+    P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), str(tmp_path / "p.tif"),
+                    tile_size=32, tta=tta, probability_dtype="float32")
+    probs = read(tmp_path / "p.tif")
+    expected = sigmoid(16.0 * (img[0] - 0.5))  # the pixel's own value: any misplacement shows
+    np.testing.assert_allclose(probs[0], expected, atol=2e-6)
+
+
+def test_tta_averages_transformed_predictions_of_an_asymmetric_model(tmp_path):
+    path = save(shift_model(), tmp_path / "shift.keras", 2, depth=1)
+    img = np.random.default_rng(4).random((1, 50, 60)).astype(np.float32)
+    src = write_raster(tmp_path / "in.tif", img)
+    x = img[0]
+
+    def p1(values):
+        return sigmoid(8.0 * values)
+
+    right, left = p1(x[1:-1, 2:]), p1(x[1:-1, :-2])
+    down, up = p1(x[2:, 1:-1]), p1(x[:-2, 1:-1])
+    expected = {1: right, 2: (right + left) / 2, 4: (right + left + up + down) / 4,
+                8: (right + left + up + down) / 4}
+    for tta, want in expected.items():
+        P.predict_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
+                        tile_size=32, tta=tta, probability_dtype="float32")
+        got = read(tmp_path / f"p{tta}.tif")[0]
+        np.testing.assert_allclose(got[1:-1, 1:-1], want, atol=2e-6, err_msg=f"TTA {tta}")
+
+
+# --------------------------------------------------------------------------- bands, checks
+
+def test_band_selection_matches_scene_of_those_bands(tmp_path):
+    import keras
+
+    from wetland_unet_plugin.core.unet import build_unet
+
+    keras.utils.set_random_seed(5)
+    net = build_unet(2, 2, filters=4, depth=1, dropout=0.0)
+    picked = save(net, tmp_path / "b24.keras", 2, depth=1, bands=[2, 4], n_bands=4,
+                  low=100.0, high=900.0)
+    plain = save(net, tmp_path / "plain.keras", 2, depth=1, low=100.0, high=900.0)
+    rng = np.random.default_rng(6)
+    four = (rng.random((4, 90, 70)) * 1000).astype(np.uint16)
+    src4 = write_raster(tmp_path / "four.tif", four)
+    src2 = write_raster(tmp_path / "two.tif", four[[1, 3]])
+    P.predict_scene(picked, src4, str(tmp_path / "a.tif"), str(tmp_path / "pa.tif"),
+                    tile_size=32, probability_dtype="float32")
+    P.predict_scene(plain, src2, str(tmp_path / "b.tif"), str(tmp_path / "pb.tif"),
+                    tile_size=32, probability_dtype="float32")
+    np.testing.assert_array_equal(read(tmp_path / "a.tif"), read(tmp_path / "b.tif"))
+    np.testing.assert_array_equal(read(tmp_path / "pa.tif"), read(tmp_path / "pb.tif"))
+
+
+def test_input_errors_are_reported_before_any_output(tmp_path, unet_file):
+    from wetland_unet_plugin.core.unet import build_unet
+
+    four = write_raster(tmp_path / "four.tif", np.ones((4, 40, 40), np.float32))
+    net = build_unet(4, 2, filters=4, depth=1, dropout=0.0)
+    needs7 = save(net, tmp_path / "b1237.keras", 2, depth=1, bands=[1, 2, 3, 7], n_bands=8)
+    out = tmp_path / "c.tif"
+    with pytest.raises(CoreError, match=r"bands \[1, 2, 3, 7\].*4 band"):
+        P.predict_scene(needs7, four, str(out))
+    with pytest.raises(CoreError, match="takes 3 band"):
+        P.predict_scene(unet_file, four, str(out))
+    three = write_raster(tmp_path / "three.tif", np.ones((3, 40, 40), np.float32))
+    with pytest.raises(CoreError, match="not a multiple of 2"):
+        P.predict_scene(unet_file, three, str(out), tile_size=33)
+    with pytest.raises(CoreError, match="too small"):
+        P.predict_scene(unet_file, three, str(out), tile_size=8)
+    with pytest.raises(CoreError, match="also an input"):
+        P.predict_scene(unet_file, three, three)
+    with pytest.raises(CoreError, match="does not exist"):
+        P.predict_scene(unet_file, three, str(tmp_path / "no" / "c.tif"))
+    with pytest.raises(CoreError, match="TTA"):
+        P.predict_scene(unet_file, three, str(out), tta=3)
+    with pytest.raises(CoreError, match="same file"):
+        P.predict_scene(unet_file, three, str(out), output_map=str(out))
+    assert not out.exists()
+    assert sorted(os.listdir(tmp_path)) == ["b1237.keras", "four.tif", "three.tif"]
+
+
+def test_not_enough_disk_space_is_refused(tmp_path, pointwise_file, monkeypatch):
+    import shutil
+
+    src = write_raster(tmp_path / "in.tif", ramp_scene(40, 40))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 10))
+    with pytest.raises(CoreError, match="Not enough disk space"):
+        P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32)
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
+
+
+def test_pixel_size_or_crs_units_far_from_training_warn(tmp_path, pointwise_file):
+    src = write_raster(tmp_path / "in.tif", ramp_scene(40, 40), res=30.0)
+    fb = Recorder()
+    P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32, feedback=fb)
+    assert any("pixel size" in w for w in fb.warnings)
+    assert fb.fractions and fb.fractions[-1] == 1.0
+    geographic = write_raster(tmp_path / "geo.tif", ramp_scene(40, 40), res=0.0001,
+                              crs="EPSG:4326")
+    fb = Recorder()
+    P.predict_scene(pointwise_file, geographic, str(tmp_path / "g.tif"), tile_size=32,
+                    feedback=fb)
+    assert any("degree" in w and "metre" in w for w in fb.warnings)
+
+
+# --------------------------------------------------------------------------- cancel, cache
+
+def test_cancel_mid_run_leaves_no_output(tmp_path, unet_file):
+    src = write_raster(tmp_path / "in.tif", smooth_scene(np.random.default_rng(7), 3, 200, 200))
+    outs = [str(tmp_path / n) for n in ("c.tif", "p.tif", "m.tif")]
+    fb = CancelAfter(3)
+    with pytest.raises(Canceled):
+        P.predict_scene(unet_file, src, *outs, tile_size=32, batch_size=2, feedback=fb)
+    assert fb.calls > 3
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
+
+
+def test_model_cache_loads_once_for_a_batch_of_scenes(tmp_path, pointwise_file):
+    P.clear_model_cache()
+    src = write_raster(tmp_path / "in.tif", ramp_scene(40, 40))
+    for name in ("a.tif", "b.tif"):
+        P.predict_scene(pointwise_file, src, str(tmp_path / name), tile_size=32)
+    assert P.model_cache_info()["loads"] == 1
+    assert P.get_cached_model(pointwise_file) is P.get_cached_model(pointwise_file)
+    stat = os.stat(pointwise_file)
+    os.utime(pointwise_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten
+    P.get_cached_model(pointwise_file)
+    assert P.model_cache_info()["loads"] == 2
+
+
+def test_mixed_precision_close_to_float32(tmp_path, unet_file):
+    src = write_raster(tmp_path / "in.tif", smooth_scene(np.random.default_rng(8), 3, 64, 64))
+    P.predict_scene(unet_file, src, str(tmp_path / "a.tif"), str(tmp_path / "pa.tif"),
+                    tile_size=32, probability_dtype="float32")
+    P.predict_scene(unet_file, src, str(tmp_path / "b.tif"), str(tmp_path / "pb.tif"),
+                    tile_size=32, probability_dtype="float32", precision="mixed_bfloat16")
+    a, b = read(tmp_path / "pa.tif"), read(tmp_path / "pb.tif")
+    assert np.abs(a - b).mean() < 0.05
+    assert (read(tmp_path / "a.tif") == read(tmp_path / "b.tif")).mean() > 0.9

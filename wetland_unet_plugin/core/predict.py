@@ -1,0 +1,1254 @@
+"""Tiled, overlapping, blended prediction of a scene, streamed to disk.
+
+How a scene is predicted
+------------------------
+The scene is cut into square tiles of ``tile_size`` pixels that overlap their
+neighbours by ``overlap`` pixels (the stride is ``tile_size - overlap``, a
+multiple of ``2**depth`` so every tile sees the same pooling grid). Each tile's
+class probabilities are weighted by a separable window and summed; the sum is
+divided by the summed weights. The 1-D window over a tile of ``T`` pixels is
+
+* ``0`` in a *dead zone* of ``margin = 3 * overlap // 8`` pixels at each edge
+  (those pixels lack context, so they never count),
+* a linear ramp over the next ``ramp = overlap - 2 * margin`` pixels,
+* ``1`` in the centre.
+
+The ramps of two neighbouring tiles sum to exactly 1 over their overlap, so
+where the model agrees with itself the blend is the plain prediction, and where
+it does not the transition is smooth: no seams. The scene is mirror-padded
+(reflect) by ``pad = margin`` rounded up to a multiple of ``2**depth`` so
+edge pixels get context as well.
+
+Memory does not grow with the scene's height and only linearly with its width:
+the scene is read one *strip* (one row of tiles, ``tile_size`` rows) at a time,
+probabilities are accumulated in a strip buffer of ``tile_size`` rows, rows that
+no later tile can touch are written (in whole 256-row GeoTIFF block rows), and
+the buffer slides down by the stride. GDAL's block cache is bounded to what one
+strip needs while predicting (``gdal_cache_bytes``). A reader thread reads and
+validates strips, normalises tiles and fills batches (a batch may span tile
+rows, so every model call but the last is full) while the model runs; a writer
+thread blends and writes; the calling thread only runs the model, checks cancel
+and reports progress between batches.
+
+Invalid pixels (NaN/Inf, the band's nodata value on any of the model's bands,
+or masked by the raster's mask/alpha band) are 0 at the model's input and
+nodata in every output. Tiles whose weighted part holds no valid pixel are
+never sent to the model.
+
+Outputs (tiled deflate GeoTIFF on the input's grid, written through
+``atomic_output`` so a cancel or failure leaves nothing at the destinations):
+
+* OUTPUT: uint8 class ids 1..N (argmax + 1), nodata 0, with a colour table;
+* OUTPUT_PROBABILITIES: one band per class, described by the class name;
+  ``uint8``: round(p * 254), nodata 255, band scale 1/254 so GDAL/QGIS can show
+  0..1; ``float32``: p in 0..1, nodata -1;
+* OUTPUT_MAP: RGBA uint8 picture in the class colours, alpha 0 where nodata.
+
+Precision: ``"mixed_float16"`` / ``"mixed_bfloat16"`` rebuild the model from its
+configuration under that Keras dtype policy (the output layer stays float32)
+and copy the weights; the original model is left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import raster as rasterlib
+from .atomic import atomic_output
+from .classes import default_colors, hex_to_rgb
+from .feedback import Canceled, CoreError, Feedback
+from .modelfile import LoadedModel, load_model
+from .normalize import normalize
+from .unet import receptive_margin, tile_multiple
+
+#: Dihedral transforms averaged for each TTA setting (see ``dihedral_forward``).
+TTA_TRANSFORMS = {1: (0,), 2: (0, 4), 4: (0, 1, 2, 3), 8: tuple(range(8))}
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PROBABILITY_DTYPES = ("uint8", "float32")
+#: Nodata values of the outputs.
+CLASS_NODATA = 0
+PROB_NODATA = {"uint8": 255, "float32": -1.0}
+#: uint8 probabilities are round(p * PROB_SCALE_UINT8).
+PROB_SCALE_UINT8 = 254
+#: Smallest tile we accept, whatever the depth.
+MIN_TILE = 16
+#: Default tile size when the model's patch is smaller (larger tiles amortise overhead).
+DEFAULT_MIN_TILE = 256
+#: How many loaded models the cache keeps.
+CACHE_SIZE = 2
+#: Bounds of the GDAL block cache while predicting (see ``gdal_cache_bytes``).
+GDAL_CACHE_MIN = 32 * 1024 * 1024
+GDAL_CACHE_MAX = 512 * 1024 * 1024
+
+# --------------------------------------------------------------------------- model cache
+
+_CACHE: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_STATS = {"loads": 0, "hits": 0}
+
+
+def _cache_key(path: str) -> tuple:
+    real = os.path.realpath(path)
+    try:
+        stat = os.stat(real)
+    except OSError:
+        raise CoreError(f"Model file not found: {path}. Choose a .keras file written by "
+                        "wetlandunet:train.") from None
+    return real, stat.st_mtime_ns, stat.st_size
+
+
+def get_cached_model(path: str) -> LoadedModel:
+    """Load a model file once per process; later calls return the same object.
+
+    The cache is keyed by (real path, modification time, size), so a model file
+    that is rewritten is loaded again. At most ``CACHE_SIZE`` models are kept.
+
+    Args:
+        path: a ``.keras`` model file written by wetlandunet:train.
+
+    Returns:
+        The ``LoadedModel``.
+    """
+    key = _cache_key(path)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            _CACHE_STATS["hits"] += 1
+            return _CACHE[key]
+    loaded = load_model(path)
+    with _CACHE_LOCK:
+        _CACHE_STATS["loads"] += 1
+        _CACHE[key] = loaded
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return loaded
+
+
+def model_cache_info() -> dict:
+    """Return ``{"loads": n, "hits": n, "entries": n}`` of the model cache."""
+    with _CACHE_LOCK:
+        return dict(_CACHE_STATS, entries=len(_CACHE))
+
+
+def clear_model_cache() -> None:
+    """Forget every cached model and reset the counters."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _CACHE_STATS.update(loads=0, hits=0)
+
+
+def _resolve_model(model) -> LoadedModel:
+    if isinstance(model, (str, os.PathLike)):
+        return get_cached_model(os.fspath(model))
+    if hasattr(model, "keras_model") and hasattr(model, "metadata"):
+        return model
+    raise CoreError("MODEL must be a model file path or a loaded model.")
+
+
+# --------------------------------------------------------------------------- model spec
+
+@dataclass
+class ModelSpec:
+    """What prediction needs to know about a model, read from its metadata."""
+
+    class_names: list
+    class_colors: list
+    n_classes: int
+    bands: list | None  # 1-based input bands, in model order; None = all
+    n_channels: int     # channels the Keras model takes
+    depth: int
+    patch_size: int
+    normalization: dict
+    pixel_size: list | None
+    crs_wkt: str | None
+
+
+def _count_pools(keras_model) -> int:
+    return sum(1 for layer in getattr(keras_model, "layers", [])
+               if "Pooling2D" in type(layer).__name__)
+
+
+def model_spec(loaded: LoadedModel, feedback: Feedback | None = None) -> ModelSpec:
+    """Read a model's metadata (and Keras input shape) into a ``ModelSpec``.
+
+    Args:
+        loaded: the loaded model.
+        feedback: where to warn about missing metadata.
+
+    Returns:
+        The ``ModelSpec``.
+    """
+    feedback = feedback or Feedback()
+    meta = loaded.metadata or {}
+    keras_model = loaded.keras_model
+    n_channels = None
+    try:
+        n_channels = int(keras_model.inputs[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        pass
+    bands = meta.get("bands")
+    bands = [int(b) for b in bands] if bands else None
+    if n_channels is None:
+        n_channels = len(bands) if bands else int(meta.get("n_input_bands") or 0)
+    n_classes = int(meta.get("n_classes") or 0)
+    if not n_classes:
+        try:
+            n_classes = int(keras_model.outputs[0].shape[-1])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            raise CoreError("The model file does not say how many classes it has; "
+                            "train it again with wetlandunet:train.") from None
+    names = list(meta.get("class_names") or [f"class {i + 1}" for i in range(n_classes)])
+    colors = list(meta.get("class_colors") or default_colors(names))
+    depth = meta.get("depth")
+    depth = int(depth) if depth is not None else _count_pools(keras_model)
+    stats = meta.get("normalization")
+    if not stats or "low" not in stats or "high" not in stats:
+        feedback.warning("The model carries no normalisation statistics; the input is "
+                         "used unscaled (0..1 assumed).")
+        stats = {"low": [0.0] * n_channels, "high": [1.0] * n_channels}
+    if len(stats["low"]) != n_channels:
+        raise CoreError(f"The model's normalisation covers {len(stats['low'])} bands but "
+                        f"the network takes {n_channels}; the model file is inconsistent. "
+                        "Train it again.")
+    return ModelSpec(class_names=names, class_colors=colors, n_classes=n_classes, bands=bands,
+                     n_channels=n_channels, depth=depth,
+                     patch_size=int(meta.get("patch_size") or 0), normalization=stats,
+                     pixel_size=meta.get("pixel_size"), crs_wkt=meta.get("crs"))
+
+
+# --------------------------------------------------------------------------- dihedral TTA
+
+def dihedral_forward(array: np.ndarray, k: int) -> np.ndarray:
+    """Apply dihedral transform ``k`` (0..7) to the spatial axes of an array.
+
+    Transform k flips the columns when ``k >= 4``, then rotates by ``k % 4``
+    quarter turns (``np.rot90`` sense). Transform 0 is the identity.
+
+    Args:
+        array: (..., rows, cols, channels).
+        k: 0..7.
+
+    Returns:
+        The transformed array (a view where possible).
+    """
+    axes = (array.ndim - 3, array.ndim - 2)
+    if k >= 4:
+        array = np.flip(array, axis=axes[1])
+    return np.rot90(array, k % 4, axes=axes)
+
+
+def dihedral_inverse(array: np.ndarray, k: int) -> np.ndarray:
+    """Undo ``dihedral_forward(., k)``: ``dihedral_inverse(dihedral_forward(x, k), k) == x``.
+
+    Args:
+        array: (..., rows, cols, channels).
+        k: 0..7.
+    """
+    axes = (array.ndim - 3, array.ndim - 2)
+    array = np.rot90(array, -(k % 4), axes=axes)
+    if k >= 4:
+        array = np.flip(array, axis=axes[1])
+    return array
+
+
+def _tf_forward(x, k: int):
+    import tensorflow as tf
+
+    if k >= 4:
+        x = tf.reverse(x, axis=[2])
+    return tf.image.rot90(x, k % 4) if k % 4 else x
+
+
+def _tf_inverse(y, k: int):
+    import tensorflow as tf
+
+    if k % 4:
+        y = tf.image.rot90(y, (4 - k % 4) % 4)
+    if k >= 4:
+        y = tf.reverse(y, axis=[2])
+    return y
+
+
+def tta_transforms(tta: int) -> tuple:
+    """Return the dihedral transforms averaged for a TTA setting (1, 2, 4 or 8).
+
+    Raises:
+        CoreError: for any other value.
+    """
+    try:
+        return TTA_TRANSFORMS[int(tta)]
+    except (KeyError, TypeError, ValueError):
+        raise CoreError(f"TTA must be 1, 2, 4 or 8 (dihedral transforms averaged); got "
+                        f"{tta!r}.") from None
+
+
+# --------------------------------------------------------------------------- compiled model
+
+def cast_model(keras_model, precision: str):
+    """Return the model rebuilt under a Keras mixed-precision policy (or itself for float32).
+
+    Every layer except the inputs and the output layers takes the policy; the
+    weights are copied. The original model is not modified.
+
+    Args:
+        keras_model: a functional Keras model.
+        precision: "float32", "mixed_float16" or "mixed_bfloat16".
+    """
+    if precision == "float32":
+        return keras_model
+    import keras
+
+    config = keras_model.get_config()
+    outputs = config.get("output_layers") or []
+    if outputs and isinstance(outputs[0], str):
+        outputs = [outputs]
+    keep = {entry[0] for entry in outputs}
+    for layer in config.get("layers", []):
+        if layer.get("class_name") == "InputLayer" or layer.get("config", {}).get("name") in keep:
+            continue
+        layer["config"]["dtype"] = precision
+    try:
+        clone = keras.Model.from_config(config)
+        clone.set_weights(keras_model.get_weights())
+    except Exception as err:  # Keras raises many types for configs it cannot rebuild
+        raise CoreError(f"The model cannot be rebuilt for precision {precision} ({err}); "
+                        "use PRECISION float32.") from None
+    return clone
+
+
+def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32"):
+    """Return a compiled function ``f(batch) -> probabilities`` for a model, cached on it.
+
+    ``batch`` is (B, rows, cols, channels) float32 with rows == cols (any size
+    multiple of 2**depth); the result is (B, rows, cols, classes) float32 numpy,
+    averaged over the TTA transforms in probability space.
+
+    Args:
+        loaded: the loaded model.
+        tta: 1, 2, 4 or 8.
+        precision: one of ``PRECISIONS``.
+    """
+    transforms = tta_transforms(tta)
+    store = loaded.__dict__.setdefault("_wetland_predictors", {})
+    key = (precision, transforms)
+    if key in store:
+        return store[key]
+    import tensorflow as tf
+
+    models = loaded.__dict__.setdefault("_wetland_cast_models", {})
+    if precision not in models:
+        models[precision] = cast_model(loaded.keras_model, precision)
+    keras_model = models[precision]
+    channels = int(keras_model.inputs[0].shape[-1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)],
+                 reduce_retracing=True)
+    def run(x):
+        total = None
+        for k in transforms:
+            y = tf.cast(keras_model(_tf_forward(x, k), training=False), tf.float32)
+            y = _tf_inverse(y, k)
+            total = y if total is None else total + y
+        if len(transforms) > 1:
+            total = total / float(len(transforms))
+        return total
+
+    def predictor(batch: np.ndarray) -> np.ndarray:
+        return run(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
+
+    store[key] = predictor
+    return predictor
+
+
+def bare_model_throughput(model, n_tiles: int, tile_size: int | None = None, batch_size: int = 4,
+                          tta: int = 1, precision: str = "float32", seed: int = 0) -> dict:
+    """Time the compiled model alone on random tiles (no reading, blending or writing).
+
+    Args:
+        model: model path or ``LoadedModel``.
+        n_tiles: number of tiles to predict (e.g. ``tiles_predicted`` of a scene).
+        tile_size: tile size (default as ``predict_scene``).
+        batch_size: tiles per model call.
+        tta: TTA setting.
+        precision: one of ``PRECISIONS``.
+        seed: random seed of the tiles.
+
+    Returns:
+        dict with ``seconds`` (excluding one warm-up call), ``tiles``, ``tile_size``,
+        ``batch_size`` and ``tile_megapixels_per_second``.
+    """
+    loaded = _resolve_model(model)
+    spec = model_spec(loaded)
+    tile = int(tile_size or default_tile_size(spec.patch_size, spec.depth))
+    predictor = get_predictor(loaded, tta, precision)
+    rng = np.random.default_rng(seed)
+    batch = rng.random((batch_size, tile, tile, spec.n_channels), dtype=np.float32)
+    predictor(batch)  # warm-up: tracing and allocation
+    n_tiles = int(n_tiles)
+    start = time.perf_counter()
+    done = 0
+    while done < n_tiles:
+        size = min(batch_size, n_tiles - done)
+        predictor(batch[:size])
+        done += size
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "tiles": n_tiles, "tile_size": tile, "batch_size": batch_size,
+            "tile_megapixels_per_second": n_tiles * tile * tile / 1e6 / seconds if seconds else 0.0}
+
+
+# --------------------------------------------------------------------------- tiling geometry
+
+def default_tile_size(patch_size: int, depth: int) -> int:
+    """Default TILE_SIZE: the training patch, at least 256, rounded up to 2**depth.
+
+    Args:
+        patch_size: the model's training patch size (0 when unknown).
+        depth: the model's depth.
+    """
+    mult = tile_multiple(depth)
+    size = max(int(patch_size or 0), DEFAULT_MIN_TILE)
+    return int(math.ceil(size / mult) * mult)
+
+
+def default_overlap(tile_size: int, depth: int) -> int:
+    """Default OVERLAP: twice the model's receptive margin, at most tile/4, a multiple of 2**depth.
+
+    Args:
+        tile_size: the tile size.
+        depth: the model's depth.
+    """
+    mult = tile_multiple(depth)
+    wanted = min(2 * receptive_margin(depth), tile_size // 4)
+    overlap = (wanted // mult) * mult
+    if overlap == 0 and mult <= tile_size // 2:
+        overlap = mult
+    return int(overlap)
+
+
+@dataclass
+class TileGrid:
+    """Tile layout over a scene (all values in pixels, scene coordinates).
+
+    Tile ``(i, j)`` covers rows ``row_origin(i) .. + tile`` and columns
+    ``col_origin(j) .. + tile``; origins start at ``-pad`` (mirror padding).
+    """
+
+    height: int
+    width: int
+    tile: int
+    overlap: int
+    margin: int   # dead zone (weight 0) at each tile edge
+    ramp: int     # linear ramp after the dead zone
+    pad: int      # mirror padding at the scene edges
+    n_rows: int
+    n_cols: int
+
+    @property
+    def stride(self) -> int:
+        """Distance between tile origins."""
+        return self.tile - self.overlap
+
+    @property
+    def padded_width(self) -> int:
+        """Columns spanned by one row of tiles."""
+        return (self.n_cols - 1) * self.stride + self.tile
+
+    @property
+    def tiles_total(self) -> int:
+        """Number of tiles in the grid."""
+        return self.n_rows * self.n_cols
+
+    def row_origin(self, i: int) -> int:
+        """First scene row of tile row ``i`` (negative in the padding)."""
+        return -self.pad + i * self.stride
+
+    def col_origin(self, j: int) -> int:
+        """First scene column of tile column ``j``."""
+        return -self.pad + j * self.stride
+
+
+def _tiles_along(size: int, tile: int, stride: int, pad: int, margin: int) -> int:
+    # smallest n whose last tile's weighted part reaches the end of the scene
+    reach = size + pad + margin - tile
+    return 1 if reach <= 0 else int(math.ceil(reach / stride)) + 1
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, depth: int) -> TileGrid:
+    """Lay out overlapping tiles over a scene.
+
+    Args:
+        height, width: scene size in pixels.
+        tile: tile size (multiple of 2**depth).
+        overlap: pixels shared by neighbouring tiles (multiple of 2**depth, <= tile/2).
+        depth: the model's depth.
+
+    Returns:
+        The ``TileGrid``.
+    """
+    mult = tile_multiple(depth)
+    margin = (3 * overlap) // 8
+    ramp = overlap - 2 * margin
+    pad = int(math.ceil(margin / mult) * mult)
+    stride = tile - overlap
+    return TileGrid(height=height, width=width, tile=tile, overlap=overlap, margin=margin,
+                    ramp=ramp, pad=pad,
+                    n_rows=_tiles_along(height, tile, stride, pad, margin),
+                    n_cols=_tiles_along(width, tile, stride, pad, margin))
+
+
+def weight_window_1d(tile: int, margin: int, ramp: int) -> np.ndarray:
+    """1-D blending weights: 0 in the dead zone, linear ramp, 1 in the centre.
+
+    Ramps of neighbouring tiles (stride ``tile - 2 * margin - ramp``) sum to 1.
+
+    Args:
+        tile: tile size.
+        margin: dead zone at each edge.
+        ramp: ramp length after the dead zone.
+
+    Returns:
+        (tile,) float32.
+    """
+    index = np.arange(tile)
+    distance = np.minimum(index, tile - 1 - index).astype(np.float64)
+    if ramp > 0:
+        weight = np.clip((distance - margin + 0.5) / ramp, 0.0, 1.0)
+    else:
+        weight = (distance >= margin).astype(np.float64)
+    return weight.astype(np.float32)
+
+
+def weight_window(tile: int, margin: int, ramp: int) -> np.ndarray:
+    """2-D separable blending window (tile, tile) float32 (see ``weight_window_1d``)."""
+    w = weight_window_1d(tile, margin, ramp)
+    return np.outer(w, w).astype(np.float32)
+
+
+def reflect_index(indices: np.ndarray, size: int) -> np.ndarray:
+    """Map indices outside ``0..size-1`` back inside by mirror reflection (edge not repeated).
+
+    Args:
+        indices: integer array, any values.
+        size: axis length.
+
+    Returns:
+        Integer array of the same shape with values in ``0..size-1``.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if size == 1:
+        return np.zeros_like(indices)
+    period = 2 * (size - 1)
+    folded = np.mod(indices, period)
+    return np.where(folded >= size, period - folded, folded)
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_options(tta, batch_size, probability_dtype, precision) -> None:
+    tta_transforms(tta)
+    try:
+        if int(batch_size) < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise CoreError(f"BATCH_SIZE must be a whole number of at least 1; got "
+                        f"{batch_size!r}.") from None
+    if probability_dtype not in PROBABILITY_DTYPES:
+        raise CoreError(f"Probability data type must be one of {', '.join(PROBABILITY_DTYPES)}; "
+                        f"got {probability_dtype!r}.")
+    if precision not in PRECISIONS:
+        raise CoreError(f"PRECISION must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+
+
+def resolve_tiling(spec: ModelSpec, tile_size, overlap, feedback: Feedback) -> tuple[int, int]:
+    """Validate TILE_SIZE and OVERLAP (or pick defaults) for a model.
+
+    Returns:
+        (tile, overlap).
+
+    Raises:
+        CoreError: tile not a multiple of 2**depth or too small; overlap negative
+            or more than half the tile.
+    """
+    mult = tile_multiple(spec.depth)
+    if tile_size in (None, 0, ""):
+        tile = default_tile_size(spec.patch_size, spec.depth)
+    else:
+        tile = int(tile_size)
+        if tile < max(MIN_TILE, 2 * mult):
+            raise CoreError(f"TILE_SIZE {tile} is too small for this model (depth "
+                            f"{spec.depth}): use at least {max(MIN_TILE, 2 * mult)}, "
+                            f"better {default_tile_size(spec.patch_size, spec.depth)}.")
+        if tile % mult:
+            raise CoreError(f"TILE_SIZE {tile} is not a multiple of {mult} (2**depth for this "
+                            f"depth-{spec.depth} model): use "
+                            f"{int(math.ceil(tile / mult) * mult)} or "
+                            f"{max(mult, tile // mult * mult)}.")
+    if overlap in (None, ""):
+        ov = default_overlap(tile, spec.depth)
+    else:
+        ov = int(overlap)
+        if ov < 0 or ov > tile // 2:
+            raise CoreError(f"OVERLAP {ov} must be between 0 and half the tile size "
+                            f"({tile // 2}); leave it empty for the default "
+                            f"({default_overlap(tile, spec.depth)}).")
+        rounded = int(round(ov / mult)) * mult
+        rounded = min(rounded, (tile // 2) // mult * mult)
+        if rounded != ov:
+            feedback.info(f"OVERLAP {ov} rounded to {rounded} (a multiple of {mult}, so "
+                          "tiles share the model's pooling grid).")
+        ov = rounded
+    return tile, ov
+
+
+def _check_bands(spec: ModelSpec, dataset, path: str) -> list:
+    count = dataset.count
+    if spec.bands:
+        if len(spec.bands) != spec.n_channels:
+            raise CoreError(f"The model lists bands {spec.bands} but its network takes "
+                            f"{spec.n_channels}; the model file is inconsistent.")
+        missing = [b for b in spec.bands if b < 1 or b > count]
+        if missing:
+            raise CoreError(f"The model needs bands {spec.bands} of the input but '{path}' has "
+                            f"{count} band(s) (band(s) {missing} missing). Choose a scene from "
+                            "the sensor the model was trained on, with the same band layout.")
+        return list(spec.bands)
+    if count != spec.n_channels:
+        raise CoreError(f"The model takes {spec.n_channels} band(s) but '{path}' has {count}. "
+                        "Choose a scene with the band layout the model was trained on, or "
+                        "train with BANDS to pick bands.")
+    return list(range(1, count + 1))
+
+
+def _warn_grid(spec: ModelSpec, dataset, feedback: Feedback) -> None:
+    model_crs = None
+    if spec.crs_wkt:
+        try:
+            from rasterio.crs import CRS
+            model_crs = CRS.from_wkt(spec.crs_wkt) if "[" in spec.crs_wkt else \
+                CRS.from_user_input(spec.crs_wkt)
+        except Exception:  # an unreadable CRS only loses a warning
+            model_crs = None
+    scene_crs = dataset.crs
+    if model_crs is not None and scene_crs is not None:
+        def units(crs):
+            return "degree" if crs.is_geographic else (crs.linear_units or "unknown")
+        if units(model_crs) != units(scene_crs):
+            feedback.warning(f"The model was trained on data in {units(model_crs)} but the "
+                             f"input is in {units(scene_crs)}; pixel sizes cannot be compared. "
+                             "Reproject the input (wetlandunet:alignpair) to the training CRS.")
+            return
+    if spec.pixel_size:
+        try:
+            model_res = float(np.mean(np.abs(np.asarray(spec.pixel_size, dtype=float))))
+        except (TypeError, ValueError):
+            return
+        scene_res = float(np.mean(np.abs(dataset.res)))
+        if model_res > 0 and scene_res > 0:
+            ratio = scene_res / model_res
+            if ratio > 2 or ratio < 0.5:
+                feedback.warning(f"The input's pixel size ({scene_res:g}) is {ratio:.2g} times "
+                                 f"the training data's ({model_res:g}); the model sees features "
+                                 "at the wrong scale and may classify poorly. Resample the input "
+                                 "(wetlandunet:alignpair PIXEL_SIZE) to the training pixel size.")
+
+
+def _output_bytes(height: int, width: int, n_classes: int, outputs: dict,
+                  probability_dtype: str) -> dict:
+    sizes = {}
+    pixels = float(height) * width
+    for key, path in outputs.items():
+        if not path:
+            continue
+        if key == "output":
+            size = pixels
+        elif key == "output_probabilities":
+            size = pixels * n_classes * (1 if probability_dtype == "uint8" else 4)
+        else:
+            size = pixels * 4
+        sizes[path] = size * 1.05 + 1e5  # headers, tile index
+    return sizes
+
+
+def _check_outputs(outputs: dict, inputs: list, height: int, width: int, n_classes: int,
+                   probability_dtype: str) -> None:
+    seen = {}
+    for key, path in outputs.items():
+        if not path:
+            continue
+        name = key.upper()
+        rasterlib.check_output_path(path, inputs, what=name)
+        real = os.path.realpath(path)
+        if real in seen:
+            raise CoreError(f"{name} and {seen[real]} are the same file '{path}': give each "
+                            "output its own path.")
+        seen[real] = name
+    per_folder: dict = {}
+    for path, size in _output_bytes(height, width, n_classes, outputs, probability_dtype).items():
+        folder = os.path.dirname(os.path.abspath(path))
+        per_folder[folder] = per_folder.get(folder, 0.0) + size
+    for folder, size in per_folder.items():
+        rasterlib.check_disk_space(os.path.join(folder, "x"), size, what="prediction outputs")
+
+
+# --------------------------------------------------------------------------- reading
+
+def _mask_band_used(dataset) -> bool:
+    from rasterio.enums import MaskFlags
+
+    flags = dataset.mask_flag_enums[0] if dataset.count else []
+    return MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
+
+
+def valid_block(block: np.ndarray, nodatas) -> np.ndarray:
+    """Valid pixels of a block: finite on every band and not the band's nodata on any band.
+
+    Args:
+        block: (bands, rows, cols) raw values.
+        nodatas: one nodata value (or None) per band.
+
+    Returns:
+        (rows, cols) boolean.
+    """
+    valid = np.ones(block.shape[1:], dtype=bool)
+    floating = np.issubdtype(block.dtype, np.floating)
+    for band, nodata in zip(block, nodatas):
+        if floating:
+            valid &= np.isfinite(band)
+        if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+            valid &= band != np.asarray(nodata).astype(block.dtype)
+    return valid
+
+
+class _StripReader:
+    """Reads one row of tiles at a time: raw -> valid -> normalised, mirror-padded."""
+
+    def __init__(self, path: str, band_indexes: list, stats: dict, grid: TileGrid):
+        import rasterio
+
+        self.dataset = rasterio.open(path)
+        self.bands = band_indexes
+        self.stats = stats
+        self.grid = grid
+        self.nodatas = [self.dataset.nodatavals[b - 1] for b in band_indexes]
+        self.use_mask = _mask_band_used(self.dataset)
+        self.col_index = reflect_index(np.arange(grid.padded_width) - grid.pad, grid.width)
+
+    def close(self) -> None:
+        self.dataset.close()
+
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read tile row ``i`` (raw values: tiles are normalised one by one, see ``tile``).
+
+        Returns:
+            (strip, strip_valid, scene_valid): strip (bands, tile, padded_width) raw values
+            mirror-padded; strip_valid (tile, padded_width) bool, mirror-padded likewise;
+            scene_valid (tile, width) bool for scene rows ``row_origin(i) .. + tile``
+            (False outside the scene).
+        """
+        from rasterio.windows import Window
+
+        g = self.grid
+        y0 = g.row_origin(i)
+        rows = reflect_index(np.arange(y0, y0 + g.tile), g.height)
+        r_lo, r_hi = int(rows.min()), int(rows.max()) + 1
+        window = Window(0, r_lo, g.width, r_hi - r_lo)
+        raw = self.dataset.read(indexes=self.bands, window=window)
+        valid = valid_block(raw, self.nodatas)
+        if self.use_mask:
+            valid &= self.dataset.read_masks(self.bands[0], window=window) > 0
+        local = rows - r_lo
+        strip = raw[:, local][:, :, self.col_index]
+        del raw
+        strip_valid = valid[np.ix_(local, self.col_index)]
+        scene_valid = np.zeros((g.tile, g.width), dtype=bool)
+        a, b = max(y0, 0), min(y0 + g.tile, g.height)
+        scene_valid[a - y0:b - y0] = valid[a - r_lo:b - r_lo]
+        return strip, strip_valid, scene_valid
+
+    def tile(self, strip: np.ndarray, strip_valid: np.ndarray, j: int) -> np.ndarray:
+        """Normalised model input (tile, tile, channels) of tile column ``j`` of a strip."""
+        x = j * self.grid.stride
+        t = self.grid.tile
+        return normalize(strip[:, :, x:x + t], self.stats, strip_valid[:, x:x + t])
+
+
+def tile_has_valid(core_cols_valid: np.ndarray, grid: TileGrid, j: int) -> bool:
+    """True when tile column ``j`` has a valid pixel in its weighted (non dead-zone) part.
+
+    Args:
+        core_cols_valid: (width,) bool, any valid pixel in the core rows per column.
+        grid: the tile grid.
+        j: tile column.
+    """
+    x0 = grid.col_origin(j)
+    lo = max(0, x0 + grid.margin)
+    hi = min(grid.width, x0 + grid.tile - grid.margin)
+    return bool(hi > lo and core_cols_valid[lo:hi].any())
+
+
+# --------------------------------------------------------------------------- writing
+
+class _Outputs:
+    """The open output datasets; writes finished rows in block-aligned chunks."""
+
+    def __init__(self, datasets: dict, spec: ModelSpec, probability_dtype: str, width: int,
+                 block_rows: int):
+        self.datasets = datasets
+        self.spec = spec
+        self.probability_dtype = probability_dtype
+        self.width = width
+        self.block_rows = block_rows
+        self.next_row = 0
+        self.pending: list = []
+        self.pending_rows = 0
+        self.counts = np.zeros(spec.n_classes + 1, dtype=np.int64)
+        palette = np.zeros((spec.n_classes + 1, 4), dtype=np.uint8)
+        for k, color in enumerate(spec.class_colors[:spec.n_classes]):
+            palette[k + 1, :3] = hex_to_rgb(color)
+            palette[k + 1, 3] = 255
+        self.palette = palette
+
+    def add(self, probs: np.ndarray, valid: np.ndarray) -> None:
+        """Convert finished rows (probabilities (rows, width, N), valid (rows, width))."""
+        classes = np.argmax(probs, axis=-1).astype(np.uint8) + 1
+        classes[~valid] = CLASS_NODATA
+        self.counts += np.bincount(classes.ravel(), minlength=self.spec.n_classes + 1)
+        chunk = {"output": classes[None]}
+        if "output_probabilities" in self.datasets:
+            bands = np.moveaxis(probs, -1, 0)
+            if self.probability_dtype == "uint8":
+                out = np.rint(np.clip(bands, 0, 1) * PROB_SCALE_UINT8).astype(np.uint8)
+            else:
+                out = bands.astype(np.float32)
+            out[:, ~valid] = PROB_NODATA[self.probability_dtype]
+            chunk["output_probabilities"] = out
+        if "output_map" in self.datasets:
+            chunk["output_map"] = np.moveaxis(self.palette[classes], -1, 0)
+        self.pending.append(chunk)
+        self.pending_rows += classes.shape[0]
+        if self.pending_rows >= self.block_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self.pending:
+            return
+        from rasterio.windows import Window
+
+        joined = {key: np.concatenate([c[key] for c in self.pending], axis=1)
+                  for key in self.pending[0]}
+        n = self.pending_rows if final else (self.pending_rows // self.block_rows) * self.block_rows
+        window = Window(0, self.next_row, self.width, n)
+        for key, array in joined.items():
+            self.datasets[key].write(array[:, :n], window=window)
+        self.next_row += n
+        rest = self.pending_rows - n
+        self.pending = [{key: array[:, n:] for key, array in joined.items()}] if rest else []
+        self.pending_rows = rest
+
+    def close(self) -> None:
+        """Write what is left."""
+        self._flush(final=True)
+
+
+class _Blender:
+    """Accumulates weighted tile probabilities for one strip and hands finished rows on.
+
+    Tiles arrive in raster order (tile row by tile row); a tile of a later row
+    first finishes every earlier row (``end_row``), so batches may span rows.
+    """
+
+    #: Finished rows are converted in chunks of this many rows (bounds temporaries).
+    CHUNK_ROWS = 64
+
+    def __init__(self, grid: TileGrid, n_classes: int, outputs: _Outputs):
+        self.grid = grid
+        self.outputs = outputs
+        self.window = weight_window(grid.tile, grid.margin, grid.ramp)
+        self.acc = np.zeros((grid.tile, grid.width, n_classes), dtype=np.float32)
+        self.weights = np.zeros((grid.tile, grid.width), dtype=np.float32)
+        self.valid: dict = {}   # tile row -> (tile, width) bool validity of its rows
+        self.row = 0            # the tile row the buffers hold
+        self.written = 0
+        self.valid_pixels = 0
+
+    def set_valid(self, i: int, valid: np.ndarray) -> None:
+        """Record the validity (tile, width) of the scene rows of tile row ``i``."""
+        self.valid[i] = valid
+
+    def add_batch(self, tiles: list, probs: np.ndarray) -> None:
+        """Add predicted tiles ``[(row, col), ...]`` with probabilities (B, T, T, N)."""
+        g = self.grid
+        for (i, j), tile_probs in zip(tiles, probs):
+            while self.row < i:
+                self.end_row()
+            x0 = g.col_origin(j)
+            lo, hi = max(0, x0), min(g.width, x0 + g.tile)
+            w = self.window[:, lo - x0:hi - x0]
+            self.acc[:, lo:hi] += tile_probs[:, lo - x0:hi - x0] * w[:, :, None]
+            self.weights[:, lo:hi] += w
+
+    def finish(self) -> None:
+        """End every remaining tile row and write what is left."""
+        while self.row < self.grid.n_rows:
+            self.end_row()
+        self.outputs.close()
+
+    def end_row(self) -> None:
+        """Finish the current tile row: write rows no later tile reaches, slide the buffers."""
+        g = self.grid
+        i = self.row
+        y0 = g.row_origin(i)
+        last = i == g.n_rows - 1
+        limit = g.height if last else min(g.height, g.row_origin(i + 1) + g.margin)
+        for a in range(max(self.written, 0), limit, self.CHUNK_ROWS):
+            b = min(a + self.CHUNK_ROWS, limit)
+            weights = self.weights[a - y0:b - y0]
+            valid = self.valid[i][a - y0:b - y0] & (weights > 0)
+            probs = self.acc[a - y0:b - y0] / np.where(weights > 0, weights, 1)[:, :, None]
+            self.valid_pixels += int(valid.sum())
+            self.outputs.add(probs, valid)
+            self.written = b
+        del self.valid[i]
+        self.row += 1
+        if not last:
+            s = g.stride
+            for buffer in (self.acc, self.weights):
+                buffer[:g.tile - s] = buffer[s:]
+                buffer[g.tile - s:] = 0
+
+
+# --------------------------------------------------------------------------- pipeline
+
+class _Stop(Exception):
+    pass
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stop()
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        if stop.is_set():
+            raise _Stop()
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
+def _io_error(err: BaseException, what: str, advice: str) -> BaseException:
+    """Turn a GDAL/OS error raised in a pipeline thread into a CoreError that says what to do."""
+    from rasterio.errors import RasterioError
+
+    if isinstance(err, (RasterioError, OSError)) and not isinstance(err, CoreError):
+        return CoreError(f"{what}: {err}. {advice}")
+    return err
+
+
+def _reader_main(reader: _StripReader, grid: TileGrid, batch_size: int, out: queue.Queue,
+                 stop: threading.Event, errors: list) -> None:
+    """Read strips, skip tiles without valid pixels, send full batches (spanning rows).
+
+    Messages: ("row", i, valid, n_skipped) once per tile row, before any of its
+    tiles; ("batch", [(i, j), ...], array); ("done",).
+    """
+    try:
+        g = grid
+        tile = g.tile
+        tiles: list = []
+        batch = None
+        for i in range(g.n_rows):
+            strip, strip_valid, valid = reader.read(i)
+            core_cols = valid[g.margin:tile - g.margin].any(axis=0)
+            todo = [j for j in range(g.n_cols) if tile_has_valid(core_cols, g, j)]
+            _put(out, ("row", i, valid, g.n_cols - len(todo)), stop)
+            for j in todo:
+                if batch is None:
+                    batch = np.empty((batch_size, tile, tile, strip.shape[0]), np.float32)
+                batch[len(tiles)] = reader.tile(strip, strip_valid, j)
+                tiles.append((i, j))
+                if len(tiles) == batch_size:
+                    _put(out, ("batch", tiles, batch), stop)
+                    tiles, batch = [], None
+            del strip, strip_valid
+        if tiles:
+            _put(out, ("batch", tiles, batch[:len(tiles)]), stop)
+        _put(out, ("done",), stop)
+    except _Stop:
+        pass
+    except BaseException as err:  # handed to the main thread
+        errors.append(_io_error(err, "Reading the input scene failed",
+                                "The file may be corrupt or truncated; check it with "
+                                "gdalinfo -checksum, or export it again."))
+        stop.set()
+    finally:
+        reader.close()
+
+
+def _writer_main(blender: _Blender, inbox: queue.Queue, stop: threading.Event,
+                 errors: list) -> None:
+    try:
+        while True:
+            item = _get(inbox, stop)
+            kind = item[0]
+            if kind == "row":
+                blender.set_valid(item[1], item[2])
+            elif kind == "batch":
+                blender.add_batch(item[1], item[2])
+            elif kind == "done":
+                blender.finish()
+                return
+    except _Stop:
+        pass
+    except BaseException as err:
+        errors.append(_io_error(err, "Writing the outputs failed",
+                                "Check free disk space and write permission of the output "
+                                "folder."))
+        stop.set()
+
+
+def _run_pipeline(reader: _StripReader, blender: _Blender, predictor, grid: TileGrid,
+                  batch_size: int, feedback: Feedback) -> dict:
+    """Run reader thread -> model (this thread) -> writer thread; return tile counts.
+
+    The calling thread only runs the model, checks cancel and reports progress,
+    so feedback is always used from the caller's thread.
+    """
+    stop = threading.Event()
+    errors: list = []
+    to_model: queue.Queue = queue.Queue(maxsize=3)
+    to_writer: queue.Queue = queue.Queue(maxsize=3)
+    threads = [
+        threading.Thread(target=_reader_main, name="wetland-read", daemon=True,
+                         args=(reader, grid, batch_size, to_model, stop, errors)),
+        threading.Thread(target=_writer_main, name="wetland-write", daemon=True,
+                         args=(blender, to_writer, stop, errors)),
+    ]
+    for thread in threads:
+        thread.start()
+    predicted = skipped = 0
+    finished = False
+    try:
+        while True:
+            item = _get(to_model, stop)
+            kind = item[0]
+            feedback.check_canceled()
+            if kind == "batch":
+                probs = predictor(item[2])
+                _put(to_writer, (kind, item[1], probs), stop)
+                predicted += len(item[1])
+            else:
+                if kind == "row":
+                    skipped += item[3]
+                _put(to_writer, item, stop)
+                if kind == "done":
+                    break
+            feedback.progress((predicted + skipped) / max(grid.tiles_total, 1))
+        threads[1].join()
+        finished = not errors
+    except _Stop:
+        pass
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    if not finished:
+        raise RuntimeError("prediction pipeline stopped early without an error")
+    return {"tiles_predicted": predicted, "tiles_skipped": skipped}
+
+
+# --------------------------------------------------------------------------- outputs
+
+def gdal_cache_bytes(dataset, grid: TileGrid, n_classes: int, probability_dtype: str) -> int:
+    """GDAL block cache for one prediction: the input blocks one strip touches, plus one
+    block row of every output, plus slack; between ``GDAL_CACHE_MIN`` and ``_MAX``.
+
+    GDAL's default (5% of RAM) would keep every read and written block of a large
+    scene in memory; a cache sized to a strip keeps memory independent of the
+    scene's height while no input block is decompressed twice.
+    """
+    block_rows = max(1, dataset.block_shapes[0][0])
+    item = np.dtype(dataset.dtypes[0]).itemsize
+    strip_block_rows = int(math.ceil(grid.tile / block_rows)) + 1
+    inputs = strip_block_rows * block_rows * dataset.width * dataset.count * item
+    per_pixel = 1 + n_classes * (1 if probability_dtype == "uint8" else 4) + 4
+    outputs = int(rasterlib.GTIFF_OPTIONS["blockysize"]) * dataset.width * per_pixel
+    wanted = inputs + outputs + 16 * 1024 * 1024
+    return int(min(max(wanted, GDAL_CACHE_MIN), GDAL_CACHE_MAX))
+
+
+def _base_profile(dataset) -> dict:
+    profile = dict(rasterlib.GTIFF_OPTIONS)
+    profile.update(width=dataset.width, height=dataset.height, crs=dataset.crs,
+                   transform=dataset.transform)
+    return profile
+
+
+def _open_outputs(stack: ExitStack, paths: dict, base: dict, spec: ModelSpec,
+                  probability_dtype: str) -> dict:
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    datasets = {}
+    names_tag = json.dumps(spec.class_names)
+    for key, path in paths.items():
+        if not path:
+            continue
+        tmp = stack.enter_context(atomic_output(path))
+        profile = dict(base)
+        if key == "output":
+            profile.update(count=1, dtype="uint8", nodata=CLASS_NODATA)
+        elif key == "output_probabilities":
+            profile.update(count=spec.n_classes, dtype=probability_dtype,
+                           nodata=PROB_NODATA[probability_dtype])
+        else:
+            profile.update(count=4, dtype="uint8", nodata=None, photometric="RGB",
+                           alpha="YES")
+        dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
+        dst.update_tags(class_names=names_tag, class_colors=json.dumps(spec.class_colors),
+                        software="Wetland U-Net")
+        if key == "output":
+            dst.set_band_description(1, "class")
+            colormap = {0: (0, 0, 0, 0)}
+            for k, color in enumerate(spec.class_colors[:spec.n_classes]):
+                colormap[k + 1] = hex_to_rgb(color) + (255,)
+            dst.write_colormap(1, colormap)
+        elif key == "output_probabilities":
+            for k, name in enumerate(spec.class_names[:spec.n_classes]):
+                dst.set_band_description(k + 1, str(name))
+            if probability_dtype == "uint8":
+                dst.scales = [1.0 / PROB_SCALE_UINT8] * spec.n_classes
+                dst.offsets = [0.0] * spec.n_classes
+        else:
+            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                               ColorInterp.alpha]
+            for k, name in enumerate(("red", "green", "blue", "alpha")):
+                dst.set_band_description(k + 1, name)
+        datasets[key] = dst
+    return datasets
+
+
+# --------------------------------------------------------------------------- entry point
+
+def predict_scene(model, input, output, output_probabilities=None, output_map=None,
+                  tile_size=None, overlap=None, tta=1, batch_size=4, probability_dtype="uint8",
+                  precision="float32", feedback=None) -> dict:
+    """Classify a scene with a trained model: tiled, overlapping, blended, streamed to disk.
+
+    Args:
+        model: a model file path (loaded once per process, see ``get_cached_model``)
+            or a ``LoadedModel``.
+        input: the scene (any GDAL raster); the model's BANDS are read from it.
+        output: class raster to write (uint8, class ids 1..N, nodata 0).
+        output_probabilities: optional per-class probability raster.
+        output_map: optional RGBA picture in the class colours.
+        tile_size: tile size in pixels, a multiple of 2**depth (default: the training
+            patch, at least 256).
+        overlap: pixels shared by neighbouring tiles (default: twice the model's
+            receptive margin, at most tile/4); rounded to a multiple of 2**depth.
+        tta: 1, 2, 4 or 8 dihedral transforms averaged.
+        batch_size: tiles per model call.
+        probability_dtype: "uint8" (p * 254, nodata 255) or "float32" (nodata -1).
+        precision: "float32", "mixed_float16" or "mixed_bfloat16".
+        feedback: ``Feedback`` for progress, messages and cancel.
+
+    Returns:
+        dict with ``output``, ``output_probabilities``, ``output_map`` (paths or None),
+        ``valid_pixels``, ``tiles_total``, ``tiles_predicted``, ``tiles_skipped``,
+        ``seconds``, ``megapixels_per_second`` (valid pixels), ``class_names``,
+        ``class_pixel_counts`` (name -> pixels), ``tile_size``, ``overlap``, ``tta``.
+
+    Raises:
+        CoreError: for inputs that cannot work (checked before any output is written).
+        Canceled: when canceled; no output is left behind.
+    """
+    feedback = feedback or Feedback()
+    start = time.perf_counter()
+    _check_options(tta, batch_size, probability_dtype, precision)
+    batch_size = int(batch_size)
+    if not output:
+        raise CoreError("No OUTPUT given: choose a path for the class raster.")
+    paths = {"output": output, "output_probabilities": output_probabilities or None,
+             "output_map": output_map or None}
+    model_path = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    loaded = _resolve_model(model)
+    spec = model_spec(loaded, feedback)
+    with rasterlib.open_raster(input, "input scene") as src:
+        band_indexes = _check_bands(spec, src, input)
+        tile, ov = resolve_tiling(spec, tile_size, overlap, feedback)
+        _check_outputs(paths, [input, model_path], src.height, src.width, spec.n_classes,
+                       probability_dtype)
+        _warn_grid(spec, src, feedback)
+        grid = plan_tiles(src.height, src.width, tile, ov, spec.depth)
+        base = _base_profile(src)
+        cache_bytes = gdal_cache_bytes(src, grid, spec.n_classes, probability_dtype)
+    feedback.info(f"Predicting {grid.width} x {grid.height} px with tiles of {tile} px, "
+                  f"overlap {ov} px ({grid.n_cols} x {grid.n_rows} tiles), TTA {tta}, "
+                  f"batch {batch_size}, {precision}.")
+    predictor = get_predictor(loaded, tta, precision)
+    feedback.check_canceled()
+    import rasterio
+
+    with ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))
+        datasets = _open_outputs(stack, paths, base, spec, probability_dtype)
+        outputs = _Outputs(datasets, spec, probability_dtype, grid.width,
+                           block_rows=int(base["blockysize"]))
+        blender = _Blender(grid, spec.n_classes, outputs)
+        reader = _StripReader(input, band_indexes, spec.normalization, grid)
+        stack.callback(reader.close)
+        counts = _run_pipeline(reader, blender, predictor, grid, batch_size, feedback)
+        feedback.check_canceled()
+    seconds = time.perf_counter() - start
+    valid = blender.valid_pixels
+    if valid == 0:
+        feedback.warning("The input has no valid pixel (all nodata, NaN or masked): the "
+                         "outputs hold only nodata.")
+    feedback.progress(1.0)
+    class_counts = {str(name): int(outputs.counts[k + 1])
+                    for k, name in enumerate(spec.class_names[:spec.n_classes])}
+    return {
+        "output": output,
+        "output_probabilities": paths["output_probabilities"],
+        "output_map": paths["output_map"],
+        "valid_pixels": int(valid),
+        "tiles_total": grid.tiles_total,
+        "tiles_predicted": counts["tiles_predicted"],
+        "tiles_skipped": counts["tiles_skipped"],
+        "seconds": round(seconds, 3),
+        "megapixels_per_second": round(valid / 1e6 / seconds, 4) if seconds > 0 else 0.0,
+        "class_names": [str(n) for n in spec.class_names[:spec.n_classes]],
+        "class_pixel_counts": class_counts,
+        "tile_size": tile,
+        "overlap": ov,
+        "tta": int(tta),
+    }
+
+
+__all__ = ["predict_scene", "get_cached_model", "model_cache_info", "clear_model_cache",
+           "bare_model_throughput", "dihedral_forward", "dihedral_inverse", "plan_tiles",
+           "weight_window", "reflect_index", "default_tile_size", "default_overlap",
+           "Canceled"]
