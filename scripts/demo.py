@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 BANDS = ["B02", "B03", "B04", "B08"]
-CLASS_NAMES = "water,wetland,forest,meadow,farm,residential,scrub"
+CLASS_NAMES = "water,wetland,forest,meadow,farm,residential"
 
 
 def sample_data_dir():
@@ -85,6 +85,22 @@ def start_qgis():
     plugin = wetland_unet_plugin.classFactory(None)
     plugin.initProcessing()
     return app, plugin
+
+
+def printing_feedback():
+    """A Processing feedback that prints the algorithms' log lines (epochs, tiles, ...)."""
+    from qgis.core import QgsProcessingFeedback
+
+    class PrintFeedback(QgsProcessingFeedback):
+        def pushInfo(self, info):  # noqa: N802 (QGIS's name)
+            super().pushInfo(info)
+            print("          " + info, flush=True)
+
+        def pushWarning(self, warning):  # noqa: N802
+            super().pushWarning(warning)
+            print("          warning: " + warning, flush=True)
+
+    return PrintFeedback()
 
 
 def split_extents(path):
@@ -231,7 +247,7 @@ def main(argv=None):
         "FILTERS": 8 if args.quick else 16, "DEPTH": 3 if args.quick else 4,
         "LEARNING_RATE": 0.002, "SEED": 7,
         "OUTPUT_MODEL": os.path.join(out, "model.keras"),
-        "OUTPUT_REPORT": os.path.join(out, "training_report.html")})
+        "OUTPUT_REPORT": os.path.join(out, "training_report.html")}, feedback=printing_feedback())
 
     stage("wetlandunet:predict the east half")
     predicted = processing.run("wetlandunet:predict", {
@@ -239,7 +255,7 @@ def main(argv=None):
         "TTA": 0 if args.quick else 2,
         "OUTPUT": os.path.join(out, "landcover_east.tif"),
         "OUTPUT_PROBABILITIES": os.path.join(out, "probabilities_east.tif"),
-        "OUTPUT_MAP": os.path.join(out, "landcover_east_rgb.tif")})
+        "OUTPUT_MAP": os.path.join(out, "landcover_east_rgb.tif")}, feedback=printing_feedback())
 
     stage("wetlandunet:evaluate against the east half's OpenStreetMap labels")
     evaluated = processing.run("wetlandunet:evaluate", {
