@@ -328,6 +328,46 @@ def _clean_copy(model):
     return copy
 
 
+#: Environment variable naming the devices to train on, e.g. "/cpu:0,/cpu:1" (tests) or
+#: "/gpu:0,/gpu:1"; unset = every visible GPU (MirroredStrategy when there are several).
+DEVICES_ENV = "WETLAND_UNET_DEVICES"
+
+
+@contextlib.contextmanager
+def device_strategy(feedback: Feedback):
+    """Build and train under ``tf.distribute.MirroredStrategy`` when several devices are used.
+
+    Several visible GPUs (or the devices listed in $WETLAND_UNET_DEVICES) give data-parallel
+    training: each batch is split across the replicas and gradients are summed. On a GPU,
+    the mixed_float16 policy is used (the output layer stays float32); the previous Keras
+    policy is restored afterwards, so later jobs in the worker are unaffected.
+
+    Yields:
+        The number of replicas (1 when no strategy is used).
+    """
+    import keras
+    import tensorflow as tf
+
+    listed = [d.strip() for d in os.environ.get(DEVICES_ENV, "").split(",") if d.strip()]
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = listed or [d.name for d in gpus]
+    previous_policy = keras.config.dtype_policy()
+    if gpus:
+        keras.config.set_dtype_policy("mixed_float16")
+        feedback.info(f"GPU training with mixed precision (mixed_float16) on {len(gpus)} GPU(s).")
+    try:
+        if len(devices) > 1:
+            strategy = tf.distribute.MirroredStrategy(devices=devices)
+            feedback.info(f"Data-parallel training (MirroredStrategy) on {len(devices)} devices: "
+                          + ", ".join(devices))
+            with strategy.scope():
+                yield strategy.num_replicas_in_sync
+        else:
+            yield 1
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
 @contextlib.contextmanager
 def seeded(seed: int, deterministic: bool):
     """Seed Python, numpy and Keras; optionally make TensorFlow ops deterministic.
@@ -436,7 +476,8 @@ def _validation_scores(model, sampler, batch_size, val_size, n_classes, feedback
     for i, (x, labels) in enumerate(sampler.batches("val", batch_size, val_size,
                                                     datamod.VAL_STREAM)):
         feedback.check_canceled()
-        prediction = np.argmax(model.predict_on_batch(x), axis=-1) + 1
+        # A direct call: predict_on_batch under MirroredStrategy returns every replica's copy.
+        prediction = np.argmax(np.asarray(model(x, training=False)), axis=-1) + 1
         confusion_matrix(labels, prediction, n_classes, matrix)
         feedback.progress((i + 1) / steps)
     return matrix, scores(matrix)
@@ -640,7 +681,8 @@ def _train(p: dict, v: SimpleNamespace, feedback: Feedback) -> dict:
     activation = LOSSES[p["loss"]]
     steps = max(1, math.ceil(p["train_size"] / batch))
     val_steps = max(1, math.ceil(p["val_size"] / batch))
-    with seeded(v.seed_used, deterministic=p["seed"] is not None):
+    with seeded(v.seed_used, deterministic=p["seed"] is not None), \
+            device_strategy(feedback):
         if v.init_model:
             model = load_model(v.init_model).keras_model
             shape_in, shape_out = model.input_shape[-1], model.output_shape[-1]
