@@ -70,23 +70,6 @@ def stack_bands(folder, output, window=None):
     return output
 
 
-def start_qgis():
-    """A headless QgsApplication with Processing and the Wetland U-Net provider."""
-    from qgis.core import QgsApplication
-
-    app = QgsApplication([], False)
-    app.initQgis()
-    sys.path.append(os.path.join(app.pkgDataPath(), "python", "plugins"))
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    import wetland_unet_plugin
-
-    plugin = wetland_unet_plugin.classFactory(None)
-    plugin.initProcessing()
-    return app, plugin
-
-
 def printing_feedback():
     """A Processing feedback that prints the algorithms' log lines (epochs, tiles, ...)."""
     from qgis.core import QgsProcessingFeedback
@@ -204,6 +187,8 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
 
     stage("starting QGIS (headless) with the Wetland U-Net provider")
+    from wetland_unet_plugin.processing.headless import start_qgis, stop_qgis
+
     app, plugin = start_qgis()
     import processing
     from qgis.core import QgsProject, QgsRasterLayer
@@ -309,9 +294,7 @@ def main(argv=None):
           f"{summary['east_overall_accuracy']:.3f}, kappa {summary['east_kappa']:.3f}, "
           f"mean IoU {summary['east_mean_iou']:.3f}\n"
           f"  QGIS project   {project_path}\n  pictures       {pictures['side_by_side']}")
-    plugin.unload()
-    project.clear()
-    app.exitQgis()
+    stop_qgis(app, plugin)
     return 0
 
 

@@ -139,18 +139,9 @@ def train_from_polygons():
 
 
 def main():
-    from qgis.core import QgsApplication
+    from wetland_unet_plugin.processing.headless import start_qgis, stop_qgis
 
-    app = QgsApplication([], False)
-    app.initQgis()
-    sys.path.append(os.path.join(app.pkgDataPath(), "python", "plugins"))
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    import wetland_unet_plugin
-
-    plugin = wetland_unet_plugin.classFactory(None)
-    plugin.initProcessing()
+    app, plugin = start_qgis()
     folder = os.path.join(ROOT, "resources", "models")
     os.makedirs(folder, exist_ok=True)
     for name, build in (("map_new_scene", map_new_scene),
@@ -161,8 +152,7 @@ def main():
         if not model.toFile(path):
             raise SystemExit(f"could not write {path}")
         print(path)
-    plugin.unload()
-    app.exitQgis()
+    stop_qgis(app, plugin)
 
 
 if __name__ == "__main__":

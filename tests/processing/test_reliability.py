@@ -143,15 +143,10 @@ def test_worker_killed_mid_prediction_is_reported_and_the_next_job_works(trained
 KILL_SCRIPT = r"""
 import os, sys
 sys.path.insert(0, {root!r})
-os.environ["QT_QPA_PLATFORM"] = "offscreen"
-from qgis.core import QgsApplication, QgsProcessingFeedback
-app = QgsApplication([], False); app.initQgis()
-sys.path.append(os.path.join(app.pkgDataPath(), "python", "plugins"))
-from processing.core.Processing import Processing
-Processing.initialize()
-import processing, wetland_unet_plugin
-plugin = wetland_unet_plugin.classFactory(None)
-plugin.initProcessing()
+from wetland_unet_plugin.processing.headless import start_qgis
+app, plugin = start_qgis()
+import processing
+from qgis.core import QgsProcessingFeedback
 from wetland_unet_plugin.processing.provider import worker_python
 from wetland_unet_plugin.processing.worker_client import get_client
 
