@@ -196,3 +196,29 @@ def test_styleclassified_rejects_bad_colours(tmp_path):
         processing.run("wetlandunet:styleclassified", {
             "INPUT": raster, "CLASS_NAMES": "a,b", "CLASS_COLORS": "blue,#zzzzzz"})
     assert not os.path.exists(tmp_path / "classes.qml")
+
+
+def test_can_execute_says_what_to_run_when_tensorflow_is_missing():
+    """A worker Python without TensorFlow (Debian's own python3): train/predict say so in
+    words and name the fix; the preparation algorithms still work."""
+    from processing.core.ProcessingConfig import ProcessingConfig
+    from qgis.core import QgsApplication
+
+    from wetland_unet_plugin.processing.provider import WORKER_PYTHON_SETTING
+
+    registry = QgsApplication.processingRegistry()
+    previous = ProcessingConfig.getSetting(WORKER_PYTHON_SETTING)
+    ProcessingConfig.setSettingValue(WORKER_PYTHON_SETTING, "/usr/bin/python3")
+    try:
+        for alg_id in ("wetlandunet:train", "wetlandunet:predict"):
+            ok, message = registry.algorithmById(alg_id).canExecute()
+            assert not ok
+            assert "make setup" in message and "'/usr/bin/python3'" in message
+            assert "tensorflow" in message
+        ok, _ = registry.algorithmById("wetlandunet:cleaninvalid").canExecute()
+        assert ok
+    finally:
+        ProcessingConfig.setSettingValue(WORKER_PYTHON_SETTING, previous)
+    ok, message = registry.algorithmById("wetlandunet:predict").canExecute()
+    assert ok, message
+    assert "TensorFlow 2." in message

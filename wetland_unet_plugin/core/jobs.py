@@ -23,9 +23,9 @@ JOBS = {
 
 def environment_info() -> dict:
     """Import TensorFlow and report versions: the worker's health check."""
+    import tensorflow as tf  # first: the module whose absence the user must hear about
     import keras
     import numpy
-    import tensorflow as tf
 
     return {
         "python": platform.python_version(),
