@@ -112,3 +112,21 @@ def test_training_that_diverges_stops_with_advice(tmp_path):
         train_model([image], [mask], "a,b,c", model, patch_size=32, batch_size=4, train_size=32,
                     val_size=8, epochs=3, filters=4, depth=2, learning_rate=1e30, seed=1)
     assert not os.path.exists(model)
+
+
+def test_debug_mode_asserts_finite_inputs_at_the_model_boundary(monkeypatch):
+    """With WETLAND_UNET_DEBUG=1 a NaN reaching the model raises; normalised data never has one."""
+    import numpy as np
+
+    from wetland_unet_plugin.core.normalize import check_finite, normalize
+
+    block = np.array([[[1.0, np.nan], [np.inf, 4.0]]], dtype=np.float32)
+    stats = {"low": [0.0], "high": [4.0]}
+    monkeypatch.setenv("WETLAND_UNET_DEBUG", "1")
+    clean = normalize(block, stats)
+    assert check_finite(clean, "test") is clean
+    np.testing.assert_array_equal(clean[..., 0], [[0.25, 0.0], [0.0, 1.0]])
+    with pytest.raises(AssertionError, match="2 NaN/Inf values in raw tiles"):
+        check_finite(block, "raw tiles")
+    monkeypatch.setenv("WETLAND_UNET_DEBUG", "0")
+    assert check_finite(block, "raw tiles") is block

@@ -180,9 +180,10 @@ def test_identity_transform_set_is_the_plain_model(unet_file, pointwise_file):
     loaded = load_model(unet_file)
     x = np.random.default_rng(9).random((2, 32, 32, 3)).astype(np.float32)
     assert P.tta_transforms(1) == (0,)
+    # the predictor runs the folded inference graph: float32 rounding differs, no more
     np.testing.assert_allclose(P.get_predictor(loaded, tta=1)(x),
                                np.asarray(loaded.keras_model(x, training=False)),
-                               rtol=0, atol=1e-6)
+                               rtol=0, atol=2e-5)
     # a pointwise model is equivariant: every TTA set gives the plain prediction back
     point = load_model(pointwise_file)
     x = np.random.default_rng(10).random((3, 32, 32, 1)).astype(np.float32)
@@ -205,8 +206,161 @@ def test_weight_window_is_partition_of_unity_and_grid_covers_scene():
     assert grid.pad % 4 == 0 and grid.stride % 4 == 0
     np.testing.assert_array_equal(P.reflect_index(np.arange(-3, 8), 5),
                                   [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1])
-    assert P.default_tile_size(160, 5) == 256 and P.default_tile_size(300, 5) == 320
+    assert P.default_tile_size(160, 5) == 512 and P.default_tile_size(600, 5) == 608
     assert P.default_overlap(256, 5) == 64 and P.default_overlap(64, 2) == 16
+    # the overlap does not grow with the tile: its dead zone and ramp are edge distances
+    assert P.default_overlap(512, 5) == 64 and P.default_overlap(512, 3) == 64
+
+
+def test_inference_graph_folds_batchnorm_and_matches_the_model():
+    import keras
+
+    from wetland_unet_plugin.core.unet import build_unet
+
+    keras.utils.set_random_seed(11)
+    model = build_unet(3, 4, filters=4, depth=2, dropout=0.2)
+    rng = np.random.default_rng(11)
+    n_bn = 0
+    for layer in model.layers:  # trained-looking statistics, so folding is not a no-op
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma * rng.uniform(0.5, 2, gamma.shape),
+                               beta + rng.normal(0, 0.3, beta.shape),
+                               mean + rng.normal(0, 0.3, mean.shape),
+                               var * rng.uniform(0.3, 3, var.shape)])
+            n_bn += 1
+    n_drop = sum(isinstance(layer, keras.layers.SpatialDropout2D) for layer in model.layers)
+    forward, info = P.inference_function(model)
+    # every BN folded into its convolution; those and the logits run as conv + bias (+ ReLU)
+    assert info == {"folded": n_bn, "fused": n_bn + 1, "dropped": n_drop} and n_drop > 0
+    x = rng.random((2, 32, 48, 3)).astype(np.float32)  # not square: any multiple of 4
+    want = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(np.asarray(forward(x)), want, rtol=0, atol=1e-5)
+    # mixed precision: the folded convolutions compute in bfloat16, output stays float32
+    cast = P.cast_model(model, "mixed_bfloat16")
+    forward16, _ = P.inference_function(cast)
+    got16 = np.asarray(forward16(x))
+    assert got16.dtype == np.float32 and np.abs(got16 - want).mean() < 0.05
+
+
+def test_inference_graph_falls_back_for_graphs_it_does_not_handle(tmp_path):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((None, None, 1))
+    shared = layers.Conv2D(1, 1, name="shared")
+    x = shared(shared(inputs))  # one layer called twice
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(
+        layers.Conv2D(2, 1, name="logits")(x))
+    model = keras.Model(inputs, outputs)
+    assert P.inference_function(model) is None
+    loaded = load_model(save(model, tmp_path / "shared.keras", 2, depth=1))
+    x = np.random.default_rng(12).random((1, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(P.get_predictor(loaded)(x),
+                               np.asarray(loaded.keras_model(x, training=False)), atol=1e-6)
+
+
+def test_valid_crop_covers_every_weighted_valid_pixel_with_context():
+    grid = P.plan_tiles(300, 400, 128, 32, depth=3)
+    assert grid.multiple == 8 and grid.crop_context == 32 - grid.margin
+    valid = np.zeros((grid.tile, grid.width), bool)
+    assert P.valid_crop(valid, grid, 1) is None  # nothing valid: skipped
+    x0 = grid.col_origin(1)
+    valid[50:60, x0 + 70:x0 + 75] = True
+    r0, r1, c0, c1 = P.valid_crop(valid, grid, 1)
+    assert all(v % 8 == 0 for v in (r0, r1, c0, c1))
+    assert grid.crop_step == 16 and (r1 - r0) % 16 == 0 and (c1 - c0) % 16 == 0
+    c = grid.crop_context
+    assert r0 <= 50 - c and r1 >= 60 + c and c0 <= 70 - c and c1 >= 75 + c
+    assert (r1 - r0) * (c1 - c0) <= grid.tile ** 2 / 4
+    valid[:, :] = False
+    valid[110:118, x0 + 60:x0 + 62] = True  # near the tile's bottom: the box stays inside
+    r0, r1, c0, c1 = P.valid_crop(valid, grid, 1)
+    assert r1 == 128 and r0 <= 110 - c and (r1 - r0) % 16 == 0
+    assert P.valid_crop(valid, grid, 1, crop=False) == (0, 128, 0, 128)
+    valid[:, :] = True
+    assert P.valid_crop(valid, grid, 1) == (0, 128, 0, 128)  # all valid: the whole tile
+    valid[:, :] = False
+    valid[2:6, x0 + 60] = True  # valid only in the dead zone (weight 0): skipped
+    assert P.valid_crop(valid, grid, 1) is None
+
+
+def footprint_scene(rows, cols, bands=1, seed=13):
+    """Smooth data inside a rotated rectangle, NaN outside (a satellite footprint)."""
+    img = smooth_scene(np.random.default_rng(seed), bands, rows, cols)
+    y = (np.arange(rows)[:, None] + 0.5) / rows - 0.5
+    x = (np.arange(cols)[None, :] + 0.5) / cols - 0.5
+    a = np.radians(15)
+    inside = (np.abs(x * np.cos(a) + y * np.sin(a)) < 0.3) & \
+        (np.abs(-x * np.sin(a) + y * np.cos(a)) < 0.35)
+    img[:, ~inside] = np.nan
+    return img, inside
+
+
+def test_cropped_tiles_give_the_whole_tile_result(tmp_path, unet_file, pointwise_file,
+                                                  monkeypatch):
+    img, inside = footprint_scene(230, 260, bands=3)
+    src = write_raster(tmp_path / "in.tif", img)
+    results, probs = {}, {}
+    for crop in (False, True):
+        monkeypatch.setattr(P, "CROP_TO_VALID", crop)
+        for name, model in (("unet", unet_file), ("point", pointwise_file)):
+            scene = src if name == "unet" else write_raster(tmp_path / "one.tif", img[:1])
+            key = (name, crop)
+            results[key] = P.predict_scene(model, scene, str(tmp_path / f"c{key}.tif"),
+                                           str(tmp_path / f"p{key}.tif"), tile_size=64,
+                                           probability_dtype="float32")
+            probs[key] = read(tmp_path / f"p{key}.tif")
+    for name in ("unet", "point"):
+        whole, cut = results[(name, False)], results[(name, True)]
+        assert cut["tiles_predicted"] == whole["tiles_predicted"]
+        assert cut["model_megapixels"] < 0.85 * whole["model_megapixels"]
+        assert cut["valid_pixels"] == whole["valid_pixels"] == int(inside.sum())
+        assert cut["class_pixel_counts"].keys() == whole["class_pixel_counts"].keys()
+    # a pointwise model cannot tell: the same up to float32 rounding
+    np.testing.assert_allclose(probs[("point", True)], probs[("point", False)], rtol=0,
+                               atol=1e-6)
+    # a U-Net sees zero padding instead of zero (invalid) input beyond the context
+    a, b = probs[("unet", True)][:, inside], probs[("unet", False)][:, inside]
+    assert np.abs(a - b).max() < 0.05
+    assert (a.argmax(0) == b.argmax(0)).mean() > 0.99
+
+
+def test_tta_on_cropped_tiles_with_an_asymmetric_model(tmp_path, monkeypatch):
+    """Cut tiles are not square: quarter turns swap their sides and must turn back."""
+    path = save(shift_model(), tmp_path / "shift.keras", 2, depth=1)
+    img, inside = footprint_scene(90, 140, seed=14)
+    src = write_raster(tmp_path / "in.tif", img)
+    x = np.where(inside, img[0], 0.0)  # invalid pixels are 0 at the model's input
+
+    def p1(values):
+        return sigmoid(8.0 * values)
+
+    right, left = p1(x[1:-1, 2:]), p1(x[1:-1, :-2])
+    down, up = p1(x[2:, 1:-1]), p1(x[:-2, 1:-1])
+    expected = {1: right, 2: (right + left) / 2, 4: (right + left + up + down) / 4}
+    sent = []
+    real = P.get_predictor
+
+    def recording(*args, **kwargs):
+        predictor = real(*args, **kwargs)
+        return lambda batch: sent.append(batch.shape) or predictor(batch)
+
+    monkeypatch.setattr(P, "get_predictor", recording)
+    pixels = {}
+    for tta, want in expected.items():
+        sent.clear()
+        result = P.predict_scene(path, src, str(tmp_path / f"c{tta}.tif"),
+                                 str(tmp_path / f"p{tta}.tif"), tile_size=32, tta=tta,
+                                 probability_dtype="float32")
+        assert any(shape[1] != shape[2] for shape in sent)  # some tiles were cut
+        got = read(tmp_path / f"p{tta}.tif")[0][1:-1, 1:-1]
+        keep = inside[1:-1, 1:-1]
+        np.testing.assert_allclose(got[keep], want[keep], atol=2e-6, err_msg=f"TTA {tta}")
+        pixels[tta] = (result["model_megapixels"], result["tiles_predicted"], list(sent))
+    # TTA runs inside each model call on the same cut tiles: the work it multiplies is
+    # that of the valid tiles only
+    assert pixels[1] == pixels[2] == pixels[4]
 
 
 # --------------------------------------------------------------------------- tiling

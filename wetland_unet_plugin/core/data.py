@@ -33,7 +33,7 @@ from rasterio.windows import Window
 
 from .classes import parse_int_list
 from .feedback import CoreError, Feedback, SubFeedback
-from .normalize import normalize, stats_from_samples
+from .normalize import check_finite, normalize, stats_from_samples
 from .raster import grid_description, open_raster, same_grid, valid_pixels
 
 #: Rows per window when a whole raster is scanned (masks, caches).
@@ -772,7 +772,8 @@ def make_dataset(sampler: PatchSampler, region: str, batch_size: int, n_classes:
     table = tf.constant([0.0] + [float(w) for w in class_weights], tf.float32)
 
     def generate():
-        yield from sampler.batches(region, batch_size, count, stream, augment, workers)
+        for x, labels in sampler.batches(region, batch_size, count, stream, augment, workers):
+            yield check_finite(x, "training patches"), labels
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=(
         tf.TensorSpec((None, size, size, n_bands), tf.float32),

@@ -59,8 +59,37 @@ def normalize(block: np.ndarray, stats: dict, valid: np.ndarray | None = None) -
         raise ValueError(f"normalize: block has {block.shape[0]} bands, statistics "
                          f"{low.shape[0]}")
     out = (block.astype(np.float32) - low) / (high - low)
+    out[~np.isfinite(out)] = 0.0  # NaN and +-Inf are no data, not extremes
     np.clip(out, -1.0, 2.0, out=out)
-    out[~np.isfinite(out)] = 0.0
     if valid is not None:
         out[:, ~valid] = 0.0
     return np.ascontiguousarray(np.moveaxis(out, 0, -1))
+
+
+#: Set to 1 to assert at the model boundary that no NaN/Inf reaches the network.
+DEBUG_ENV = "WETLAND_UNET_DEBUG"
+
+
+def check_finite(batch: np.ndarray, where: str) -> np.ndarray:
+    """In debug mode ($WETLAND_UNET_DEBUG=1), fail if a batch holds NaN or Inf.
+
+    Normalisation already maps invalid pixels to 0, so this never fires unless a
+    change breaks that; it is the assertion at the model boundary.
+
+    Args:
+        batch: model input (any shape).
+        where: what is being fed ("prediction tiles", "training patches").
+
+    Returns:
+        The batch unchanged.
+
+    Raises:
+        AssertionError: naming ``where`` and the count of non-finite values.
+    """
+    import os
+
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        bad = int(np.size(batch) - np.count_nonzero(np.isfinite(batch)))
+        if bad:
+            raise AssertionError(f"{bad} NaN/Inf values in {where} at the model boundary")
+    return batch

@@ -25,15 +25,26 @@ probabilities are accumulated in a strip buffer of ``tile_size`` rows, rows that
 no later tile can touch are written (in whole 256-row GeoTIFF block rows), and
 the buffer slides down by the stride. GDAL's block cache is bounded to what one
 strip needs while predicting (``gdal_cache_bytes``). A reader thread reads and
-validates strips, normalises tiles and fills batches (a batch may span tile
-rows, so every model call but the last is full) while the model runs; a writer
-thread blends and writes; the calling thread only runs the model, checks cancel
-and reports progress between batches.
+validates strips, normalises tiles and fills batches of tiles of one shape
+(whole tiles first, so their batches span tile rows and are full) while the
+model runs; a writer thread blends and writes; the calling thread only runs the
+model, checks cancel and reports progress between batches.
 
 Invalid pixels (NaN/Inf, the band's nodata value on any of the model's bands,
 or masked by the raster's mask/alpha band) are 0 at the model's input and
-nodata in every output. Tiles whose weighted part holds no valid pixel are
-never sent to the model.
+nodata in every output. What need not be computed is not:
+
+* tiles whose weighted part holds no valid pixel are never sent to the model;
+* a tile whose valid pixels fill only part of it (a rotated satellite footprint,
+  a cloud mask) is cut to their bounding box plus context (``valid_crop``);
+* the model runs as its inference graph: batch normalisation folded into the
+  convolutions, convolution + bias + ReLU fused, dropout removed
+  (``inference_function``), checked against the Keras model once per model;
+* every TTA transform runs on the same cut tiles, so TTA work scales with the
+  valid part of the scene only.
+
+The defaults (tiles of at least 512 pixels, overlap at most 64) keep the pixels
+computed twice in overlaps at (512 / 448)**2 = 1.31 times the tiled area.
 
 Outputs (tiled deflate GeoTIFF on the input's grid, written through
 ``atomic_output`` so a cancel or failure leaves nothing at the destinations):
@@ -68,7 +79,7 @@ from .atomic import atomic_output
 from .classes import default_colors, hex_to_rgb
 from .feedback import Canceled, CoreError, Feedback
 from .modelfile import LoadedModel, load_model
-from .normalize import normalize
+from .normalize import check_finite, normalize
 from .unet import receptive_margin, tile_multiple
 
 #: Dihedral transforms averaged for each TTA setting (see ``dihedral_forward``).
@@ -82,8 +93,23 @@ PROB_NODATA = {"uint8": 255, "float32": -1.0}
 PROB_SCALE_UINT8 = 254
 #: Smallest tile we accept, whatever the depth.
 MIN_TILE = 16
-#: Default tile size when the model's patch is smaller (larger tiles amortise overhead).
-DEFAULT_MIN_TILE = 256
+#: Default tile size when the model's patch is smaller. Larger tiles cut the share of
+#: pixels computed twice in overlaps: (512 / 448)**2 = 1.31 at the default overlap of 64,
+#: against (256 / 192)**2 = 1.78 at 256 (see benchmarks/README.md).
+DEFAULT_MIN_TILE = 512
+#: Upper bound of the default overlap. The dead zone (3/8 of the overlap) and the ramp are
+#: measured from a tile's edge, so the context a pixel near an edge gets does not depend
+#: on the tile size: the overlap that served 256-pixel tiles serves larger ones as well.
+MAX_DEFAULT_OVERLAP = 64
+#: Send only the part of a tile around its valid pixels to the model (see ``valid_crop``).
+CROP_TO_VALID = True
+#: Run the inference graph with batch normalisation folded into the convolutions and
+#: dropout removed (see ``inference_function``); False runs the Keras model as it is.
+FOLD_INFERENCE = True
+#: On a CPU a batch is run in model calls of at most this many pixels (but at least two
+#: tiles): as fast per pixel as one call (measured: 4 x 512**2 in one call or in two),
+#: with half the activations in memory. On a GPU the batch is one call.
+CPU_CALL_PIXELS = 2 * 512 * 512
 #: How many loaded models the cache keeps.
 CACHE_SIZE = 2
 #: Bounds of the GDAL block cache while predicting (see ``gdal_cache_bytes``).
@@ -326,12 +352,253 @@ def cast_model(keras_model, precision: str):
     return clone
 
 
+# --------------------------------------------------------------------------- inference graph
+
+#: Layers that are the identity at inference time.
+_INFERENCE_IDENTITY = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D",
+                                 "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
+                                 "AlphaDropout", "ActivityRegularization"})
+
+
+class _Unsupported(Exception):
+    """The model's graph has a shape ``inference_function`` does not handle."""
+
+
+def _tensor_refs(obj, found: list) -> list:
+    """Collect the ``keras_history`` of every tensor reference in a node's config."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            found.append(tuple(obj["config"]["keras_history"]))
+        else:
+            for value in obj.values():
+                _tensor_refs(value, found)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _tensor_refs(value, found)
+    return found
+
+
+def _one_ref(entry) -> str:
+    """Layer name of an ``input_layers`` / ``output_layers`` config entry (exactly one)."""
+    if entry and isinstance(entry[0], (list, tuple)):
+        if len(entry) != 1:
+            raise _Unsupported("several inputs or outputs")
+        entry = entry[0]
+    if tuple(entry[1:3]) != (0, 0):
+        raise _Unsupported("shared layer")
+    return entry[0]
+
+
+def inference_function(keras_model):
+    """Return ``f(x) -> probabilities``: the model's inference graph, leaner than the model.
+
+    Walks the functional model's configuration once and
+
+    * folds every BatchNormalization that directly follows a Conv2D (and feeds
+      nothing else) into that convolution's kernel and bias:
+      ``k' = k * g / sqrt(v + eps)``, ``b' = (b - m) * g / sqrt(v + eps) + beta``;
+    * runs such convolutions (and a ReLU right after them) as one
+      ``conv2d + bias_add + relu``, which TensorFlow fuses into one kernel
+      (oneDNN on CPU, cuDNN on GPU), instead of a convolution and three
+      element-wise passes over the activations;
+    * drops layers that are the identity at inference (dropout, noise).
+
+    Every other layer is called as it is (so mixed-precision policies still apply;
+    a folded convolution computes in its layer's compute dtype). Weights are read
+    once, now: rebuild the function if the weights change.
+
+    Args:
+        keras_model: a functional Keras model with one input and one output.
+
+    Returns:
+        ``(forward, info)``: ``forward(x)`` for (B, rows, cols, channels) tensors
+        (usable inside ``tf.function``), ``info`` a dict with ``folded`` (batch
+        normalisations folded), ``fused`` (convolutions fused) and ``dropped``
+        (identity layers removed). None when the graph has a layer shared between
+        calls, several inputs/outputs, or is not functional; use the model then.
+    """
+    try:
+        return _build_inference(keras_model)
+    except (_Unsupported, KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _build_inference(keras_model):
+    import tensorflow as tf
+
+    config = keras_model.get_config()
+    if not isinstance(config, dict) or "layers" not in config:
+        raise _Unsupported("not a functional model")
+    layers = config["layers"]
+    input_name = _one_ref(config["input_layers"])
+    output_name = _one_ref(config["output_layers"])
+    by_name = {layer["name"]: layer for layer in layers}
+    inputs_of: dict = {}
+    consumers: dict = {}
+    for layer in layers:
+        nodes = layer.get("inbound_nodes") or []
+        if layer["class_name"] == "InputLayer":
+            continue
+        if len(nodes) != 1 or _tensor_refs(nodes[0].get("kwargs", {}), []):
+            raise _Unsupported(f"layer {layer['name']} called more than once")
+        refs = _tensor_refs(nodes[0].get("args", []), [])
+        if any(tuple(ref[1:3]) != (0, 0) for ref in refs):
+            raise _Unsupported("shared layer")
+        inputs_of[layer["name"]] = [ref[0] for ref in refs]
+        for ref in refs:
+            consumers.setdefault(ref[0], []).append(layer["name"])
+
+    def only_consumer(name, class_name):
+        users = consumers.get(name, [])
+        if len(users) == 1 and name != output_name and \
+                by_name[users[0]]["class_name"] == class_name:
+            return users[0]
+        return None
+
+    alias: dict = {}     # layer whose output is another layer's output -> that layer
+    fused: dict = {}     # Conv2D name -> (kernel, bias, strides, padding, dilations, relu, dtype)
+    folded = dropped = 0
+    for layer in layers:
+        name, cfg = layer["name"], layer["config"]
+        if layer["class_name"] in _INFERENCE_IDENTITY:
+            if len(inputs_of[name]) != 1:
+                raise _Unsupported("identity layer with several inputs")
+            alias[name] = inputs_of[name][0]
+            dropped += 1
+            continue
+        if layer["class_name"] != "Conv2D" or cfg.get("data_format", "channels_last") != \
+                "channels_last" or int(cfg.get("groups", 1)) != 1 or \
+                cfg.get("activation") not in ("linear", "relu"):
+            continue
+        conv = keras_model.get_layer(name)
+        weights = conv.get_weights()
+        kernel = weights[0].astype(np.float64)
+        bias = weights[1].astype(np.float64) if cfg.get("use_bias") else \
+            np.zeros(kernel.shape[-1])
+        last = name
+        relu = cfg["activation"] == "relu"
+        bn_name = None if relu else only_consumer(name, "BatchNormalization")
+        if bn_name is not None:
+            bn = keras_model.get_layer(bn_name)
+            axis = by_name[bn_name]["config"].get("axis")
+            axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+            if axis in (-1, 3) and len(inputs_of[bn_name]) == 1:
+                def value(var, default):
+                    return default if var is None else np.asarray(
+                        _to_numpy(var), dtype=np.float64)
+                gamma = value(getattr(bn, "gamma", None), np.ones_like(bias))
+                beta = value(getattr(bn, "beta", None), np.zeros_like(bias))
+                mean = value(bn.moving_mean, None)
+                variance = value(bn.moving_variance, None)
+                scale = gamma / np.sqrt(variance + float(bn.epsilon))
+                kernel = kernel * scale
+                bias = (bias - mean) * scale + beta
+                alias[bn_name] = name
+                last = bn_name
+                folded += 1
+        if not relu:
+            act = only_consumer(last, "Activation")
+            if act is not None and by_name[act]["config"].get("activation") == "relu":
+                alias[act] = name
+                relu = True
+        dtype = tf.as_dtype(conv.compute_dtype)
+        strides = list(cfg.get("strides", (1, 1)))
+        dilations = list(cfg.get("dilation_rate", (1, 1)))
+        fused[name] = (tf.constant(kernel, dtype=dtype), tf.constant(bias, dtype=dtype),
+                       strides, str(cfg.get("padding", "valid")).upper(), dilations, relu,
+                       dtype)
+
+    def resolve(name):
+        while name in alias:
+            name = alias[name]
+        return name
+
+    steps = []
+    for layer in layers:
+        name = layer["name"]
+        if layer["class_name"] == "InputLayer" or name in alias:
+            continue
+        args = layer["inbound_nodes"][0].get("args", [])
+        kwargs = layer["inbound_nodes"][0].get("kwargs", {})
+        steps.append((name, args, kwargs, fused.get(name),
+                      None if name in fused else keras_model.get_layer(name)))
+    if resolve(input_name) != input_name:
+        raise _Unsupported("input aliased")
+
+    def substitute(obj, values):
+        if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
+            return values[resolve(obj["config"]["keras_history"][0])]
+        if isinstance(obj, (list, tuple)):
+            return [substitute(item, values) for item in obj]
+        return obj
+
+    def forward(x):
+        values = {input_name: x}
+        for name, args, kwargs, conv, layer in steps:
+            args = substitute(args, values)
+            if conv is not None:
+                kernel, bias, strides, padding, dilations, relu, dtype = conv
+                y = tf.nn.conv2d(tf.cast(args[0], dtype), kernel, strides=strides,
+                                 padding=padding, dilations=dilations)
+                y = tf.nn.bias_add(y, bias)
+                values[name] = tf.nn.relu(y) if relu else y
+            else:
+                values[name] = layer(*args, **kwargs, training=False)
+        return values[resolve(output_name)]
+
+    info = {"folded": folded, "fused": len(fused), "dropped": dropped}
+    return forward, info
+
+
+def _to_numpy(variable) -> np.ndarray:
+    """A Keras variable's value as numpy (eager)."""
+    import keras
+
+    return keras.ops.convert_to_numpy(variable)
+
+
+def _inference_forward(loaded: LoadedModel, keras_model):
+    """The model's forward function for prediction: folded graph when it checks out."""
+    if not FOLD_INFERENCE:
+        return lambda x: keras_model(x, training=False)
+    checked = loaded.__dict__.setdefault("_wetland_inference_checked", {})
+    key = id(loaded.keras_model)
+    if key not in checked:
+        checked[key] = _check_inference(loaded.keras_model)
+    if checked[key]:
+        built = inference_function(keras_model)
+        if built is not None:
+            return built[0]
+    return lambda x: keras_model(x, training=False)
+
+
+def _check_inference(keras_model) -> bool:
+    """True when the float32 inference graph reproduces the model on a small input."""
+    built = inference_function(keras_model)
+    if built is None:
+        return False
+    forward, _ = built
+    size = 2 * tile_multiple(_count_pools(keras_model) or 1)
+    size = max(size, 32)
+    try:
+        channels = int(keras_model.inputs[0].shape[-1])
+        x = np.random.default_rng(0).random((1, size, size, channels), dtype=np.float32)
+        want = np.asarray(keras_model(x, training=False), dtype=np.float64)
+        got = np.asarray(forward(x), dtype=np.float64)
+    except Exception:  # any failure here only means: run the model as it is
+        return False
+    return want.shape == got.shape and bool(np.allclose(got, want, rtol=1e-3, atol=1e-4))
+
+
 def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32"):
     """Return a compiled function ``f(batch) -> probabilities`` for a model, cached on it.
 
-    ``batch`` is (B, rows, cols, channels) float32 with rows == cols (any size
-    multiple of 2**depth); the result is (B, rows, cols, classes) float32 numpy,
-    averaged over the TTA transforms in probability space.
+    ``batch`` is (B, rows, cols, channels) float32, rows and cols multiples of
+    2**depth (not necessarily equal: quarter turns swap them and turn back); the
+    result is (B, rows, cols, classes) float32 numpy, averaged over the TTA
+    transforms in probability space. With ``FOLD_INFERENCE`` the model runs as
+    its inference graph (``inference_function``), checked against the Keras
+    model once on a small input; any model it cannot handle runs as it is.
 
     Args:
         loaded: the loaded model.
@@ -340,7 +607,7 @@ def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32")
     """
     transforms = tta_transforms(tta)
     store = loaded.__dict__.setdefault("_wetland_predictors", {})
-    key = (precision, transforms)
+    key = (precision, transforms, bool(FOLD_INFERENCE))
     if key in store:
         return store[key]
     import tensorflow as tf
@@ -350,28 +617,37 @@ def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32")
         models[precision] = cast_model(loaded.keras_model, precision)
     keras_model = models[precision]
     channels = int(keras_model.inputs[0].shape[-1])
+    forward = _inference_forward(loaded, keras_model)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)],
-                 reduce_retracing=True)
+                 reduce_retracing=True, autograph=False)
     def run(x):
         total = None
         for k in transforms:
-            y = tf.cast(keras_model(_tf_forward(x, k), training=False), tf.float32)
+            y = tf.cast(forward(_tf_forward(x, k)), tf.float32)
             y = _tf_inverse(y, k)
             total = y if total is None else total + y
         if len(transforms) > 1:
             total = total / float(len(transforms))
         return total
 
+    on_cpu = not tf.config.list_logical_devices("GPU")
+
     def predictor(batch: np.ndarray) -> np.ndarray:
-        return run(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
+        n, rows, cols = batch.shape[:3]
+        step = max(2, CPU_CALL_PIXELS // max(rows * cols, 1)) if on_cpu else n
+        if step >= n:
+            return run(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
+        return np.concatenate([run(tf.convert_to_tensor(batch[a:a + step], dtype=tf.float32))
+                               .numpy() for a in range(0, n, step)])
 
     store[key] = predictor
     return predictor
 
 
-def bare_model_throughput(model, n_tiles: int, tile_size: int | None = None, batch_size: int = 4,
-                          tta: int = 1, precision: str = "float32", seed: int = 0) -> dict:
+def bare_model_throughput(model, n_tiles: int = 0, tile_size: int | None = None,
+                          batch_size: int = 4, tta: int = 1, precision: str = "float32",
+                          seed: int = 0, calls=None) -> dict:
     """Time the compiled model alone on random tiles (no reading, blending or writing).
 
     Args:
@@ -382,34 +658,45 @@ def bare_model_throughput(model, n_tiles: int, tile_size: int | None = None, bat
         tta: TTA setting.
         precision: one of ``PRECISIONS``.
         seed: random seed of the tiles.
+        calls: instead of ``n_tiles``: the model calls to replay, a list of
+            ``(batch, rows, cols)`` (e.g. recorded from a ``predict_scene`` run, whose
+            tiles are cropped to their valid part); each distinct shape is warmed up.
 
     Returns:
-        dict with ``seconds`` (excluding one warm-up call), ``tiles``, ``tile_size``,
-        ``batch_size`` and ``tile_megapixels_per_second``.
+        dict with ``seconds`` (excluding warm-up calls), ``tiles``, ``tile_size``,
+        ``batch_size``, ``megapixels`` (pixels through the model per transform) and
+        ``tile_megapixels_per_second``.
     """
     loaded = _resolve_model(model)
     spec = model_spec(loaded)
     tile = int(tile_size or default_tile_size(spec.patch_size, spec.depth))
     predictor = get_predictor(loaded, tta, precision)
+    if calls is None:
+        n_tiles = int(n_tiles)
+        calls = [(min(batch_size, n_tiles - done), tile, tile)
+                 for done in range(0, n_tiles, batch_size)]
+    calls = [tuple(int(v) for v in call) for call in calls]
     rng = np.random.default_rng(seed)
-    batch = rng.random((batch_size, tile, tile, spec.n_channels), dtype=np.float32)
-    predictor(batch)  # warm-up: tracing and allocation
-    n_tiles = int(n_tiles)
+    inputs = {}
+    for call in calls:
+        if call not in inputs:
+            inputs[call] = rng.random(call + (spec.n_channels,), dtype=np.float32)
+            predictor(inputs[call])  # warm-up: tracing and allocation
     start = time.perf_counter()
-    done = 0
-    while done < n_tiles:
-        size = min(batch_size, n_tiles - done)
-        predictor(batch[:size])
-        done += size
+    for call in calls:
+        predictor(inputs[call])
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "tiles": n_tiles, "tile_size": tile, "batch_size": batch_size,
-            "tile_megapixels_per_second": n_tiles * tile * tile / 1e6 / seconds if seconds else 0.0}
+    pixels = sum(b * r * c for b, r, c in calls)
+    return {"seconds": seconds, "tiles": sum(call[0] for call in calls), "tile_size": tile,
+            "batch_size": batch_size, "megapixels": pixels / 1e6,
+            "tile_megapixels_per_second": pixels / 1e6 / seconds if seconds else 0.0}
 
 
 # --------------------------------------------------------------------------- tiling geometry
 
 def default_tile_size(patch_size: int, depth: int) -> int:
-    """Default TILE_SIZE: the training patch, at least 256, rounded up to 2**depth.
+    """Default TILE_SIZE: the training patch, at least ``DEFAULT_MIN_TILE`` (512), rounded
+    up to 2**depth.
 
     Args:
         patch_size: the model's training patch size (0 when unknown).
@@ -421,14 +708,16 @@ def default_tile_size(patch_size: int, depth: int) -> int:
 
 
 def default_overlap(tile_size: int, depth: int) -> int:
-    """Default OVERLAP: twice the model's receptive margin, at most tile/4, a multiple of 2**depth.
+    """Default OVERLAP: twice the model's receptive margin, at most tile/4 and at most
+    ``MAX_DEFAULT_OVERLAP`` (64), a multiple of 2**depth (at least one 2**depth step
+    when that fits in half a tile).
 
     Args:
         tile_size: the tile size.
         depth: the model's depth.
     """
     mult = tile_multiple(depth)
-    wanted = min(2 * receptive_margin(depth), tile_size // 4)
+    wanted = min(2 * receptive_margin(depth), tile_size // 4, MAX_DEFAULT_OVERLAP)
     overlap = (wanted // mult) * mult
     if overlap == 0 and mult <= tile_size // 2:
         overlap = mult
@@ -452,6 +741,19 @@ class TileGrid:
     pad: int      # mirror padding at the scene edges
     n_rows: int
     n_cols: int
+    multiple: int = 1  # 2**depth: tile crops start and end on this grid
+
+    @property
+    def crop_step(self) -> int:
+        """Sides of cut tiles are multiples of this (a quarter tile, on the ``multiple``
+        grid): few distinct shapes, so few compiled kernels and buffers per shape."""
+        return max(self.multiple, (self.tile // 8) // self.multiple * self.multiple)
+
+    @property
+    def crop_context(self) -> int:
+        """Pixels kept around a tile's valid pixels when it is cropped (see ``valid_crop``):
+        as many as a pixel at full weight has from a tile edge, at least ``multiple``."""
+        return max(self.overlap - self.margin, self.multiple)
 
     @property
     def stride(self) -> int:
@@ -503,7 +805,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, depth: int) -> 
     return TileGrid(height=height, width=width, tile=tile, overlap=overlap, margin=margin,
                     ramp=ramp, pad=pad,
                     n_rows=_tiles_along(height, tile, stride, pad, margin),
-                    n_cols=_tiles_along(width, tile, stride, pad, margin))
+                    n_cols=_tiles_along(width, tile, stride, pad, margin), multiple=mult)
 
 
 def weight_window_1d(tile: int, margin: int, ramp: int) -> np.ndarray:
@@ -750,10 +1052,11 @@ class _StripReader:
         """Read tile row ``i`` (raw values: tiles are normalised one by one, see ``tile``).
 
         Returns:
-            (strip, strip_valid, scene_valid): strip (bands, tile, padded_width) raw values
-            mirror-padded; strip_valid (tile, padded_width) bool, mirror-padded likewise;
-            scene_valid (tile, width) bool for scene rows ``row_origin(i) .. + tile``
-            (False outside the scene).
+            (strip, strip_valid, scene_valid): strip (bands, tile, width) raw values of
+            the tile row's rows (mirrored above and below the scene); strip_valid
+            (tile, width) bool likewise; scene_valid (tile, width) bool for scene rows
+            ``row_origin(i) .. + tile`` (False outside the scene). Columns are the
+            scene's: ``tile`` mirrors them at the left and right edges.
         """
         from rasterio.windows import Window
 
@@ -767,33 +1070,95 @@ class _StripReader:
         if self.use_mask:
             valid &= self.dataset.read_masks(self.bands[0], window=window) > 0
         local = rows - r_lo
-        strip = raw[:, local][:, :, self.col_index]
-        del raw
-        strip_valid = valid[np.ix_(local, self.col_index)]
+        if _contiguous(local):  # rows inside the scene: views, no copy
+            strip, strip_valid = raw[:, local[0]:local[-1] + 1], valid[local[0]:local[-1] + 1]
+        else:
+            strip, strip_valid = raw[:, local], valid[local]
         scene_valid = np.zeros((g.tile, g.width), dtype=bool)
         a, b = max(y0, 0), min(y0 + g.tile, g.height)
         scene_valid[a - y0:b - y0] = valid[a - r_lo:b - r_lo]
         return strip, strip_valid, scene_valid
 
-    def tile(self, strip: np.ndarray, strip_valid: np.ndarray, j: int) -> np.ndarray:
-        """Normalised model input (tile, tile, channels) of tile column ``j`` of a strip."""
-        x = j * self.grid.stride
+    def tile(self, strip: np.ndarray, strip_valid: np.ndarray, j: int,
+             box: tuple | None = None) -> np.ndarray:
+        """Normalised model input (rows, cols, channels) of tile column ``j`` of a strip.
+
+        Args:
+            box: tile-local ``(r0, r1, c0, c1)`` to cut (see ``valid_crop``); None = whole.
+        """
         t = self.grid.tile
-        return normalize(strip[:, :, x:x + t], self.stats, strip_valid[:, x:x + t])
+        r0, r1, c0, c1 = box or (0, t, 0, t)
+        x = j * self.grid.stride
+        cols = self.col_index[x + c0:x + c1]
+        if _contiguous(cols):
+            cols = slice(int(cols[0]), int(cols[-1]) + 1)
+        return normalize(strip[:, r0:r1, cols], self.stats, strip_valid[r0:r1, cols])
 
 
-def tile_has_valid(core_cols_valid: np.ndarray, grid: TileGrid, j: int) -> bool:
-    """True when tile column ``j`` has a valid pixel in its weighted (non dead-zone) part.
+def _contiguous(index: np.ndarray) -> bool:
+    """True when an index array is ``start, start + 1, ...`` (a slice does the same)."""
+    return bool(len(index) and index[-1] - index[0] == len(index) - 1 and
+                (len(index) < 2 or (np.diff(index) == 1).all()))
+
+
+def valid_crop(scene_valid: np.ndarray, grid: TileGrid, j: int,
+               crop: bool = True) -> tuple | None:
+    """The part of tile ``j`` of a strip the model must see, or None to skip the tile.
+
+    Only the weighted part of a tile (inside its dead zones, inside the scene) is
+    ever written from it, so a tile without a valid pixel there is skipped, and a
+    tile whose valid pixels fill only part of it (the edge of a satellite
+    footprint, a cloud mask) is cut to the bounding box of those pixels, widened by
+    ``grid.crop_context`` pixels of context on every side (as much as a pixel at
+    full weight has from an ordinary tile edge; invalid pixels are zeros at the
+    model's input, just like the convolutions' own padding) and rounded outwards to
+    the ``grid.multiple`` grid of the tile, so the pooling grid stays that of the
+    whole tile, and its sides to multiples of ``grid.crop_step`` (a quarter tile),
+    so a scene has few distinct tile shapes. Pixels outside the box get no weight
+    from this tile.
 
     Args:
-        core_cols_valid: (width,) bool, any valid pixel in the core rows per column.
+        scene_valid: (tile, width) bool validity of the scene rows of the tile row
+            (False outside the scene), as returned by the strip reader.
         grid: the tile grid.
         j: tile column.
+        crop: False returns the whole tile whenever it has a valid pixel.
+
+    Returns:
+        Tile-local ``(r0, r1, c0, c1)`` (multiples of ``grid.multiple``, sides multiples
+        of ``grid.crop_step`` or the whole tile), or None.
     """
-    x0 = grid.col_origin(j)
-    lo = max(0, x0 + grid.margin)
-    hi = min(grid.width, x0 + grid.tile - grid.margin)
-    return bool(hi > lo and core_cols_valid[lo:hi].any())
+    g = grid
+    x0 = g.col_origin(j)
+    lo = max(0, x0 + g.margin)
+    hi = min(g.width, x0 + g.tile - g.margin)
+    if hi <= lo:
+        return None
+    core = scene_valid[g.margin:g.tile - g.margin, lo:hi]
+    rows = np.flatnonzero(core.any(axis=1))
+    if rows.size == 0:
+        return None
+    if not crop:
+        return 0, g.tile, 0, g.tile
+    cols = np.flatnonzero(core.any(axis=0))
+    q, c, t = g.multiple, g.crop_context, g.tile
+    r0 = max(0, (g.margin + int(rows[0]) - c) // q * q)
+    r1 = min(t, -(-(g.margin + int(rows[-1]) + 1 + c) // q) * q)
+    c0 = max(0, (lo - x0 + int(cols[0]) - c) // q * q)
+    c1 = min(t, -(-(lo - x0 + int(cols[-1]) + 1 + c) // q) * q)
+    step = g.crop_step
+    r0, r1 = _grow_to_step(r0, r1, step, t)
+    c0, c1 = _grow_to_step(c0, c1, step, t)
+    return r0, r1, c0, c1
+
+
+def _grow_to_step(a: int, b: int, step: int, tile: int) -> tuple[int, int]:
+    """Widen ``a..b`` to a length that is a multiple of ``step`` (or the tile), inside it."""
+    size = min(tile, -(-(b - a) // step) * step)
+    b = a + size
+    if b > tile:
+        a, b = tile - size, tile
+    return a, b
 
 
 # --------------------------------------------------------------------------- writing
@@ -886,16 +1251,23 @@ class _Blender:
         self.valid[i] = valid
 
     def add_batch(self, tiles: list, probs: np.ndarray) -> None:
-        """Add predicted tiles ``[(row, col), ...]`` with probabilities (B, T, T, N)."""
+        """Add predicted tiles with probabilities (B, rows, cols, N).
+
+        ``tiles`` is ``[(row, col), ...]`` for whole tiles or ``[(row, col, r0, c0), ...]``
+        for tiles cut to a box starting at tile-local row ``r0``, column ``c0``.
+        """
         g = self.grid
-        for (i, j), tile_probs in zip(tiles, probs):
+        for tile, tile_probs in zip(tiles, probs):
+            i, j = tile[0], tile[1]
+            r0, c0 = (tile[2], tile[3]) if len(tile) > 2 else (0, 0)
             while self.row < i:
                 self.end_row()
-            x0 = g.col_origin(j)
-            lo, hi = max(0, x0), min(g.width, x0 + g.tile)
-            w = self.window[:, lo - x0:hi - x0]
-            self.acc[:, lo:hi] += tile_probs[:, lo - x0:hi - x0] * w[:, :, None]
-            self.weights[:, lo:hi] += w
+            rows, cols = tile_probs.shape[:2]
+            x0 = g.col_origin(j) + c0
+            lo, hi = max(0, x0), min(g.width, x0 + cols)
+            w = self.window[r0:r0 + rows, lo - x0 + c0:hi - x0 + c0]
+            self.acc[r0:r0 + rows, lo:hi] += tile_probs[:, lo - x0:hi - x0] * w[:, :, None]
+            self.weights[r0:r0 + rows, lo:hi] += w
 
     def finish(self) -> None:
         """End every remaining tile row and write what is left."""
@@ -964,27 +1336,39 @@ def _io_error(err: BaseException, what: str, advice: str) -> BaseException:
 
 
 def _reader_main(reader: _StripReader, grid: TileGrid, batch_size: int, out: queue.Queue,
-                 stop: threading.Event, errors: list) -> None:
-    """Read strips, skip tiles without valid pixels, send full batches (spanning rows).
+                 stop: threading.Event, errors: list, crop: bool = True) -> None:
+    """Read strips, skip tiles without valid pixels, cut the others to their valid part
+    (``valid_crop``) and send batches of tiles of one shape.
+
+    Whole tiles come first in each tile row, so their batches span rows and are
+    full; cut tiles are batched with the tiles of their row that have the same
+    shape (the blender takes a row's tiles in any order, rows in order).
 
     Messages: ("row", i, valid, n_skipped) once per tile row, before any of its
-    tiles; ("batch", [(i, j), ...], array); ("done",).
+    tiles; ("batch", [(i, j, r0, c0), ...], array); ("done",).
     """
     try:
         g = grid
-        tile = g.tile
         tiles: list = []
         batch = None
         for i in range(g.n_rows):
             strip, strip_valid, valid = reader.read(i)
-            core_cols = valid[g.margin:tile - g.margin].any(axis=0)
-            todo = [j for j in range(g.n_cols) if tile_has_valid(core_cols, g, j)]
+            boxes = [(j, valid_crop(valid, g, j, crop)) for j in range(g.n_cols)]
+            todo = [(j, box) for j, box in boxes if box is not None]
             _put(out, ("row", i, valid, g.n_cols - len(todo)), stop)
-            for j in todo:
+            # whole tiles first, then cut tiles grouped by shape (stable: raster order)
+            todo.sort(key=lambda item: (item[1] != (0, g.tile, 0, g.tile),
+                                        item[1][1] - item[1][0], item[1][3] - item[1][2]))
+            for j, box in todo:
+                r0, r1, c0, c1 = box
+                if batch is not None and batch.shape[1:3] != (r1 - r0, c1 - c0):
+                    _put(out, ("batch", tiles, batch[:len(tiles)]), stop)
+                    tiles, batch = [], None
                 if batch is None:
-                    batch = np.empty((batch_size, tile, tile, strip.shape[0]), np.float32)
-                batch[len(tiles)] = reader.tile(strip, strip_valid, j)
-                tiles.append((i, j))
+                    batch = np.empty((batch_size, r1 - r0, c1 - c0, strip.shape[0]),
+                                     np.float32)
+                batch[len(tiles)] = reader.tile(strip, strip_valid, j, box)
+                tiles.append((i, j, r0, c0))
                 if len(tiles) == batch_size:
                     _put(out, ("batch", tiles, batch), stop)
                     tiles, batch = [], None
@@ -1026,7 +1410,7 @@ def _writer_main(blender: _Blender, inbox: queue.Queue, stop: threading.Event,
 
 
 def _run_pipeline(reader: _StripReader, blender: _Blender, predictor, grid: TileGrid,
-                  batch_size: int, feedback: Feedback) -> dict:
+                  batch_size: int, feedback: Feedback, crop: bool = True) -> dict:
     """Run reader thread -> model (this thread) -> writer thread; return tile counts.
 
     The calling thread only runs the model, checks cancel and reports progress,
@@ -1034,17 +1418,19 @@ def _run_pipeline(reader: _StripReader, blender: _Blender, predictor, grid: Tile
     """
     stop = threading.Event()
     errors: list = []
-    to_model: queue.Queue = queue.Queue(maxsize=3)
-    to_writer: queue.Queue = queue.Queue(maxsize=3)
+    # one batch waiting each way is enough: the model takes far longer than reading a
+    # batch or blending one, and every batch waiting is memory (16 MB at 4 x 512**2)
+    to_model: queue.Queue = queue.Queue(maxsize=1)
+    to_writer: queue.Queue = queue.Queue(maxsize=1)
     threads = [
         threading.Thread(target=_reader_main, name="wetland-read", daemon=True,
-                         args=(reader, grid, batch_size, to_model, stop, errors)),
+                         args=(reader, grid, batch_size, to_model, stop, errors, crop)),
         threading.Thread(target=_writer_main, name="wetland-write", daemon=True,
                          args=(blender, to_writer, stop, errors)),
     ]
     for thread in threads:
         thread.start()
-    predicted = skipped = 0
+    predicted = skipped = pixels = calls = 0
     finished = False
     try:
         while True:
@@ -1052,9 +1438,11 @@ def _run_pipeline(reader: _StripReader, blender: _Blender, predictor, grid: Tile
             kind = item[0]
             feedback.check_canceled()
             if kind == "batch":
-                probs = predictor(item[2])
+                probs = predictor(check_finite(item[2], "prediction tiles"))
                 _put(to_writer, (kind, item[1], probs), stop)
                 predicted += len(item[1])
+                pixels += int(np.prod(item[2].shape[:3]))
+                calls += 1
             else:
                 if kind == "row":
                     skipped += item[3]
@@ -1077,7 +1465,8 @@ def _run_pipeline(reader: _StripReader, blender: _Blender, predictor, grid: Tile
         raise errors[0]
     if not finished:
         raise RuntimeError("prediction pipeline stopped early without an error")
-    return {"tiles_predicted": predicted, "tiles_skipped": skipped}
+    return {"tiles_predicted": predicted, "tiles_skipped": skipped, "model_pixels": pixels,
+            "model_calls": calls}
 
 
 # --------------------------------------------------------------------------- outputs
@@ -1166,10 +1555,12 @@ def predict_scene(model, input, output, output_probabilities=None, output_map=No
         output_probabilities: optional per-class probability raster.
         output_map: optional RGBA picture in the class colours.
         tile_size: tile size in pixels, a multiple of 2**depth (default: the training
-            patch, at least 256).
+            patch, at least 512).
         overlap: pixels shared by neighbouring tiles (default: twice the model's
-            receptive margin, at most tile/4); rounded to a multiple of 2**depth.
-        tta: 1, 2, 4 or 8 dihedral transforms averaged.
+            receptive margin, at most tile/4 and at most 64); rounded to a multiple
+            of 2**depth.
+        tta: 1, 2, 4 or 8 dihedral transforms averaged (every transform of a tile
+            runs on the same cut tile, so TTA work scales with the valid tiles only).
         batch_size: tiles per model call.
         probability_dtype: "uint8" (p * 254, nodata 255) or "float32" (nodata -1).
         precision: "float32", "mixed_float16" or "mixed_bfloat16".
@@ -1178,7 +1569,8 @@ def predict_scene(model, input, output, output_probabilities=None, output_map=No
     Returns:
         dict with ``output``, ``output_probabilities``, ``output_map`` (paths or None),
         ``valid_pixels``, ``tiles_total``, ``tiles_predicted``, ``tiles_skipped``,
-        ``seconds``, ``megapixels_per_second`` (valid pixels), ``class_names``,
+        ``model_megapixels`` (pixels sent to the model, per TTA transform: the tiles
+        cut to their valid part), ``model_calls``, ``seconds``, ``megapixels_per_second`` (valid pixels), ``class_names``,
         ``class_pixel_counts`` (name -> pixels), ``tile_size``, ``overlap``, ``tta``.
 
     Raises:
@@ -1220,7 +1612,8 @@ def predict_scene(model, input, output, output_probabilities=None, output_map=No
         blender = _Blender(grid, spec.n_classes, outputs)
         reader = _StripReader(input, band_indexes, spec.normalization, grid)
         stack.callback(reader.close)
-        counts = _run_pipeline(reader, blender, predictor, grid, batch_size, feedback)
+        counts = _run_pipeline(reader, blender, predictor, grid, batch_size, feedback,
+                               crop=CROP_TO_VALID)
         feedback.check_canceled()
     seconds = time.perf_counter() - start
     valid = blender.valid_pixels
@@ -1238,6 +1631,8 @@ def predict_scene(model, input, output, output_probabilities=None, output_map=No
         "tiles_total": grid.tiles_total,
         "tiles_predicted": counts["tiles_predicted"],
         "tiles_skipped": counts["tiles_skipped"],
+        "model_megapixels": round(counts["model_pixels"] / 1e6, 4),
+        "model_calls": counts["model_calls"],
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(valid / 1e6 / seconds, 4) if seconds > 0 else 0.0,
         "class_names": [str(n) for n in spec.class_names[:spec.n_classes]],

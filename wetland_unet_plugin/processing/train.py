@@ -16,6 +16,11 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.train import (
+    DEFAULT_EARLY_STOPPING_PATIENCE,
+    DEFAULT_EPOCHS,
+    DEFAULT_REDUCE_LR_PATIENCE,
+)
 from .base import WetlandAlgorithm
 from .feedback import run_in_worker
 from .tensorflow_check import worker_ready
@@ -85,7 +90,7 @@ class TrainAlgorithm(WetlandAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, "Bands to use, in order (e.g. 1,2,3,7; empty = all)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.EPOCHS, "Epochs", QgsProcessingParameterNumber.Integer, defaultValue=20,
+            self.EPOCHS, "Epochs", QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_EPOCHS,
             minValue=1))
         self.addParameter(QgsProcessingParameterNumber(
             self.PATCH_SIZE, "Patch size (pixels, multiple of 2^DEPTH)",
@@ -125,10 +130,12 @@ class TrainAlgorithm(WetlandAlgorithm):
                                 "one-hot masks)"], defaultValue=0))
         self.add_advanced(QgsProcessingParameterNumber(
             self.EARLY_STOPPING, "Early stopping patience (epochs, 0 = off)",
-            QgsProcessingParameterNumber.Integer, defaultValue=8, minValue=0))
+            QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_EARLY_STOPPING_PATIENCE,
+            minValue=0))
         self.add_advanced(QgsProcessingParameterNumber(
             self.REDUCE_LR, "Reduce learning rate on plateau after (epochs, 0 = off)",
-            QgsProcessingParameterNumber.Integer, defaultValue=4, minValue=0))
+            QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_REDUCE_LR_PATIENCE,
+            minValue=0))
         self.add_advanced(QgsProcessingParameterBoolean(
             self.KEEP_BEST_ON_CANCEL, "On cancel, keep the best model so far",
             defaultValue=True))
