@@ -81,8 +81,6 @@ class WorkerClient:
         env["PYTHONUNBUFFERED"] = "1"
         for var in ("QGIS_PREFIX_PATH", "QT_PLUGIN_PATH"):
             env.pop(var, None)
-        if self._stderr_file is not None:
-            self._stderr_file.close()
         self._stderr_file = tempfile.TemporaryFile(mode="w+b", prefix="wetland_unet_worker_")
         command = self._command()
         try:
@@ -166,6 +164,9 @@ class WorkerClient:
                 process.wait()
         if process.stdout is not None:
             process.stdout.close()
+        if self._stderr_file is not None:
+            self._stderr_file.close()
+            self._stderr_file = None
 
     # -- jobs ------------------------------------------------------------------
     def _send(self, message: dict) -> None:
