@@ -36,7 +36,7 @@ def test_train_writes_a_self_describing_model_and_a_report(trained):
     assert meta["bands"] == [1, 2, 3, 4]
     assert len(meta["normalization"]["low"]) == 4
     assert meta["patch_size"] == 32 and meta["depth"] == 2
-    assert trained["EPOCHS_RUN"] >= 1
+    assert trained["EPOCHS_RUN"] >= 1 and trained["CANCELED"] is False
     assert trained["VAL_ACCURACY"] > 0.6
     html = open(trained["OUTPUT_REPORT"], encoding="utf-8").read()
     assert html.count("data:image/png;base64,") >= 2  # curves and confusion matrix

@@ -112,7 +112,7 @@ def test_cancel_training_keeps_the_best_model_when_asked(scenes, tmp_path):
         TINY, EPOCHS=20, IMAGES=[scenes["pairs"][0][0]], MASKS=[scenes["pairs"][0][1]],
         CLASS_NAMES=NAMES, KEEP_BEST_ON_CANCEL=True, EARLY_STOPPING=0,
         OUTPUT_MODEL=model), feedback=feedback)
-    assert result["OUTPUT_MODEL"] == model
+    assert result["OUTPUT_MODEL"] == model and result["CANCELED"] is True
     meta = read_metadata(model)
     assert meta["canceled"] is True
     assert 2 <= meta["epochs_run"] <= 3

@@ -4,6 +4,7 @@ import os
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingOutputBoolean,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -59,6 +60,7 @@ class TrainAlgorithm(WetlandAlgorithm):
     EPOCHS_RUN = "EPOCHS_RUN"
     VAL_ACCURACY = "VAL_ACCURACY"
     VAL_MEAN_IOU = "VAL_MEAN_IOU"
+    CANCELED = "CANCELED"
 
     ALG_ID = "train"
     DISPLAY_NAME = "Train U-Net"
@@ -149,6 +151,8 @@ class TrainAlgorithm(WetlandAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.EPOCHS_RUN, "Epochs run"))
         self.addOutput(QgsProcessingOutputNumber(self.VAL_ACCURACY, "Validation accuracy"))
         self.addOutput(QgsProcessingOutputNumber(self.VAL_MEAN_IOU, "Validation mean IoU"))
+        self.addOutput(QgsProcessingOutputBoolean(
+            self.CANCELED, "Canceled (the model is the best one before the cancel)"))
 
     def canExecute(self):  # noqa: N802
         return worker_ready()
@@ -212,4 +216,5 @@ class TrainAlgorithm(WetlandAlgorithm):
             self.EPOCHS_RUN: result.get("epochs_run"),
             self.VAL_ACCURACY: validation.get("overall_accuracy"),
             self.VAL_MEAN_IOU: validation.get("mean_iou"),
+            self.CANCELED: bool(result.get("canceled")),
         }
