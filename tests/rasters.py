@@ -5,7 +5,8 @@ import rasterio
 from rasterio.transform import from_origin
 
 
-def write_raster(path, data, crs="EPSG:32618", transform=None, nodata=None, descriptions=None):
+def write_raster(path, data, crs="EPSG:32618", transform=None, nodata=None, descriptions=None,
+                 tiled=False):
     """Write a (bands, rows, cols) or (rows, cols) array as a GeoTIFF and return the path."""
     data = np.asarray(data)
     if data.ndim == 2:
@@ -16,6 +17,8 @@ def write_raster(path, data, crs="EPSG:32618", transform=None, nodata=None, desc
                    dtype=data.dtype, transform=transform, nodata=nodata)
     if crs is not None:
         profile["crs"] = crs
+    if tiled:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         for i, text in enumerate(descriptions or [], start=1):

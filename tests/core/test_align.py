@@ -15,7 +15,9 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from wetland_unet_plugin.core.align import align_pair
-from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
+from tests.rasters import write_raster
+from tests.recorder import Recorder
+from wetland_unet_plugin.core.feedback import Canceled, CoreError
 
 # The image: UTM zone 18N, 10 m pixels, odd size, origin not on a round number.
 IMG_CRS = "EPSG:32618"
@@ -33,36 +35,6 @@ HOLE = (M_X0 + 140 * M_DX, M_Y0 - 70 * M_DY, M_X0 + 150 * M_DX, M_Y0 - 60 * M_DY
 
 M_PER_DEG_LAT = 111_000.0
 M_PER_DEG_LON = 111_320.0 * np.cos(np.radians(39.74))
-
-
-class Recorder(Feedback):
-    def __init__(self, cancel_after=None):
-        self.lines, self.fractions = [], []
-        self.cancel_after = cancel_after
-
-    def info(self, text):
-        self.lines.append(text)
-
-    def progress(self, fraction):
-        self.fractions.append(fraction)
-
-    def is_canceled(self):
-        return self.cancel_after is not None and len(self.fractions) > self.cancel_after
-
-
-def write_raster(path, data, crs, transform, nodata=None, descriptions=None):
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[None]
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1],
-                   count=data.shape[0], dtype=data.dtype, transform=transform, nodata=nodata)
-    if crs is not None:
-        profile["crs"] = crs
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, text in enumerate(descriptions or [], start=1):
-            dst.set_band_description(i, text)
-    return str(path)
 
 
 def write_vector(path, features, field, field_type, driver="GPKG", layer="classes",

@@ -13,38 +13,14 @@ import rasterio
 from rasterio.transform import from_origin
 
 from wetland_unet_plugin.core.clean import clean_invalid
-from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
-
-
-class Recorder(Feedback):
-    def __init__(self, cancel_after=None):
-        self.lines, self.fractions = [], []
-        self.cancel_after = cancel_after
-
-    def info(self, text):
-        self.lines.append(text)
-
-    def progress(self, fraction):
-        self.fractions.append(fraction)
-
-    def is_canceled(self):
-        return self.cancel_after is not None and len(self.fractions) > self.cancel_after
+from tests.rasters import write_raster
+from tests.recorder import Recorder
+from wetland_unet_plugin.core.feedback import Canceled, CoreError
 
 
 def write(path, data, nodata=None, descriptions=None, tiled=False):
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[None]
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1],
-                   count=data.shape[0], dtype=data.dtype, crs="EPSG:32633",
-                   transform=from_origin(400000, 5800000, 10, 10), nodata=nodata)
-    if tiled:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, text in enumerate(descriptions or [], start=1):
-            dst.set_band_description(i, text)
-    return str(path)
+    return write_raster(path, data, "EPSG:32633", from_origin(400000, 5800000, 10, 10), nodata,
+                        descriptions, tiled=tiled)
 
 
 def read(path):
