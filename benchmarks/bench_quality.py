@@ -437,8 +437,8 @@ def main(argv=None) -> int:
 
     held_polygon_pixels = sum(polygon_tiles.get(i, 0) for i in HELD_OUT)
     notes = [
-        f"Scores over every labelled pixel of the held-out tiles; OA, IoU and kappa from "
-        f"wetland_unet_plugin.core.metrics.",
+        "Scores over every labelled pixel of the held-out tiles; OA, IoU and kappa from "
+        "wetland_unet_plugin.core.metrics.",
         f"U-Net: wetlandunet:train through processing.run (worker process), training time = "
         f"the whole train job's wall time ({methods['unet']['details']['epochs_run']} epochs "
         f"run, best {methods['unet']['details']['best_epoch']}); wetlandunet:predict with "

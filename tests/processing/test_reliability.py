@@ -4,7 +4,6 @@ Each test goes through processing.run (or a separate process that does), the way
 a model, a batch or a script runs the algorithms.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 import rasterio
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-from tests.core.synthetic import make_scene, write_mask
+from tests.core.synthetic import make_scene
 from tests.processing.conftest import NAMES, TINY
 from tests.rasters import write_raster
 from wetland_unet_plugin.core.modelfile import read_metadata

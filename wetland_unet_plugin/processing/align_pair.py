@@ -116,7 +116,7 @@ class AlignPairAlgorithm(WetlandAlgorithm):
             mask_vector=mask_vector,
             vector_layer=vector_layer or None,
             class_field=class_field,
-            class_names=[n.strip() for n in names.split(",") if n.strip()] if names else None,
+            class_names=names or None,
             target_crs=target_crs,
             pixel_size=self.parameterAsDouble(parameters, self.PIXEL_SIZE, context),
             resampling=RESAMPLING_METHODS[self.parameterAsEnum(parameters, self.RESAMPLING,

@@ -62,7 +62,7 @@ class EvaluateAlgorithm(WetlandAlgorithm):
             prediction=raster_source(self, parameters, self.PREDICTION, context, "class map"),
             reference=raster_source(self, parameters, self.REFERENCE, context, "reference"),
             model=self.parameterAsFile(parameters, self.MODEL, context) or None,
-            class_names=[n.strip() for n in names.split(",") if n.strip()] if names else None,
+            class_names=names or None,
             output_html=html, output_table=table)
         return {self.OUTPUT_HTML: html, self.OUTPUT_TABLE: table,
                 self.OVERALL_ACCURACY: result["overall_accuracy"], self.KAPPA: result["kappa"],

@@ -96,7 +96,7 @@ class WorkerClient:
         self._messages = queue.Queue()
         threading.Thread(target=self._read_stdout, args=(self.process, self._messages),
                          name="wetland-unet-worker-reader", daemon=True).start()
-        message = self._next_message(timeout=120.0, job_id=None)
+        message = self._next_message(timeout=120.0)
         if message is None or message.get("type") != "ready":
             tail = self.stderr_tail()
             self.stop()
@@ -115,7 +115,7 @@ class WorkerClient:
             pass
         messages.put(None)  # EOF: the worker is gone
 
-    def _next_message(self, timeout: float, job_id):
+    def _next_message(self, timeout: float):
         try:
             return self._messages.get(timeout=timeout)
         except queue.Empty:
@@ -203,7 +203,7 @@ class WorkerClient:
                 return self._died(job, params)
             cancel_sent_at = None
             while True:
-                message = self._next_message(timeout=0.1, job_id=job_id)
+                message = self._next_message(timeout=0.1)
                 if feedback.is_canceled() and cancel_sent_at is None:
                     cancel_sent_at = time.monotonic()
                     feedback.info("Canceling: the worker stops at the next batch or tile...")
@@ -264,7 +264,7 @@ class WorkerClient:
                           f"job starts a fresh worker; no output was written.\nLast worker "
                           f"messages:\n{tail or '(none)'}")
 
-    def check_environment(self, timeout: float = 180.0) -> dict:
+    def check_environment(self) -> dict:
         """Start the worker if needed and import TensorFlow there; returns versions."""
         return self.run("ping", {})
 
