@@ -167,6 +167,9 @@ def test_dihedral_pairs_invert_and_match_tensorflow():
         assert np.array_equal(P.dihedral_inverse(forward, k), x)
         assert np.array_equal(P._tf_forward(tf.constant(x), k).numpy(), forward)
         assert np.array_equal(P._tf_inverse(tf.constant(forward), k).numpy(), x)
+        # the Keras-ops versions of the portable predictor (JAX, PyTorch backends)
+        assert np.array_equal(np.asarray(P._ops_forward(tf.constant(x), k)), forward)
+        assert np.array_equal(np.asarray(P._ops_inverse(tf.constant(forward), k)), x)
         seen.add(forward.tobytes())
     assert len(seen) == 8  # eight distinct transforms
     assert np.array_equal(P.dihedral_forward(x, 0), x)
@@ -513,6 +516,46 @@ def test_tta_averages_transformed_predictions_of_an_asymmetric_model(tmp_path):
                         tile_size=32, tta=tta, probability_dtype="float32")
         got = read(tmp_path / f"p{tta}.tif")[0]
         np.testing.assert_allclose(got[1:-1, 1:-1], want, atol=2e-6, err_msg=f"TTA {tta}")
+
+
+def test_portable_predictor_runs_whole_tiles_with_the_expected_tta(tmp_path, monkeypatch):
+    """The Keras-ops predictor (the one JAX and PyTorch use), forced under TensorFlow."""
+    monkeypatch.setattr(P, "PORTABLE_PREDICTOR", True)
+    path = save(shift_model(), tmp_path / "shift.keras", 2, depth=1)
+    img, inside = footprint_scene(90, 140, seed=15)
+    src = write_raster(tmp_path / "in.tif", img)
+    x = np.where(inside, img[0], 0.0)
+
+    def p1(values):
+        return sigmoid(8.0 * values)
+
+    right, left = p1(x[1:-1, 2:]), p1(x[1:-1, :-2])
+    down, up = p1(x[2:, 1:-1]), p1(x[:-2, 1:-1])
+    expected = {1: right, 2: (right + left) / 2, 8: (right + left + up + down) / 4}
+    sent = []
+    real = P.get_predictor
+
+    def recording(*args, **kwargs):
+        predictor = real(*args, **kwargs)
+        assert predictor.crop_tiles is False
+
+        def record(batch):
+            sent.append(batch.shape)
+            return predictor(batch)
+
+        record.crop_tiles = predictor.crop_tiles
+        return record
+
+    monkeypatch.setattr(P, "get_predictor", recording)
+    for tta, want in expected.items():
+        sent.clear()
+        P.predict_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
+                        tile_size=32, tta=tta, batch_size=3, probability_dtype="float32")
+        assert {shape[1:3] for shape in sent} == {(32, 32)}  # whole tiles, never cut
+        assert sent[-1][0] < 3  # a last, smaller batch (padded inside the predictor)
+        got = read(tmp_path / f"p{tta}.tif")[0][1:-1, 1:-1]
+        keep = inside[1:-1, 1:-1]
+        np.testing.assert_allclose(got[keep], want[keep], atol=2e-6, err_msg=f"TTA {tta}")
 
 
 # --------------------------------------------------------------------------- bands, checks

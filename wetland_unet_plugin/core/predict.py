@@ -110,6 +110,9 @@ FOLD_INFERENCE = True
 #: tiles): as fast per pixel as one call (measured: 4 x 512**2 in one call or in two),
 #: with half the activations in memory. On a GPU the batch is one call.
 CPU_CALL_PIXELS = 2 * 512 * 512
+#: Run the model through ``_portable_predictor`` (Keras ops, any backend) even under
+#: TensorFlow; it is always used under the JAX and PyTorch backends.
+PORTABLE_PREDICTOR = False
 #: How many loaded models the cache keeps.
 CACHE_SIZE = 2
 #: Bounds of the GDAL block cache while predicting (see ``gdal_cache_bytes``).
@@ -607,15 +610,21 @@ def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32")
     """
     transforms = tta_transforms(tta)
     store = loaded.__dict__.setdefault("_wetland_predictors", {})
-    key = (precision, transforms, bool(FOLD_INFERENCE))
+    import keras
+
+    portable = PORTABLE_PREDICTOR or keras.backend.backend() != "tensorflow"
+    key = (precision, transforms, bool(FOLD_INFERENCE), portable)
     if key in store:
         return store[key]
-    import tensorflow as tf
-
     models = loaded.__dict__.setdefault("_wetland_cast_models", {})
     if precision not in models:
         models[precision] = cast_model(loaded.keras_model, precision)
     keras_model = models[precision]
+    if portable:
+        store[key] = _portable_predictor(keras_model, transforms)
+        return store[key]
+    import tensorflow as tf
+
     channels = int(keras_model.inputs[0].shape[-1])
     forward = _inference_forward(loaded, keras_model)
 
@@ -641,7 +650,103 @@ def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32")
         return np.concatenate([run(tf.convert_to_tensor(batch[a:a + step], dtype=tf.float32))
                                .numpy() for a in range(0, n, step)])
 
+    predictor.crop_tiles = True
     store[key] = predictor
+    return predictor
+
+
+def _ops_forward(x, k: int):
+    """``dihedral_forward`` on a (B, rows, cols, C) tensor, in Keras ops (any backend)."""
+    from keras import ops
+
+    if k >= 4:
+        x = ops.flip(x, axis=2)
+    return ops.rot90(x, k % 4, axes=(1, 2)) if k % 4 else x
+
+
+def _ops_inverse(y, k: int):
+    """``dihedral_inverse`` on a (B, rows, cols, C) tensor, in Keras ops (any backend)."""
+    from keras import ops
+
+    if k % 4:
+        y = ops.rot90(y, (4 - k % 4) % 4, axes=(1, 2))
+    if k >= 4:
+        y = ops.flip(y, axis=2)
+    return y
+
+
+def _portable_predictor(keras_model, transforms: tuple):
+    """The predictor on any Keras backend (JAX, PyTorch, TensorFlow).
+
+    The TTA transforms are Keras ops and the model runs as it is (no folded
+    graph). Under JAX the whole TTA pass is one ``jax.jit`` program taking the
+    weights as arguments (``stateless_call``); XLA compiles one program per input
+    shape, so every batch is padded to the largest batch seen for its tile shape
+    and tiles are not cut to their valid part (``crop_tiles`` False): a scene
+    costs one or two compilations. Other backends run eagerly, without gradients.
+
+    Args:
+        keras_model: the (possibly cast) Keras model.
+        transforms: dihedral transforms to average.
+
+    Returns:
+        ``f(batch) -> probabilities`` as ``get_predictor``, with ``crop_tiles``.
+    """
+    import keras
+    from keras import ops
+
+    backend = keras.backend.backend()
+
+    def tta_pass(call, x):
+        total = None
+        for k in transforms:
+            y = _ops_inverse(ops.cast(call(_ops_forward(x, k)), "float32"), k)
+            total = y if total is None else total + y
+        return total / float(len(transforms)) if len(transforms) > 1 else total
+
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in keras_model.trainable_variables]
+        fixed = [v.value for v in keras_model.non_trainable_variables]
+
+        def stateless(weights, state, x):
+            return tta_pass(lambda t: keras_model.stateless_call(weights, state, t,
+                                                                 training=False)[0], x)
+
+        compiled = jax.jit(stateless)
+
+        def run(x):
+            return compiled(trainable, fixed, x)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        channels = int(keras_model.inputs[0].shape[-1])
+        run = tf.function(lambda x: tta_pass(lambda t: keras_model(t, training=False), x),
+                          input_signature=[tf.TensorSpec([None, None, None, channels],
+                                                         tf.float32)],
+                          reduce_retracing=True, autograph=False)
+    else:
+        def run(x):
+            if backend == "torch":
+                import torch
+
+                with torch.no_grad():
+                    return tta_pass(lambda t: keras_model(t, training=False), x)
+            return tta_pass(lambda t: keras_model(t, training=False), x)
+
+    largest: dict = {}
+
+    def predictor(batch: np.ndarray) -> np.ndarray:
+        n, rows, cols = batch.shape[:3]
+        size = largest[(rows, cols)] = max(largest.get((rows, cols), 0), n)
+        if size > n:
+            batch = np.concatenate([batch, np.zeros((size - n,) + batch.shape[1:],
+                                                    batch.dtype)])
+        x = ops.convert_to_tensor(np.ascontiguousarray(batch, dtype=np.float32))
+        return np.asarray(ops.convert_to_numpy(run(x)))[:n]
+
+    predictor.crop_tiles = False
     return predictor
 
 
@@ -1613,7 +1718,7 @@ def predict_scene(model, input, output, output_probabilities=None, output_map=No
         reader = _StripReader(input, band_indexes, spec.normalization, grid)
         stack.callback(reader.close)
         counts = _run_pipeline(reader, blender, predictor, grid, batch_size, feedback,
-                               crop=CROP_TO_VALID)
+                               crop=CROP_TO_VALID and predictor.crop_tiles)
         feedback.check_canceled()
     seconds = time.perf_counter() - start
     valid = blender.valid_pixels
