@@ -1718,7 +1718,7 @@ def predict_scene(model, input, output, output_probabilities=None, output_map=No
         reader = _StripReader(input, band_indexes, spec.normalization, grid)
         stack.callback(reader.close)
         counts = _run_pipeline(reader, blender, predictor, grid, batch_size, feedback,
-                               crop=CROP_TO_VALID and predictor.crop_tiles)
+                               crop=CROP_TO_VALID and getattr(predictor, "crop_tiles", True))
         feedback.check_canceled()
     seconds = time.perf_counter() - start
     valid = blender.valid_pixels
