@@ -285,6 +285,36 @@ def test_integer_polygons_in_other_crs_multi_layer_geopackage(scene, tmp_path):
         assert np.array_equal(ds.read(1), got)
 
 
+def test_long_polygon_edges_follow_their_curve_after_reprojection(tmp_path):
+    """A parallel is a curve in UTM: a 2-degree edge at 60 N bows about 400 m (4 pixels)
+    away from the straight chord between its projected corners."""
+    crs, px = "EPSG:32635", 100.0
+    box = (26.0, 60.0, 28.0, 60.5)
+    corners = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform_bounds(
+        *box, densify_pts=101)
+    x0, y1 = corners[0] - 1000.0, corners[3] + 1000.0
+    width = int((corners[2] + 1000.0 - x0) // px)
+    height = int((y1 - (corners[1] - 1000.0)) // px)
+    image = write_raster(tmp_path / "img.tif", np.ones((1, height, width), np.uint16), crs=crs,
+                         transform=from_origin(x0, y1, px, px))
+    gpkg = write_vector(tmp_path / "box.gpkg", [(rect(*box), 1)], "cls", "int")
+    out_mask = str(tmp_path / "mask.tif")
+    align_pair(image, str(tmp_path / "out.tif"), out_mask, mask_vector=gpkg, class_field="cls")
+    with rasterio.open(out_mask) as ds:
+        got = ds.read(1)
+        lon, lat = pixel_centres_lonlat(ds)
+    inside = (lon > box[0]) & (lon < box[2]) & (lat > box[1]) & (lat < box[3])
+    # pixels whose centre is within one pixel of an edge may go either way
+    m_lon = 111_320.0 * np.cos(np.radians(lat))
+    near = np.zeros(got.shape, bool)
+    for x in box[0::2]:
+        near |= np.abs(lon - x) * m_lon < px
+    for y in box[1::2]:
+        near |= np.abs(lat - y) * 111_000.0 < px
+    assert inside.sum() > 100_000
+    assert np.array_equal(got[~near] == 1, inside[~near])
+
+
 TEXT_POLYGONS = [
     (rect(-73.830, 39.738, -73.825, 39.742), "wetland"),
     (rect(-73.822, 39.739, -73.818, 39.7435), "water"),
