@@ -16,7 +16,8 @@ from wetland_unet_plugin.core import data as datamod
 from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
 from wetland_unet_plugin.core.modelfile import load_model, read_metadata
 from wetland_unet_plugin.core.normalize import normalize
-from wetland_unet_plugin.core.train import auto_class_weights, make_loss, train_model
+from wetland_unet_plugin.core.train import (auto_class_weights, cosine_rate, make_loss,
+                                             schedule_progress, train_model)
 
 NAMES = "water,wetland,forest"
 #: A tiny, fast configuration (about 1 s per epoch on 2 cores after tracing).
@@ -318,6 +319,182 @@ def test_auto_class_weights_median_frequency():
 
 # --- bad inputs: a CoreError that says what to do, and no model file ----------------------------
 
+# --- validation split by whole images, radiometric jitter, cosine schedule ----------------
+
+def test_validation_images_are_spread_and_leave_training_images():
+    for n, fraction, expected in ((12, 0.25, [2, 6, 10]), (2, 0.25, [1]), (2, 0.9, [1]),
+                                  (5, 0.9, [0, 1, 3, 4]), (10, 0.1, [5])):
+        held = datamod.validation_image_indices(n, fraction)
+        assert held == expected
+        n_val = min(max(1, round(n * fraction)), n - 1)        # at least 1, never all
+        assert len(held) == n_val and len(set(held)) == n_val
+        assert all(0 <= i < n for i in held)
+
+
+def test_image_split_keeps_training_and_validation_pixels_disjoint(tmp_path):
+    paths = []
+    for seed in (1, 2, 3, 4):
+        image = str(tmp_path / f"img{seed}.tif")
+        class_map = make_scene(image, 96, 80, seed=seed)
+        paths.append((image, write_mask(str(tmp_path / f"mask{seed}.tif"), class_map, image),
+                      class_map))
+    pairs, bands = datamod.check_pairs([p[0] for p in paths], [p[1] for p in paths], 3)
+    datamod.split_images(pairs, 32, 0.25)                  # 1 of 4 images: index 2
+    assert [p.split for p in pairs] == ["training image"] * 2 + ["validation image",
+                                                                 "training image"]
+    rng = np.random.default_rng(0)
+    scans = [datamod.scan_mask(p, 3, rng, keep_labels=True) for p in pairs]
+    for pair, scan, (_, _, class_map) in zip(pairs, scans, paths):
+        whole = [int((class_map == c).sum()) for c in (0, 1, 2, 3)]
+        assert scan.counts.tolist() == whole
+        if pair.train is None:                             # the validation image, whole
+            assert pair.val.as_list() == [0, 80, 0, 96]
+            assert scan.train_counts.sum() == 0 and scan.val_counts.tolist() == whole
+            assert not any(key[0] == "train" for key in scan.pools)
+        else:                                              # training images, whole
+            assert pair.val is None and pair.train.as_list() == [0, 80, 0, 96]
+            assert scan.val_counts.sum() == 0 and scan.train_counts.tolist() == whole
+            assert not any(key[0] == "val" for key in scan.pools)
+    stats, _ = datamod.sample_normalization(pairs, bands, rng)
+    sources = datamod.build_sources(pairs, scans, bands, stats, 3, 100)
+    sampler = datamod.PatchSampler(sources, 3, 32, seed=5)
+    try:
+        for region, allowed in (("train", {0, 1, 3}), ("val", {2})):
+            seen = set()
+            for i in range(60):
+                s, row, col = sampler._candidate(region, datamod._derived_rng(5, 9, i))
+                assert s in allowed and 0 <= row <= 80 - 32 and 0 <= col <= 96 - 32
+                seen.add(s)
+            assert seen == allowed
+    finally:
+        sampler.close()
+
+
+def test_image_split_needs_two_images():
+    pair = datamod.PairInfo(0, "img.tif", "mask.tif", 200, 64, 4, "float32", None, 1, None,
+                            "classes", "", "", (3.0, 3.0), [])
+    with pytest.raises(CoreError, match="at least two image/mask pairs"):
+        datamod.split_images([pair], 32, 0.25)
+
+
+def test_radiometric_jitter_is_a_bounded_gain_and_offset_per_band():
+    rng = np.random.default_rng(4)
+    image = rng.uniform(-0.5, 1.5, (32, 32, 4)).astype(np.float32)
+    image[:5, :5] = 0.0                                    # invalid pixels (all bands 0)
+    before = image.copy()
+    amount = 0.05
+    gains, offsets = [], []
+    for seed in range(20):
+        out = datamod.radiometric_jitter(image, amount, np.random.default_rng(seed))
+        np.testing.assert_array_equal(image, before)       # the input is not modified
+        assert out.dtype == np.float32 and out.shape == image.shape
+        assert (out[:5, :5] == 0).all()                    # invalid pixels stay 0
+        valid = np.ones((32, 32), bool)
+        valid[:5, :5] = False
+        for b in range(4):
+            x, y = image[..., b][valid], out[..., b][valid]
+            gain, offset = np.polyfit(x.astype(np.float64), y.astype(np.float64), 1)
+            np.testing.assert_allclose(y, gain * x + offset, atol=1e-5)   # exactly affine
+            assert abs(gain - 1) <= amount + 1e-6 and abs(offset) <= amount + 1e-6
+            # band statistics move by bounded amounts
+            assert abs(y.mean() - x.mean()) <= amount * abs(x.mean()) + amount + 1e-5
+            assert abs(y.std() / x.std() - 1) <= amount + 1e-5
+            gains.append(gain)
+            offsets.append(offset)
+    assert np.std(gains) > amount / 5 and np.std(offsets) > amount / 5    # really random
+
+
+def test_jittered_patches_keep_their_labels(scenes):
+    pairs, plain = _prepared(scenes["train"], scenes["train_mask"], 100)
+    jittery = datamod.PatchSampler(plain.sources, 3, 32, seed=5, jitter=0.1)
+    try:
+        changed = 0
+        for i in range(10):
+            x0, y0 = plain.patch("train", i, datamod.TRAIN_STREAM, augment=True)
+            x1, y1 = jittery.patch("train", i, datamod.TRAIN_STREAM, augment=True)
+            np.testing.assert_array_equal(y0, y1)          # same patch, same labels
+            for b in range(x0.shape[-1]):
+                gain, offset = np.polyfit(x0[..., b].ravel(), x1[..., b].ravel(), 1)
+                np.testing.assert_allclose(x1[..., b], gain * x0[..., b] + offset, atol=1e-5)
+                assert abs(gain - 1) <= 0.1 + 1e-6 and abs(offset) <= 0.1 + 1e-6
+            changed += not np.array_equal(x0, x1)
+            # without augmentation (validation) there is no jitter
+            v0, _ = plain.patch("val", i, datamod.VAL_STREAM)
+            v1, _ = jittery.patch("val", i, datamod.VAL_STREAM)
+            np.testing.assert_array_equal(v0, v1)
+        assert changed == 10
+    finally:
+        jittery.close()
+        plain.close()
+
+
+def _cosine(progress, lr):
+    """5% linear warmup from 0, then cosine decay to 1% of lr, written out."""
+    if progress < 0.05:
+        return lr * progress / 0.05
+    done = (progress - 0.05) / 0.95
+    return lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * done)))
+
+
+def test_cosine_schedule_follows_the_formula():
+    lr = 0.002
+    for progress in (0.0, 0.01, 0.025, 0.049, 0.05, 0.1, 0.3, 0.525, 0.8, 0.99, 1.0):
+        assert cosine_rate(progress, lr) == pytest.approx(_cosine(progress, lr), rel=1e-12,
+                                                          abs=1e-15)
+    assert cosine_rate(0.05, lr) == pytest.approx(lr)
+    assert cosine_rate(0.525, lr) == pytest.approx(lr * (0.01 + 0.99 * 0.5))   # half-way
+    assert cosine_rate(1.0, lr) == pytest.approx(lr * 0.01)
+    assert cosine_rate(1.7, lr) == cosine_rate(1.0, lr) and cosine_rate(-1, lr) == 0.0
+    rates = [cosine_rate(k / 100, lr) for k in range(5, 101)]
+    assert all(b <= a for a, b in zip(rates, rates[1:]))            # decays monotonically
+    # progress of step k (0-based) of N: (k + 1) / N, or the share of the time limit used
+    assert schedule_progress(0, 200) == pytest.approx(1 / 200)
+    assert schedule_progress(99, 200) == pytest.approx(0.5)
+    assert schedule_progress(99, 200, elapsed_s=30, time_limit_s=40) == pytest.approx(0.75)
+    assert schedule_progress(99, 200, elapsed_s=10, time_limit_s=40) == pytest.approx(0.5)
+    assert schedule_progress(500, 200) == 1.0
+
+
+def test_training_with_image_split_cosine_schedule_and_jitter(scenes, tmp_path):
+    feedback = Recorder()
+    kwargs = dict(TINY, train_size=64, val_size=16, epochs=3, seed=2)   # 8 steps per epoch
+    result = train_model([scenes["train"], scenes["eval"]],
+                         [scenes["train_mask"], scenes["eval_mask"]], NAMES,
+                         str(tmp_path / "m.keras"), val_split="images", lr_schedule="cosine",
+                         jitter=0.05, dropout=0.0, reduce_lr_patience=1, feedback=feedback,
+                         **kwargs)
+    meta = read_metadata(result["output_model"])
+    training = meta["training"]
+    assert training["val_split"] == "images" and training["lr_schedule"] == "cosine"
+    assert training["jitter"] == 0.05 and meta["dropout"] == 0.0
+    images = meta["data"]["images"]
+    assert [i["split"] for i in images] == ["training image", "validation image"]
+    assert images[0]["val_region"] is None and images[0]["train_region"] == [0, 160, 0, 160]
+    assert images[1]["train_region"] is None and images[1]["val_region"] == [0, 96, 0, 96]
+    assert "held back whole" in meta["validation"]["description"]
+    # the rate logged after epoch e is the one of its last step, 8 e of 24 (no plateau
+    # halving although reduce_lr_patience is 1)
+    lr = TINY["learning_rate"]
+    expected = [_cosine(8 * e / 24, lr) for e in (1, 2, 3)]
+    np.testing.assert_allclose(meta["history"]["learning_rate"], expected, rtol=1e-5)
+    assert any("Validation images" in line and "eval.tif" in line for line in feedback.lines)
+
+
+def test_time_limit_stops_training_after_an_epoch(scenes, tmp_path):
+    feedback = Recorder()
+    kwargs = dict(TINY, train_size=16, val_size=8, epochs=4, filters=4, seed=2)
+    result = train_model([scenes["train"]], [scenes["train_mask"]], NAMES,
+                         str(tmp_path / "m.keras"), time_limit=1e-4, lr_schedule="cosine",
+                         feedback=feedback, **kwargs)      # 6 ms: one epoch, then stop
+    assert result["epochs_run"] == 1 and result["stopped_early"]
+    meta = read_metadata(result["output_model"])
+    assert meta["training"]["time_limit_min"] == 1e-4
+    assert len(meta["history"]["loss"]) == 1
+    # the cosine schedule ran on the time limit's clock: it ended at its final rate
+    assert meta["history"]["learning_rate"][0] == pytest.approx(TINY["learning_rate"] * 0.01)
+    assert any("Stopped after epoch 1: the time limit" in line for line in feedback.lines)
+
+
 def _write(path, array, like=None, **profile):
     base = dict(driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0],
                 dtype=str(array.dtype), crs="EPSG:32618",
@@ -387,6 +564,17 @@ BAD_CASES = {
     "val fraction": (lambda s, b: dict(val_fraction=0), "VAL_FRACTION must be above 0"),
     "missing image": (lambda s, b: dict(images=[str(b["folder"] / "nope.tif")]),
                       "does not exist"),
+    "image split of one image": (lambda s, b: dict(val_split="images"),
+                                 "at least two image/mask pairs"),
+    "no labels in validation images": (
+        lambda s, b: dict(images=[s["train"], s["train"]], val_split="images",
+                          masks=[s["train_mask"], b["empty_mask"]]),
+        "validation images.*VAL_SPLIT"),
+    "lr schedule": (lambda s, b: dict(lr_schedule="step"), "LR_SCHEDULE must be one of"),
+    "val split": (lambda s, b: dict(val_split="columns"), "VAL_SPLIT must be one of"),
+    "jitter": (lambda s, b: dict(jitter=0.8), "JITTER must be"),
+    "dropout": (lambda s, b: dict(dropout=1.5), "DROPOUT must be"),
+    "time limit": (lambda s, b: dict(time_limit=-1), "TIME_LIMIT must be"),
 }
 
 

@@ -42,6 +42,39 @@ def test_train_writes_a_self_describing_model_and_a_report(trained):
     assert html.count("data:image/png;base64,") >= 2  # curves and confusion matrix
 
 
+def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_path):
+    """The advanced VAL_SPLIT, LR_SCHEDULE, JITTER and DROPOUT reach the core."""
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+
+    import processing
+
+    alg = QgsApplication.processingRegistry().algorithmById("wetlandunet:train")
+    for name in ("VAL_SPLIT", "LR_SCHEDULE", "JITTER", "DROPOUT", "TIME_LIMIT",
+                 "BALANCE_CLASSES"):
+        definition = alg.parameterDefinition(name)
+        assert definition is not None, name
+        assert definition.flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
+    assert alg.parameterDefinition("VAL_SPLIT").defaultValue() == 0        # rows: unchanged
+    assert alg.parameterDefinition("LR_SCHEDULE").defaultValue() == 1      # cosine
+    assert alg.parameterDefinition("JITTER").defaultValue() == 0.0
+    assert alg.parameterDefinition("DROPOUT").defaultValue() == 0.1
+    assert alg.parameterDefinition("TIME_LIMIT").defaultValue() == 0.0
+    assert alg.parameterDefinition("BALANCE_CLASSES").defaultValue() is True
+    result = processing.run("wetlandunet:train", dict(
+        TINY, EPOCHS=2, IMAGES=[p[0] for p in scenes["pairs"]],
+        MASKS=[p[1] for p in scenes["pairs"]], CLASS_NAMES=NAMES, VAL_SPLIT=1, LR_SCHEDULE=0,
+        JITTER=0.05, DROPOUT=0.0, TIME_LIMIT=5, BALANCE_CLASSES=False,
+        OUTPUT_MODEL=str(tmp_path / "m.keras")))
+    meta = read_metadata(result["OUTPUT_MODEL"])
+    assert meta["training"]["val_split"] == "images"
+    assert meta["training"]["lr_schedule"] == "plateau"
+    assert meta["training"]["jitter"] == 0.05 and meta["dropout"] == 0.0
+    assert meta["training"]["time_limit_min"] == 5
+    assert meta["training"]["balance_classes"] is False
+    assert [i["split"] for i in meta["data"]["images"]] == ["training image",
+                                                            "validation image"]
+
+
 def test_predict_maps_an_unseen_scene_and_loads_it_styled(trained, scenes, tmp_path):
     """Predict as the dialog does: output loaded, palette applied by the post-processor."""
     import processing

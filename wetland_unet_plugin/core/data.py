@@ -8,14 +8,17 @@ The steps, in the order ``train.train_model`` runs them:
 
 1. ``check_pairs``: counts, grids, band counts, BANDS, mask kind (no pixels read).
 2. ``split_regions``: a training part and a spatially separate validation strip
-   per image (the last VAL_FRACTION of rows, a gap of PATCH_SIZE/2 between).
+   per image (the last VAL_FRACTION of rows, a gap of PATCH_SIZE/2 between); or
+   ``split_images``: whole images held back for validation (VAL_SPLIT "images"),
+   so the training images lose no rows.
 3. ``scan_mask``: one windowed pass over each mask: class ids checked, pixels per
    class counted, and a bounded random pool of labelled positions per class kept
    for class-balanced patch sampling.
 4. ``sample_normalization``: robust per-band percentiles over valid pixels of a
    bounded sample of windows of every image.
 5. ``PatchSampler``: random square patches (balanced by class, rejecting patches
-   with too few labelled pixels), dihedral augmentation, invalid pixels set to 0
+   with too few labelled pixels), dihedral augmentation and optional radiometric
+   jitter (``jitter``), invalid pixels set to 0
    and marked unlabelled; ``make_dataset`` wraps it in a prefetching tf.data pipeline.
 
 Only ``make_dataset`` imports TensorFlow.
@@ -93,9 +96,9 @@ class PairInfo:
     crs_name: str
     pixel_size: tuple
     band_descriptions: list
-    train: Region | None = None
-    val: Region | None = None
-    split: str = ""                  # "rows" or "columns"
+    train: Region | None = None      # None: a validation image (VAL_SPLIT "images")
+    val: Region | None = None        # None: a training image (VAL_SPLIT "images")
+    split: str = ""                  # "rows", "columns", "training image", "validation image"
 
 
 @dataclass
@@ -259,6 +262,51 @@ def split_regions(pair: PairInfo, patch_size: int, val_fraction: float) -> PairI
                     "PATCH_SIZE or VAL_FRACTION, or use a larger image.")
 
 
+#: Ways to hold out validation data (VAL_SPLIT).
+VAL_SPLITS = ("rows", "images")
+
+
+def validation_image_indices(n_images: int, val_fraction: float) -> list:
+    """Indices of the images held back for validation by ``split_images``.
+
+    round(n_images * val_fraction) images (at least 1, at most n_images - 1), spread
+    evenly over the list: image int((k + 0.5) * n_images / n_val) for k = 0..n_val-1.
+    """
+    n_val = min(max(1, int(round(n_images * val_fraction))), n_images - 1)
+    return sorted({int((k + 0.5) * n_images / n_val) for k in range(n_val)})
+
+
+def split_images(pairs: list, patch_size: int, val_fraction: float) -> list:
+    """Hold back whole images for validation; the others are used whole for training.
+
+    Training and validation pixels are then in different images (disjoint by
+    construction), and no training image gives up rows to a validation strip and
+    its gap: on small images (tiles of a few hundred pixels) the strip costs a
+    large share of the training data.
+
+    Raises:
+        CoreError: with fewer than two images, or an image smaller than a patch.
+    """
+    if len(pairs) < 2:
+        raise CoreError("VAL_SPLIT 'images' holds back whole images for validation, so it "
+                        f"needs at least two image/mask pairs ({len(pairs)} given). Add "
+                        "images, or use VAL_SPLIT 'rows' (a strip of every image).")
+    for pair in pairs:
+        if pair.width < patch_size or pair.height < patch_size:
+            limit = min(pair.width, pair.height)
+            raise CoreError(f"PATCH_SIZE {patch_size} is larger than the image '{pair.image}' "
+                            f"({pair.width} x {pair.height} px). Choose a PATCH_SIZE of at "
+                            f"most {limit} (a multiple of 2**DEPTH), or use larger images.")
+    held = set(validation_image_indices(len(pairs), val_fraction))
+    for i, pair in enumerate(pairs):
+        whole = Region(0, pair.height, 0, pair.width)
+        if i in held:
+            pair.train, pair.val, pair.split = None, whole, "validation image"
+        else:
+            pair.train, pair.val, pair.split = whole, None, "training image"
+    return pairs
+
+
 def mask_labels(block: np.ndarray, kind: str, n_classes: int, nodata=None):
     """Convert mask values to labels 0..N (0 = unlabelled).
 
@@ -311,8 +359,10 @@ class _Reservoir:
             self.keys, self.rows, self.cols = self.keys[keep], self.rows[keep], self.cols[keep]
 
 
-def _region_slice(region: Region, row0: int, rows: int):
+def _region_slice(region: Region | None, row0: int, rows: int):
     """Rows of a strip [row0, row0 + rows) inside a region: (start, stop) local, or None."""
+    if region is None:
+        return None
     start, stop = max(region.row0, row0), min(region.row1, row0 + rows)
     if stop <= start:
         return None
@@ -476,6 +526,32 @@ def dihedral(array: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def radiometric_jitter(image: np.ndarray, amount: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Random per-band gain and offset of a normalised patch (radiometric augmentation).
+
+    Each band b becomes ``x * g_b + o_b`` with g_b uniform in [1 - amount, 1 + amount]
+    and o_b uniform in [-amount, amount], in normalised units (where the robust 2nd
+    and 98th percentiles of the training data are 0 and 1): a model that sees
+    brightness and contrast vary a little per band copes better with other dates,
+    haze and sensor differences. Invalid pixels (all bands exactly 0, as the
+    sources set them) stay 0; labels are not touched.
+
+    Args:
+        image: (rows, cols, bands) float32 normalised patch (not modified).
+        amount: the bound of the gain change and offset, e.g. 0.05.
+        rng: random generator.
+
+    Returns:
+        A new float32 array of the same shape.
+    """
+    bands = image.shape[-1]
+    gain = rng.uniform(1.0 - amount, 1.0 + amount, bands).astype(np.float32)
+    offset = rng.uniform(-amount, amount, bands).astype(np.float32)
+    valid = np.any(image != 0, axis=-1, keepdims=True)
+    return np.where(valid, image * gain + offset, np.float32(0)).astype(np.float32)
+
+
 class PatchSource:
     """Reads normalised image windows and labels of one pair, from a cache or from disk.
 
@@ -603,10 +679,15 @@ class PatchSampler:
     from the pair's pool, and the patch is placed at a random offset around it.
     A patch with fewer than ``min_labelled_fraction`` labelled pixels is
     rejected; after ``MAX_TRIES`` the best candidate is kept.
+
+    Augmented patches get a random dihedral transform and, when ``jitter`` > 0,
+    radiometric jitter (``radiometric_jitter``).
     """
 
     def __init__(self, sources: list, n_classes: int, patch_size: int,
-                 min_labelled_fraction: float = 0.02, balance: bool = True, seed: int = 0):
+                 min_labelled_fraction: float = 0.02, balance: bool = True, seed: int = 0,
+                 jitter: float = 0.0):
+        self.jitter = float(jitter)
         self.sources = sources
         self.n_classes = n_classes
         self.patch_size = patch_size
@@ -672,7 +753,8 @@ class PatchSampler:
             region: "train" or "val".
             index: patch number in the stream.
             stream: stream number (epoch streams, probes); validation uses its own.
-            augment: apply a random dihedral transform.
+            augment: apply a random dihedral transform (and radiometric jitter when
+                the sampler's ``jitter`` > 0).
         """
         rng = _derived_rng(self.seed, stream, index)
         key = (region, stream, index)
@@ -687,6 +769,8 @@ class PatchSampler:
         if augment:
             k = int(rng.integers(8))
             image, labels = dihedral(image, k), dihedral(labels, k)
+            if self.jitter > 0:
+                image = radiometric_jitter(image, self.jitter, rng)
         return image, labels
 
     def batches(self, region: str, batch_size: int, count: int | None = None,

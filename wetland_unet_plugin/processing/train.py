@@ -17,10 +17,13 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.data import VAL_SPLITS
 from ..core.train import (
     DEFAULT_EARLY_STOPPING_PATIENCE,
     DEFAULT_EPOCHS,
+    DEFAULT_LR_SCHEDULE,
     DEFAULT_REDUCE_LR_PATIENCE,
+    LR_SCHEDULES,
 )
 from .base import WetlandAlgorithm
 from .feedback import run_in_worker
@@ -53,6 +56,12 @@ class TrainAlgorithm(WetlandAlgorithm):
     LOSS = "LOSS"
     EARLY_STOPPING = "EARLY_STOPPING"
     REDUCE_LR = "REDUCE_LR"
+    LR_SCHEDULE = "LR_SCHEDULE"
+    VAL_SPLIT = "VAL_SPLIT"
+    JITTER = "JITTER"
+    DROPOUT = "DROPOUT"
+    TIME_LIMIT = "TIME_LIMIT"
+    BALANCE_CLASSES = "BALANCE_CLASSES"
     KEEP_BEST_ON_CANCEL = "KEEP_BEST_ON_CANCEL"
     TENSORBOARD_DIR = "TENSORBOARD_DIR"
     OUTPUT_MODEL = "OUTPUT_MODEL"
@@ -74,7 +83,12 @@ class TrainAlgorithm(WetlandAlgorithm):
         "per-class IoU/F1 and a confusion matrix.\n\n"
         "Masks: single-band class ids 1..N (0 or nodata = unlabelled, ignored by the loss) "
         "or multi-band one-hot. Validation patches come from a spatially separate strip "
-        "(the last VAL_FRACTION of each image's rows). BANDS picks input bands "
+        "(the last VAL_FRACTION of each image's rows), or, with VAL_SPLIT 'whole images', "
+        "from VAL_FRACTION of the images held back whole (the other images then train on "
+        "every row). The learning rate warms up over the first 5% of the steps, then "
+        "decays along a cosine to 1% at the end of EPOCHS, or of TIME_LIMIT minutes when "
+        "that comes first (LR_SCHEDULE; 'reduce on plateau' halves it instead after "
+        "REDUCE_LR epochs without progress). BANDS picks input bands "
         "(e.g. 1,2,3,7); predict applies the same choice. TensorFlow runs in a separate "
         "worker process, never inside QGIS.")
 
@@ -109,8 +123,22 @@ class TrainAlgorithm(WetlandAlgorithm):
         self.add_advanced(QgsProcessingParameterNumber(
             self.VAL_FRACTION, "Validation fraction (bottom rows of each image)",
             QgsProcessingParameterNumber.Double, defaultValue=0.25, minValue=0.0, maxValue=0.9))
+        self.add_advanced(QgsProcessingParameterEnum(
+            self.VAL_SPLIT, "Validation data",
+            ["a strip of every image (the last VAL_FRACTION of rows)",
+             "whole images (VAL_FRACTION of the images held back)"], defaultValue=0))
         self.add_advanced(QgsProcessingParameterBoolean(
             self.AUGMENT, "Augment with flips and rotations", defaultValue=True))
+        self.add_advanced(QgsProcessingParameterBoolean(
+            self.BALANCE_CLASSES, "Balance classes when drawing patches (else in proportion "
+            "to their pixels)", defaultValue=True))
+        self.add_advanced(QgsProcessingParameterNumber(
+            self.JITTER, "Radiometric jitter with augmentation (per band gain/offset, "
+            "normalised units, 0 = off)", QgsProcessingParameterNumber.Double,
+            defaultValue=0.0, minValue=0.0, maxValue=0.5))
+        self.add_advanced(QgsProcessingParameterNumber(
+            self.DROPOUT, "Spatial dropout of the deeper blocks",
+            QgsProcessingParameterNumber.Double, defaultValue=0.1, minValue=0.0, maxValue=0.9))
         self.add_advanced(QgsProcessingParameterNumber(
             self.FILTERS, "Filters of the first level", QgsProcessingParameterNumber.Integer,
             defaultValue=32, minValue=1))
@@ -135,9 +163,18 @@ class TrainAlgorithm(WetlandAlgorithm):
             QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_EARLY_STOPPING_PATIENCE,
             minValue=0))
         self.add_advanced(QgsProcessingParameterNumber(
-            self.REDUCE_LR, "Reduce learning rate on plateau after (epochs, 0 = off)",
+            self.REDUCE_LR,
+            "Reduce learning rate on plateau after (epochs, 0 = off; plateau schedule only)",
             QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_REDUCE_LR_PATIENCE,
             minValue=0))
+        self.add_advanced(QgsProcessingParameterEnum(
+            self.LR_SCHEDULE, "Learning-rate schedule",
+            ["reduce on plateau (REDUCE_LR)", "cosine decay over all epochs (5% warmup)"],
+            defaultValue=LR_SCHEDULES.index(DEFAULT_LR_SCHEDULE)))
+        self.add_advanced(QgsProcessingParameterNumber(
+            self.TIME_LIMIT, "Training time limit (minutes of fitting, 0 = none; the cosine "
+            "schedule ends with it)", QgsProcessingParameterNumber.Double, defaultValue=0.0,
+            minValue=0.0))
         self.add_advanced(QgsProcessingParameterBoolean(
             self.KEEP_BEST_ON_CANCEL, "On cancel, keep the best model so far",
             defaultValue=True))
@@ -199,6 +236,13 @@ class TrainAlgorithm(WetlandAlgorithm):
             loss=LOSSES[self.parameterAsEnum(parameters, self.LOSS, context)],
             early_stopping_patience=self.parameterAsInt(parameters, self.EARLY_STOPPING, context),
             reduce_lr_patience=self.parameterAsInt(parameters, self.REDUCE_LR, context),
+            lr_schedule=LR_SCHEDULES[self.parameterAsEnum(parameters, self.LR_SCHEDULE,
+                                                          context)],
+            val_split=VAL_SPLITS[self.parameterAsEnum(parameters, self.VAL_SPLIT, context)],
+            jitter=self.parameterAsDouble(parameters, self.JITTER, context),
+            dropout=self.parameterAsDouble(parameters, self.DROPOUT, context),
+            time_limit=self.parameterAsDouble(parameters, self.TIME_LIMIT, context),
+            balance_classes=self.parameterAsBoolean(parameters, self.BALANCE_CLASSES, context),
             keep_best_on_cancel=self.parameterAsBoolean(parameters, self.KEEP_BEST_ON_CANCEL,
                                                         context),
             tensorboard_dir=tensorboard or None,
