@@ -93,6 +93,16 @@ def shift_model(gain=4.0):
     return model
 
 
+def shift_expectations(x):
+    """What ``shift_model`` gives on the interior of ``x`` (rows, cols) seen by each
+    transform: class-1 probability of the right, left, lower and upper neighbour
+    (TTA averages them: 1 -> right, 2 -> right and left, 4 and 8 -> all four)."""
+    def p1(values):
+        return sigmoid(8.0 * values)
+
+    return (p1(x[1:-1, 2:]), p1(x[1:-1, :-2]), p1(x[2:, 1:-1]), p1(x[:-2, 1:-1]))
+
+
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -335,12 +345,7 @@ def test_tta_on_cropped_tiles_with_an_asymmetric_model(tmp_path, monkeypatch):
     img, inside = footprint_scene(90, 140, seed=14)
     src = write_raster(tmp_path / "in.tif", img)
     x = np.where(inside, img[0], 0.0)  # invalid pixels are 0 at the model's input
-
-    def p1(values):
-        return sigmoid(8.0 * values)
-
-    right, left = p1(x[1:-1, 2:]), p1(x[1:-1, :-2])
-    down, up = p1(x[2:, 1:-1]), p1(x[:-2, 1:-1])
+    right, left, down, up = shift_expectations(x)
     expected = {1: right, 2: (right + left) / 2, 4: (right + left + up + down) / 4}
     sent = []
     real = P.get_predictor
@@ -503,12 +508,7 @@ def test_tta_averages_transformed_predictions_of_an_asymmetric_model(tmp_path):
     img = np.random.default_rng(4).random((1, 50, 60)).astype(np.float32)
     src = write_raster(tmp_path / "in.tif", img)
     x = img[0]
-
-    def p1(values):
-        return sigmoid(8.0 * values)
-
-    right, left = p1(x[1:-1, 2:]), p1(x[1:-1, :-2])
-    down, up = p1(x[2:, 1:-1]), p1(x[:-2, 1:-1])
+    right, left, down, up = shift_expectations(x)
     expected = {1: right, 2: (right + left) / 2, 4: (right + left + up + down) / 4,
                 8: (right + left + up + down) / 4}
     for tta, want in expected.items():
@@ -525,12 +525,7 @@ def test_portable_predictor_runs_whole_tiles_with_the_expected_tta(tmp_path, mon
     img, inside = footprint_scene(90, 140, seed=15)
     src = write_raster(tmp_path / "in.tif", img)
     x = np.where(inside, img[0], 0.0)
-
-    def p1(values):
-        return sigmoid(8.0 * values)
-
-    right, left = p1(x[1:-1, 2:]), p1(x[1:-1, :-2])
-    down, up = p1(x[2:, 1:-1]), p1(x[:-2, 1:-1])
+    right, left, down, up = shift_expectations(x)
     expected = {1: right, 2: (right + left) / 2, 8: (right + left + up + down) / 4}
     sent = []
     real = P.get_predictor
