@@ -103,6 +103,26 @@ def shift_expectations(x):
     return (p1(x[1:-1, 2:]), p1(x[1:-1, :-2]), p1(x[2:, 1:-1]), p1(x[:-2, 1:-1]))
 
 
+def record_model_calls(monkeypatch) -> list:
+    """Make ``predict_scene`` record the shape of every batch it sends to the model;
+    returns the list the shapes are appended to."""
+    sent = []
+    real = P.get_predictor
+
+    def recording(*args, **kwargs):
+        predictor = real(*args, **kwargs)
+
+        def record(batch):
+            sent.append(batch.shape)
+            return predictor(batch)
+
+        record.crop_tiles = getattr(predictor, "crop_tiles", True)
+        return record
+
+    monkeypatch.setattr(P, "get_predictor", recording)
+    return sent
+
+
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -347,14 +367,7 @@ def test_tta_on_cropped_tiles_with_an_asymmetric_model(tmp_path, monkeypatch):
     x = np.where(inside, img[0], 0.0)  # invalid pixels are 0 at the model's input
     right, left, down, up = shift_expectations(x)
     expected = {1: right, 2: (right + left) / 2, 4: (right + left + up + down) / 4}
-    sent = []
-    real = P.get_predictor
-
-    def recording(*args, **kwargs):
-        predictor = real(*args, **kwargs)
-        return lambda batch: sent.append(batch.shape) or predictor(batch)
-
-    monkeypatch.setattr(P, "get_predictor", recording)
+    sent = record_model_calls(monkeypatch)
     pixels = {}
     for tta, want in expected.items():
         sent.clear()
@@ -527,21 +540,8 @@ def test_portable_predictor_runs_whole_tiles_with_the_expected_tta(tmp_path, mon
     x = np.where(inside, img[0], 0.0)
     right, left, down, up = shift_expectations(x)
     expected = {1: right, 2: (right + left) / 2, 8: (right + left + up + down) / 4}
-    sent = []
-    real = P.get_predictor
-
-    def recording(*args, **kwargs):
-        predictor = real(*args, **kwargs)
-        assert predictor.crop_tiles is False
-
-        def record(batch):
-            sent.append(batch.shape)
-            return predictor(batch)
-
-        record.crop_tiles = predictor.crop_tiles
-        return record
-
-    monkeypatch.setattr(P, "get_predictor", recording)
+    assert P.get_predictor(load_model(path), tta=8).crop_tiles is False
+    sent = record_model_calls(monkeypatch)
     for tta, want in expected.items():
         sent.clear()
         P.predict_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
