@@ -185,13 +185,12 @@ def rasterize_polygons(gpkg: str, like: str) -> np.ndarray:
     return target.ReadAsArray().astype(np.uint8)
 
 
-def features(image: np.ndarray, means: bool) -> np.ndarray:
-    """(pixels, features): the bands, plus their 7x7 means when asked."""
+def features(image: np.ndarray, windows=()) -> np.ndarray:
+    """(pixels, features): the bands, plus their k x k means for every k in ``windows``."""
     from scipy.ndimage import uniform_filter
 
-    parts = [image]
-    if means:
-        parts.append(np.stack([uniform_filter(b, RF_WINDOW, mode="reflect") for b in image]))
+    parts = [image] + [np.stack([uniform_filter(b, k, mode="reflect") for b in image])
+                       for k in windows]
     stack = np.concatenate(parts)
     return stack.reshape(stack.shape[0], -1).T
 
@@ -213,7 +212,8 @@ def run_random_forest(images, labels, train_tiles, means: bool, sample: int) -> 
     from sklearn.ensemble import RandomForestClassifier
 
     rng = np.random.default_rng(SEED)
-    x = np.concatenate([features(images[i], means)[labels[i].ravel() > 0] for i in train_tiles])
+    windows = (RF_WINDOW,) if means else ()
+    x = np.concatenate([features(images[i], windows)[labels[i].ravel() > 0] for i in train_tiles])
     y = np.concatenate([labels[i].ravel()[labels[i].ravel() > 0] for i in train_tiles])
     pick = rng.choice(len(y), min(sample, len(y)), replace=False)
     forest = RandomForestClassifier(n_estimators=RF_TREES, n_jobs=2, random_state=SEED)
@@ -221,7 +221,7 @@ def run_random_forest(images, labels, train_tiles, means: bool, sample: int) -> 
     forest.fit(x[pick], y[pick])
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    maps = {i: forest.predict(features(img, means)).reshape(img.shape[1:]).astype(np.uint8)
+    maps = {i: forest.predict(features(img, windows)).reshape(img.shape[1:]).astype(np.uint8)
             for i, img in images.items()}
     predict_seconds = time.perf_counter() - start
     return maps, {"fit_s": round(fit_seconds, 2), "predict_all_tiles_s": round(predict_seconds, 2),

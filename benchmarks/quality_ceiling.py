@@ -27,16 +27,6 @@ import bench_quality as bq  # noqa: E402  (the benchmark's constants and helpers
 WINDOW_SETS = ((), (7,), (3, 7), (3, 7, 15))
 
 
-def stacked(image: np.ndarray, windows) -> np.ndarray:
-    """(pixels, features): the bands and their k x k means for every k in ``windows``."""
-    from scipy.ndimage import uniform_filter
-
-    parts = [image] + [np.stack([uniform_filter(b, k, mode="reflect") for b in image])
-                       for k in windows]
-    stack = np.concatenate(parts)
-    return stack.reshape(stack.shape[0], -1).T
-
-
 def main(argv=None) -> int:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.neural_network import MLPClassifier
@@ -53,7 +43,7 @@ def main(argv=None) -> int:
     rows = []
     for windows in WINDOW_SETS:
         def xy(tiles):
-            x = np.concatenate([stacked(images[i], windows) for i in tiles])
+            x = np.concatenate([bq.features(images[i], windows) for i in tiles])
             y = np.concatenate([labels[i] for i in tiles])
             return x[y > 0], y[y > 0]
 
