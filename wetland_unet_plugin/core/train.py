@@ -650,11 +650,11 @@ def train_model(images, masks, class_names, output_model: str, output_report: st
         dropout: spatial dropout of the deeper U-Net blocks.
         cache_limit_mb: memory for keeping small images whole; larger ones are read
             in windows.
-        lr_schedule: "cosine" (the default) or "plateau" (constant LEARNING_RATE, halved after
-            reduce_lr_patience epochs without a better validation loss) or "cosine"
-            (``cosine_rate``, set before every step: 5% linear warmup, then cosine decay
-            to 1% of LEARNING_RATE at the end of EPOCHS, or of ``time_limit`` when that
-            comes first; reduce_lr_patience is ignored).
+        lr_schedule: "cosine" (the default: ``cosine_rate``, set before every step: 5%
+            linear warmup, then cosine decay to 1% of LEARNING_RATE at the end of EPOCHS,
+            or of ``time_limit`` when that comes first; reduce_lr_patience is ignored) or
+            "plateau" (constant LEARNING_RATE, halved after reduce_lr_patience epochs
+            without a better validation loss).
         val_split: "rows" (a strip of the last VAL_FRACTION of rows of every image,
             after a gap of PATCH_SIZE/2) or "images" (round(VAL_FRACTION x images)
             whole images held back for validation, the others used whole for training;
