@@ -20,9 +20,11 @@ from wetland_unet_plugin.core.train import (auto_class_weights, cosine_rate, mak
                                              schedule_progress, train_model)
 
 NAMES = "water,wetland,forest"
-#: A tiny, fast configuration (about 1 s per epoch on 2 cores after tracing).
+#: A tiny, fast configuration (about 1 s per epoch on 2 cores after tracing). XLA is off:
+#: its compilation (about 10 s) outweighs a tiny model's whole training; the shared
+#: ``trained`` model and the seed test train with it, as the default does.
 TINY = dict(patch_size=32, batch_size=8, train_size=160, val_size=32, epochs=3, filters=8,
-            depth=2, learning_rate=3e-3)
+            depth=2, learning_rate=3e-3, xla=False)
 
 
 class Recorder(Feedback):
@@ -64,7 +66,8 @@ def trained(scenes):
     feedback = Recorder()
     result = train_model([scenes["train"]], [scenes["train_mask"]], NAMES,
                          str(folder / "model.keras"), str(folder / "report.html"), seed=3,
-                         csv_log=str(folder / "log.csv"), feedback=feedback, **TINY)
+                         csv_log=str(folder / "log.csv"), feedback=feedback,
+                         **dict(TINY, xla=True))
     return result, feedback
 
 
@@ -94,6 +97,8 @@ def test_model_learns_and_generalises_to_a_separate_scene(scenes, trained):
     accuracy = _accuracy_on(result["output_model"], scenes["eval"], scenes["eval_map"])
     assert accuracy > 0.75, f"accuracy {accuracy:.3f} on a separate scene (chance 0.33)"
     assert any(line.startswith("Epoch 3/3") for line in feedback.lines)
+    assert any("XLA-compiled" in line for line in feedback.lines)
+    assert read_metadata(result["output_model"])["training"]["xla"] is True
     assert feedback.fractions[-1] == 1.0
     assert all(b >= a - 1e-9 for a, b in zip(feedback.fractions, feedback.fractions[1:]))
 
@@ -137,16 +142,40 @@ def test_report_and_csv_log(trained):
     assert log.splitlines()[0].startswith("epoch") and len(log.splitlines()) == 4
 
 
-def test_same_seed_gives_identical_weights(scenes, tmp_path):
-    kwargs = dict(TINY, train_size=32, val_size=16, epochs=2, filters=4, seed=11)
+@pytest.mark.parametrize("xla", [True, False])
+def test_same_seed_gives_identical_weights(scenes, tmp_path, xla):
+    """With XLA (no op determinism then) and without it (op determinism on)."""
+    kwargs = dict(TINY, train_size=32, val_size=16, epochs=2, filters=4, seed=11, xla=xla)
     weights = []
     for i in (1, 2):
         out = str(tmp_path / f"m{i}.keras")
         train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out, **kwargs)
         weights.append(load_model(out).keras_model.get_weights())
+        assert read_metadata(out)["training"]["xla"] is xla
     assert len(weights[0]) == len(weights[1])
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_xla_compiles_the_training_step_on_cpu():
+    """Keras's "auto" leaves XLA off on a CPU-only machine and under op determinism;
+    ``xla`` turns it on, which is why a seeded XLA run does without op determinism."""
+    import tensorflow as tf
+
+    from wetland_unet_plugin.core.train import compile_model
+    from wetland_unet_plugin.core.unet import build_unet
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("Keras's auto choice is XLA on a GPU")
+    model = build_unet(3, 3, 4, 2)
+    assert compile_model(model, "categorical", 1e-3, xla=True).jit_compile is True
+    assert compile_model(model, "categorical", 1e-3, xla=False).jit_compile is False
+    tf.config.experimental.enable_op_determinism()
+    try:
+        assert compile_model(model, "categorical", 1e-3, xla=True).jit_compile is False
+    finally:
+        from tensorflow.python.framework import config as tf_config
+        tf_config.disable_op_determinism()
 
 
 def test_onehot_masks_binary_loss_and_unlabelled_garbage(scenes, tmp_path):

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--init-model")
     p.add_argument("--bands")
+    p.add_argument("--no-xla", action="store_true",
+                   help="do not compile training with XLA (on by default)")
     p.add_argument("--output-model", required=True)
     p.add_argument("--output-report")
 
@@ -102,6 +104,7 @@ def _job_params(args) -> tuple[str, dict]:
     params = {k: v for k, v in vars(args).items() if k not in ("command", "quiet")}
     if args.command == "train":
         params["augment"] = not params.pop("no_augment")
+        params["xla"] = not params.pop("no_xla")
         if params.get("epochs") is None:
             params.pop("epochs")
     if args.command == "predict":

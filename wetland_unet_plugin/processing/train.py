@@ -61,6 +61,7 @@ class TrainAlgorithm(WetlandAlgorithm):
     JITTER = "JITTER"
     DROPOUT = "DROPOUT"
     TIME_LIMIT = "TIME_LIMIT"
+    XLA = "XLA"
     BALANCE_CLASSES = "BALANCE_CLASSES"
     KEEP_BEST_ON_CANCEL = "KEEP_BEST_ON_CANCEL"
     TENSORBOARD_DIR = "TENSORBOARD_DIR"
@@ -176,6 +177,9 @@ class TrainAlgorithm(WetlandAlgorithm):
             "schedule ends with it)", QgsProcessingParameterNumber.Double, defaultValue=0.0,
             minValue=0.0))
         self.add_advanced(QgsProcessingParameterBoolean(
+            self.XLA, "Compile training with XLA (about half the CPU time per patch for small "
+            "networks)", defaultValue=True))
+        self.add_advanced(QgsProcessingParameterBoolean(
             self.KEEP_BEST_ON_CANCEL, "On cancel, keep the best model so far",
             defaultValue=True))
         self.add_advanced(QgsProcessingParameterFolderDestination(
@@ -242,6 +246,7 @@ class TrainAlgorithm(WetlandAlgorithm):
             jitter=self.parameterAsDouble(parameters, self.JITTER, context),
             dropout=self.parameterAsDouble(parameters, self.DROPOUT, context),
             time_limit=self.parameterAsDouble(parameters, self.TIME_LIMIT, context),
+            xla=self.parameterAsBoolean(parameters, self.XLA, context),
             balance_classes=self.parameterAsBoolean(parameters, self.BALANCE_CLASSES, context),
             keep_best_on_cancel=self.parameterAsBoolean(parameters, self.KEEP_BEST_ON_CANCEL,
                                                         context),
