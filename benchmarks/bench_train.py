@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py            # FILTERS 16, DEPTH 4, PATCH 128 (CPU-sized)
     python benchmarks/bench_train.py --quick    # a tiny model, well under a minute
     python benchmarks/bench_train.py --full     # the contract defaults (160 px, 32, 5): GPU
+    python benchmarks/bench_train.py --small    # the quality benchmark's 32 px, 16, 3
 
 For each way of reading the data it reports training patches per second of
 
@@ -14,6 +15,11 @@ For each way of reading the data it reports training patches per second of
    patches (x, y, sample weights), same model, same batch size;
 3. ``train_model``: the real job end to end, per-epoch time from the model
    file's history.
+
+Both fits compile the training step with XLA, as train_model does by default
+(``--no-xla``: neither does). For the cached data the in-memory fit also runs
+with XLA off, and ``XLA speed-up`` gives the ratio of the two (wall and CPU
+time) side by side.
 
 Both fits run EPOCHS (4) epochs with a one-batch validation; the fastest
 epoch after the first (which traces the model) is taken, so that other work on
@@ -111,7 +117,7 @@ def pipeline_only(sampler, cfg: dict, batches: int) -> float:
     return batches * cfg["batch_size"] / (time.perf_counter() - start)
 
 
-def in_memory_fit(sampler, cfg: dict, steps: int, seed: int) -> float:
+def in_memory_fit(sampler, cfg: dict, steps: int, seed: int, xla: bool) -> float:
     """(wall, CPU) seconds of the fastest epoch after the first of model.fit on arrays."""
     import keras
 
@@ -131,7 +137,7 @@ def in_memory_fit(sampler, cfg: dict, steps: int, seed: int) -> float:
     b = cfg["batch_size"]
     keras.utils.set_random_seed(seed)
     model = compile_model(build_unet(4, len(CLASS_NAMES), cfg["filters"], cfg["depth"]),
-                          "categorical", 1e-3)
+                          "categorical", 1e-3, xla)
     marks = []
 
     class Timer(keras.callbacks.Callback):
@@ -174,7 +180,8 @@ def train_model_epoch(image: str, mask: str, cfg: dict, steps: int, cache_mb: fl
                 batch_size=cfg["batch_size"], train_size=steps * cfg["batch_size"],
                 val_size=cfg["batch_size"], epochs=EPOCHS, filters=cfg["filters"],
                 depth=cfg["depth"], seed=seed, early_stopping_patience=0,
-                reduce_lr_patience=0, cache_limit_mb=cache_mb, feedback=Marks())
+                reduce_lr_patience=0, cache_limit_mb=cache_mb, xla=cfg["xla"],
+                feedback=Marks())
     total = time.perf_counter() - start
     meta = read_metadata(out)
     os.remove(out)
@@ -187,20 +194,27 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny model and scene")
     parser.add_argument("--full", action="store_true",
                         help="contract defaults: PATCH 160, FILTERS 32, DEPTH 5 (use a GPU)")
+    parser.add_argument("--small", action="store_true",
+                        help="bench_quality's layout: PATCH 32, FILTERS 16, DEPTH 3, BATCH 16")
     parser.add_argument("--steps", type=int, help="training steps per epoch")
     parser.add_argument("--scene", type=int, help="scene side in pixels")
+    parser.add_argument("--no-xla", action="store_true",
+                        help="compile neither fit with XLA (train_model's XLA off)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench_output",
                                                          "bench_train.json"))
     args = parser.parse_args(argv)
 
     if args.full:
         cfg = dict(patch_size=160, filters=32, depth=5, batch_size=8, steps=40, scene=4096)
+    elif args.small:
+        cfg = dict(patch_size=32, filters=16, depth=3, batch_size=16, steps=64, scene=1024)
     elif args.quick:
         cfg = dict(patch_size=64, filters=8, depth=3, batch_size=8, steps=12, scene=1024)
     else:
         cfg = dict(patch_size=128, filters=16, depth=4, batch_size=8, steps=16, scene=2048)
     cfg["steps"] = args.steps or cfg["steps"]
     cfg["scene"] = args.scene or cfg["scene"]
+    cfg["xla"] = not args.no_xla
     seed = 7
 
     import tensorflow as tf
@@ -214,7 +228,9 @@ def main(argv=None) -> int:
             sampler = prepare_sampler(image, mask, cfg, cache_mb, seed)
             try:
                 capacity = pipeline_only(sampler, cfg, max(8, cfg["steps"]))
-                memory_s = in_memory_fit(sampler, cfg, cfg["steps"], seed)
+                memory_s = in_memory_fit(sampler, cfg, cfg["steps"], seed, cfg["xla"])
+                plain_s = (in_memory_fit(sampler, cfg, cfg["steps"], seed, False)
+                           if cfg["xla"] and label == "cached" else None)
             finally:
                 sampler.close()
             job_s, extra = train_model_epoch(image, mask, cfg, cfg["steps"], cache_mb, seed,
@@ -232,6 +248,11 @@ def main(argv=None) -> int:
                 "overhead": round(job_s[0] / memory_s[0] - 1.0, 4),
                 "overhead_cpu": round(job_s[1] / memory_s[1] - 1.0, 4),
                 "train_model_total_s": extra["total_s"]})
+            if plain_s:
+                results[-1].update({
+                    "fit_in_memory_no_xla_patches_per_s": round(patches / plain_s[0], 2),
+                    "xla_speedup": round(plain_s[0] / memory_s[0], 3),
+                    "xla_speedup_cpu": round(plain_s[1] / memory_s[1], 3)})
 
     report = {"config": cfg, "seed": seed, "machine": {
         "python": platform.python_version(), "tensorflow": tf.__version__,
@@ -244,7 +265,8 @@ def main(argv=None) -> int:
     print(f"\nTraining input pipeline vs in-memory arrays: PATCH {cfg['patch_size']}, FILTERS "
           f"{cfg['filters']}, DEPTH {cfg['depth']}, BATCH {cfg['batch_size']}, "
           f"{cfg['steps']} steps/epoch, scene {cfg['scene']} px, "
-          f"{'GPU ' + ', '.join(gpus) if gpus else f'CPU x{os.cpu_count()}'}")
+          f"{'GPU ' + ', '.join(gpus) if gpus else f'CPU x{os.cpu_count()}'}, "
+          f"XLA {'on' if cfg['xla'] else 'off'}")
     head = (f"{'data':<10}{'pipeline only':>15}{'fit in-memory':>15}{'train_model':>13}"
             f"{'overhead':>10}{'CPU time':>10}")
     print(head + "\n" + f"{'':<10}{'patches/s':>15}{'patches/s':>15}{'patches/s':>13}"
@@ -254,6 +276,12 @@ def main(argv=None) -> int:
         print(f"{r['data']:<10}{r['pipeline_only_patches_per_s']:>15.1f}"
               f"{r['fit_in_memory_patches_per_s']:>15.2f}{r['train_model_patches_per_s']:>13.2f}"
               f"{r['overhead'] * 100:>9.1f}%{r['overhead_cpu'] * 100:>9.1f}%")
+    for r in results:
+        if "xla_speedup" in r:
+            print(f"\nXLA speed-up of the in-memory fit ({r['data']}): "
+                  f"{r['fit_in_memory_no_xla_patches_per_s']:.2f} -> "
+                  f"{r['fit_in_memory_patches_per_s']:.2f} patches/s, x{r['xla_speedup']:.2f} "
+                  f"wall, x{r['xla_speedup_cpu']:.2f} CPU time")
     print(f"\nwritten {args.output}")
     worst = max(r["overhead"] for r in results)
     return 0 if math.isfinite(worst) else 1
