@@ -89,7 +89,8 @@ class TrainAlgorithm(WetlandAlgorithm):
         "every row). The learning rate warms up over the first 5% of the steps, then "
         "decays along a cosine to 1% at the end of EPOCHS, or of TIME_LIMIT minutes when "
         "that comes first (LR_SCHEDULE; 'reduce on plateau' halves it instead after "
-        "REDUCE_LR epochs without progress). BANDS picks input bands "
+        "REDUCE_LR epochs without progress). XLA compiles the training step (on CPUs too), "
+        "which halves the CPU time per patch of small networks. BANDS picks input bands "
         "(e.g. 1,2,3,7); predict applies the same choice. TensorFlow runs in a separate "
         "worker process, never inside QGIS.")
 
