@@ -790,14 +790,15 @@ def train_model(images, masks, class_names, output_model: str, output_report: st
 
 
 def _train(p: dict, v: SimpleNamespace, feedback: Feedback) -> dict:
-    """Class weights, then the model's fit and files on the chosen devices.
+    """Class weights, model, fit, validation scores, model file and report.
 
     Args:
         p: checked parameters (``check_parameters``).
         v: the prepared job: names, colours, pairs, scans, sources, sampler, stats, ...
         feedback: progress, messages and cancel.
     """
-    names, sampler = v.names, v.sampler
+    names, sampler, n_classes = v.names, v.sampler, len(v.names)
+    batch = p["batch_size"]
 
     # Class weights.
     if v.explicit_weights is None:
@@ -818,121 +819,107 @@ def _train(p: dict, v: SimpleNamespace, feedback: Feedback) -> dict:
     feedback.info("Class weights: " + ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights))
                   + f" ({weight_info['method']}).")
 
-    with device_strategy(feedback) as replicas:
-        # XLA is forced on one device only: with replicas Keras decides (XLA on GPUs; on
-        # logical CPUs XLA cannot reach the other replicas' variables).
-        xla = p["xla"] and replicas == 1
-        # Keras turns XLA off under op determinism; XLA's CPU code gives identical weights
-        # for a seed without it (tested).
-        with seeded(v.seed_used, deterministic=p["seed"] is not None and not xla):
-            result = _fit_and_save(p, v, feedback, xla, weights, weight_info)
-    return result
-
-
-def _fit_and_save(p: dict, v: SimpleNamespace, feedback: Feedback, xla: bool, weights,
-                  weight_info) -> dict:
-    """Build (or load) the model, fit it, score the validation patches, write the files.
-
-    Runs inside ``device_strategy`` and ``seeded``; ``xla`` as for ``compile_model``.
-    """
     from .modelfile import load_model
     from .unet import build_unet
 
-    names, sampler, n_classes = v.names, v.sampler, len(v.names)
-    batch = p["batch_size"]
     parts = _keras_parts()
     keras = parts["keras"]
     activation = LOSSES[p["loss"]]
     steps = max(1, math.ceil(p["train_size"] / batch))
     val_steps = max(1, math.ceil(p["val_size"] / batch))
-    if v.init_model:
-        model = load_model(v.init_model).keras_model
-        shape_in, shape_out = model.input_shape[-1], model.output_shape[-1]
-        if shape_in != len(v.chosen) or shape_out != n_classes:
-            raise CoreError(f"INIT_MODEL's network takes {shape_in} bands and gives "
-                            f"{shape_out} classes, but its metadata says otherwise: the "
-                            "file is inconsistent; train from scratch.")
-    else:
-        model = build_unet(len(v.chosen), n_classes, p["filters"], p["depth"],
-                           v.dropout, activation)
-    compile_model(model, p["loss"], p["learning_rate"], xla)
-    p = dict(p, xla=bool(model.jit_compile))     # as compiled, for the metadata
-    n_params = int(model.count_params())
-    check_disk_space(v.output_model, n_params * 4 * 1.1 + 1e6, "OUTPUT_MODEL")
-    feedback.info(f"U-Net: {n_params:,} parameters, patches {p['patch_size']} px, "
-                  f"{steps} steps of {batch} per epoch, {p['val_size']} validation patches"
-                  + (", XLA-compiled." if p["xla"] else "."))
+    # XLA is forced on one device only: with replicas Keras decides (XLA on GPUs; on logical
+    # CPUs XLA cannot reach the other replicas' variables). Keras turns XLA off under op
+    # determinism; XLA's CPU code gives identical weights for a seed without it (tested).
+    with device_strategy(feedback) as replicas, seeded(
+            v.seed_used, deterministic=p["seed"] is not None and not (p["xla"] and replicas == 1)):
+        if v.init_model:
+            model = load_model(v.init_model).keras_model
+            shape_in, shape_out = model.input_shape[-1], model.output_shape[-1]
+            if shape_in != len(v.chosen) or shape_out != n_classes:
+                raise CoreError(f"INIT_MODEL's network takes {shape_in} bands and gives "
+                                f"{shape_out} classes, but its metadata says otherwise: the "
+                                "file is inconsistent; train from scratch.")
+        else:
+            model = build_unet(len(v.chosen), n_classes, p["filters"], p["depth"],
+                               v.dropout, activation)
+        compile_model(model, p["loss"], p["learning_rate"], p["xla"] and replicas == 1)
+        p = dict(p, xla=bool(model.jit_compile))     # as compiled, for the metadata
+        n_params = int(model.count_params())
+        check_disk_space(v.output_model, n_params * 4 * 1.1 + 1e6, "OUTPUT_MODEL")
+        feedback.info(f"U-Net: {n_params:,} parameters, patches {p['patch_size']} px, "
+                      f"{steps} steps of {batch} per epoch, {p['val_size']} validation "
+                      "patches" + (", XLA-compiled." if p["xla"] else "."))
 
-    train_ds = datamod.make_dataset(sampler, "train", batch, n_classes, weights, None,
-                                    datamod.TRAIN_STREAM, v.augment)
-    val_ds = datamod.make_dataset(sampler, "val", batch, n_classes, weights,
-                                  p["val_size"], datamod.VAL_STREAM, False)
-    monitor = parts["TrainingMonitor"](SubFeedback(feedback, _P_FIT, _P_VAL),
-                                       p["epochs"], steps, val_steps)
-    callbacks = [monitor, keras.callbacks.TerminateOnNaN()]
-    time_limit_s = p["time_limit"] * 60 if p["time_limit"] > 0 else None
-    if p["lr_schedule"] == "cosine":
-        callbacks.append(parts["CosineSchedule"](p["learning_rate"], p["epochs"] * steps,
-                                                 time_limit_s))
-    time_limit = parts["TimeLimit"](time_limit_s) if time_limit_s else None
-    if time_limit:
-        callbacks.append(time_limit)
-    if p["early_stopping_patience"] > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=p["early_stopping_patience"]))
-    if p["reduce_lr_patience"] > 0 and p["lr_schedule"] == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=p["reduce_lr_patience"],
-            min_lr=p["learning_rate"] / 100))
-    if v.tensorboard_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=v.tensorboard_dir))
+        train_ds = datamod.make_dataset(sampler, "train", batch, n_classes, weights, None,
+                                        datamod.TRAIN_STREAM, v.augment)
+        val_ds = datamod.make_dataset(sampler, "val", batch, n_classes, weights,
+                                      p["val_size"], datamod.VAL_STREAM, False)
+        monitor = parts["TrainingMonitor"](SubFeedback(feedback, _P_FIT, _P_VAL),
+                                           p["epochs"], steps, val_steps)
+        callbacks = [monitor, keras.callbacks.TerminateOnNaN()]
+        time_limit_s = p["time_limit"] * 60 if p["time_limit"] > 0 else None
+        if p["lr_schedule"] == "cosine":
+            callbacks.append(parts["CosineSchedule"](p["learning_rate"], p["epochs"] * steps,
+                                                     time_limit_s))
+        time_limit = parts["TimeLimit"](time_limit_s) if time_limit_s else None
+        if time_limit:
+            callbacks.append(time_limit)
+        if p["early_stopping_patience"] > 0:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=p["early_stopping_patience"]))
+        if p["reduce_lr_patience"] > 0 and p["lr_schedule"] == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=p["reduce_lr_patience"],
+                min_lr=p["learning_rate"] / 100))
+        if v.tensorboard_dir:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=v.tensorboard_dir))
 
-    with contextlib.ExitStack() as stack:
-        if v.csv_log:
-            callbacks.append(keras.callbacks.CSVLogger(
-                stack.enter_context(atomic_output(v.csv_log))))
-        fit_start = time.perf_counter()
-        history = model.fit(train_ds, epochs=p["epochs"], steps_per_epoch=steps,
-                            validation_data=val_ds, callbacks=callbacks, verbose=0,
-                            shuffle=False)
-        fit_seconds = time.perf_counter() - fit_start
-        if time_limit and time_limit.stopped_after and not monitor.canceled:
-            feedback.info(f"Stopped after epoch {time_limit.stopped_after}: the time limit "
-                          f"of {p['time_limit']:g} min would be passed by another epoch.")
-        if monitor.nan_at:
-            raise CoreError(
-                f"Training diverged: the loss became NaN or infinite at epoch "
-                f"{monitor.nan_at[0]}, batch {monitor.nan_at[1]}. Lower LEARNING_RATE "
-                f"(e.g. {p['learning_rate'] / 10:g}) and check the images for invalid "
-                "pixels (NaN, Inf, -1 or other fill values) with wetlandunet:cleaninvalid.")
-        if monitor.canceled and not (v.keep_best_on_cancel and monitor.best_weights):
-            raise Canceled("Training canceled before any epoch finished; no model was "
-                           "written." if not monitor.best_weights else
-                           "Training canceled; no model was written (keep the best model "
-                           "so far with KEEP_BEST_ON_CANCEL).")
-        if monitor.best_weights is not None:
-            model.set_weights(monitor.best_weights)
-        completed = monitor.completed
-        hist = {k: [float(x) for x in vals[:completed]]
-                for k, vals in history.history.items() if k != "learning_rate"}
-        hist["learning_rate"] = monitor.learning_rates[:completed]
-        hist["epoch_time_s"] = [round(t, 3) for t in monitor.epoch_times[:completed]]
+        with contextlib.ExitStack() as stack:
+            if v.csv_log:
+                callbacks.append(keras.callbacks.CSVLogger(
+                    stack.enter_context(atomic_output(v.csv_log))))
+            fit_start = time.perf_counter()
+            history = model.fit(train_ds, epochs=p["epochs"], steps_per_epoch=steps,
+                                validation_data=val_ds, callbacks=callbacks, verbose=0,
+                                shuffle=False)
+            fit_seconds = time.perf_counter() - fit_start
+            if time_limit and time_limit.stopped_after and not monitor.canceled:
+                feedback.info(f"Stopped after epoch {time_limit.stopped_after}: the time limit "
+                              f"of {p['time_limit']:g} min would be passed by another epoch.")
+            if monitor.nan_at:
+                raise CoreError(
+                    f"Training diverged: the loss became NaN or infinite at epoch "
+                    f"{monitor.nan_at[0]}, batch {monitor.nan_at[1]}. Lower LEARNING_RATE "
+                    f"(e.g. {p['learning_rate'] / 10:g}) and check the images for invalid "
+                    "pixels (NaN, Inf, -1 or other fill values) with wetlandunet:cleaninvalid.")
+            if monitor.canceled and not (v.keep_best_on_cancel and monitor.best_weights):
+                raise Canceled("Training canceled before any epoch finished; no model was "
+                               "written." if not monitor.best_weights else
+                               "Training canceled; no model was written (keep the best model "
+                               "so far with KEEP_BEST_ON_CANCEL).")
+            if monitor.best_weights is not None:
+                model.set_weights(monitor.best_weights)
+            completed = monitor.completed
+            hist = {k: [float(x) for x in vals[:completed]]
+                    for k, vals in history.history.items() if k != "learning_rate"}
+            hist["learning_rate"] = monitor.learning_rates[:completed]
+            hist["epoch_time_s"] = [round(t, 3) for t in monitor.epoch_times[:completed]]
 
-        matrix, val_scores = _validation_scores(
-            model, sampler, batch, p["val_size"], n_classes,
-            SubFeedback(feedback, _P_VAL, _P_SAVE) if not monitor.canceled else Feedback())
-        metadata = _metadata(p, v, hist, monitor, matrix, val_scores, weights, weight_info,
-                             activation, n_params, fit_seconds, steps)
-        feedback.progress(_P_SAVE)
-        save_model(_clean_copy(model), metadata, v.output_model)
-        report_path = None
-        if v.output_report:
-            from .report import write_training_report
-            try:
-                report_path = write_training_report(v.output_report, metadata)
-            except Exception:
-                _remove(v.output_model)
-                raise
+            matrix, val_scores = _validation_scores(
+                model, sampler, batch, p["val_size"], n_classes,
+                SubFeedback(feedback, _P_VAL, _P_SAVE) if not monitor.canceled else Feedback())
+            metadata = _metadata(p, v, hist, monitor, matrix, val_scores, weights, weight_info,
+                                 activation, n_params, fit_seconds, steps)
+            feedback.progress(_P_SAVE)
+            save_model(_clean_copy(model), metadata, v.output_model)
+            report_path = None
+            if v.output_report:
+                from .report import write_training_report
+                try:
+                    report_path = write_training_report(v.output_report, metadata)
+                except Exception:
+                    _remove(v.output_model)
+                    raise
     result = _result(metadata, v.output_model, report_path)
     feedback.progress(1.0)
     if monitor.canceled:
