@@ -98,7 +98,10 @@ def test_model_learns_and_generalises_to_a_separate_scene(scenes, trained):
     assert accuracy > 0.75, f"accuracy {accuracy:.3f} on a separate scene (chance 0.33)"
     assert any(line.startswith("Epoch 3/3") for line in feedback.lines)
     assert any("XLA-compiled" in line for line in feedback.lines)
-    assert read_metadata(result["output_model"])["training"]["xla"] is True
+    assert any(line.startswith("U-Net:") and "spectral skip" in line for line in feedback.lines)
+    meta = read_metadata(result["output_model"])
+    assert meta["training"]["xla"] is True
+    assert meta["spectral_skip"] is True                        # the default
     assert feedback.fractions[-1] == 1.0
     assert all(b >= a - 1e-9 for a, b in zip(feedback.fractions, feedback.fractions[1:]))
 
@@ -212,6 +215,23 @@ def test_onehot_masks_binary_loss_and_unlabelled_garbage(scenes, tmp_path):
     assert _accuracy_on(result["output_model"], scenes["eval"], scenes["eval_map"]) > 0.7
 
 
+def test_spectral_skip_adds_the_input_bands_and_a_1x1_head():
+    """Parameter count by hand: the last decoder conv takes the bands too (3x3 x bands x
+    filters more weights), and the head is a 1x1 convolution of filters + bands inputs to
+    filters units with biases; the logits keep their size."""
+    from wetland_unet_plugin.core.unet import build_unet
+
+    bands, classes, filters = 4, 3, 8
+    plain = build_unet(bands, classes, filters, 2, spectral_skip=False)
+    skip = build_unet(bands, classes, filters, 2)
+    extra = 9 * bands * filters + (filters + bands) * filters + filters
+    assert skip.count_params() - plain.count_params() == extra
+    head = skip.get_layer("spectral_head")
+    assert head.kernel.shape == (1, 1, filters + bands, filters)
+    assert skip.get_layer("up0_conv1").kernel.shape == (3, 3, 2 * filters + bands, filters)
+    assert plain.get_layer("up0_conv1").kernel.shape == (3, 3, 2 * filters, filters)
+
+
 def test_fine_tune_from_init_model(scenes, trained, tmp_path):
     result, _ = trained
     init = read_metadata(result["output_model"])
@@ -222,6 +242,18 @@ def test_fine_tune_from_init_model(scenes, trained, tmp_path):
     assert meta["training"]["init_model"] == result["output_model"]
     assert meta["normalization"] == init["normalization"]
     assert (meta["filters"], meta["depth"]) == (8, 2)          # the init model's architecture
+    assert meta["spectral_skip"] is True
+    # A model without the spectral skip stays without it when fine-tuned (asked for or not).
+    plain = str(tmp_path / "plain.keras")
+    train_model([scenes["train"]], [scenes["train_mask"]], NAMES, plain, seed=4,
+                **dict(TINY, epochs=1, spectral_skip=False))
+    plain_tuned = str(tmp_path / "plain_tuned.keras")
+    train_model([scenes["train"]], [scenes["train_mask"]], NAMES, plain_tuned, seed=4,
+                init_model=plain, **dict(TINY, epochs=1, spectral_skip=True))
+    assert read_metadata(plain)["spectral_skip"] is False
+    assert read_metadata(plain_tuned)["spectral_skip"] is False
+    layer_names = {layer.name for layer in load_model(plain_tuned).keras_model.layers}
+    assert "spectral_head" not in layer_names and "down0_conv1" in layer_names
     with pytest.raises(CoreError, match="INIT_MODEL .* 3 classes"):
         train_model([scenes["train"]], [scenes["train_mask"]], "a,b,c,d",
                     str(tmp_path / "x.keras"), init_model=result["output_model"], **TINY)

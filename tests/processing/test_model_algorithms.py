@@ -37,6 +37,7 @@ def test_train_writes_a_self_describing_model_and_a_report(trained):
     assert len(meta["normalization"]["low"]) == 4
     assert meta["patch_size"] == 32 and meta["depth"] == 2
     assert meta["training"]["xla"] is True                 # the default, in the worker
+    assert meta["spectral_skip"] is True                   # the default, in the worker
     assert trained["EPOCHS_RUN"] >= 1 and trained["CANCELED"] is False
     assert trained["VAL_ACCURACY"] > 0.6
     html = open(trained["OUTPUT_REPORT"], encoding="utf-8").read()
@@ -44,15 +45,15 @@ def test_train_writes_a_self_describing_model_and_a_report(trained):
 
 
 def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_path):
-    """The advanced VAL_SPLIT, LR_SCHEDULE, JITTER, DROPOUT, TIME_LIMIT, BALANCE_CLASSES
-    and XLA reach the core."""
+    """The advanced VAL_SPLIT, LR_SCHEDULE, JITTER, DROPOUT, TIME_LIMIT, BALANCE_CLASSES,
+    XLA and SPECTRAL_SKIP reach the core."""
     from qgis.core import QgsApplication, QgsProcessingParameterDefinition
 
     import processing
 
     alg = QgsApplication.processingRegistry().algorithmById("wetlandunet:train")
     for name in ("VAL_SPLIT", "LR_SCHEDULE", "JITTER", "DROPOUT", "TIME_LIMIT",
-                 "BALANCE_CLASSES", "XLA"):
+                 "BALANCE_CLASSES", "XLA", "SPECTRAL_SKIP"):
         definition = alg.parameterDefinition(name)
         assert definition is not None, name
         assert definition.flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
@@ -63,10 +64,12 @@ def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_p
     assert alg.parameterDefinition("TIME_LIMIT").defaultValue() == 0.0
     assert alg.parameterDefinition("BALANCE_CLASSES").defaultValue() is True
     assert alg.parameterDefinition("XLA").defaultValue() is True
+    assert alg.parameterDefinition("SPECTRAL_SKIP").defaultValue() is True
     result = processing.run("wetlandunet:train", dict(
         TINY, EPOCHS=2, IMAGES=[p[0] for p in scenes["pairs"]],
         MASKS=[p[1] for p in scenes["pairs"]], CLASS_NAMES=NAMES, VAL_SPLIT=1, LR_SCHEDULE=0,
         JITTER=0.05, DROPOUT=0.0, TIME_LIMIT=5, BALANCE_CLASSES=False, XLA=False,
+        SPECTRAL_SKIP=False,
         OUTPUT_MODEL=str(tmp_path / "m.keras")))
     meta = read_metadata(result["OUTPUT_MODEL"])
     assert meta["training"]["val_split"] == "images"
@@ -75,6 +78,7 @@ def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_p
     assert meta["training"]["time_limit_min"] == 5
     assert meta["training"]["balance_classes"] is False
     assert meta["training"]["xla"] is False
+    assert meta["spectral_skip"] is False
     assert [i["split"] for i in meta["data"]["images"]] == ["training image",
                                                             "validation image"]
 

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands")
     p.add_argument("--no-xla", action="store_true",
                    help="do not compile training with XLA (on by default)")
+    p.add_argument("--no-spectral-skip", action="store_true",
+                   help="a plain U-Net: no per-pixel band values at the last layers")
     p.add_argument("--output-model", required=True)
     p.add_argument("--output-report")
 
@@ -105,6 +107,7 @@ def _job_params(args) -> tuple[str, dict]:
     if args.command == "train":
         params["augment"] = not params.pop("no_augment")
         params["xla"] = not params.pop("no_xla")
+        params["spectral_skip"] = not params.pop("no_spectral_skip")
         if params.get("epochs") is None:
             params.pop("epochs")
     if args.command == "predict":

@@ -209,7 +209,9 @@ def training_report_html(metadata: dict, history: dict | None = None,
                      "each image (the last VAL_FRACTION of rows, or of columns), separated "
                      "from the training part by half a patch.</p>")
     params = {"patch size": metadata.get("patch_size"), "filters": metadata.get("filters"),
-              "depth": metadata.get("depth"), "activation": metadata.get("activation"),
+              "depth": metadata.get("depth"),
+              "spectral skip": metadata.get("spectral_skip", False),
+              "activation": metadata.get("activation"),
               "loss": metadata.get("loss"), "pixel size": metadata.get("pixel_size")}
     params.update({k: v for k, v in training.items() if k not in ("images", "masks")})
     parts.append("<h2>Parameters</h2>" + _dict_table(params))

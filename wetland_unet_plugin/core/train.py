@@ -613,7 +613,7 @@ def train_model(images, masks, class_names, output_model: str, output_report: st
                 dropout: float = 0.1, cache_limit_mb: float = datamod.DEFAULT_CACHE_MB,
                 lr_schedule: str = DEFAULT_LR_SCHEDULE, val_split: str = "rows",
                 jitter: float = 0.0,
-                time_limit: float = 0.0, xla: bool = True,
+                time_limit: float = 0.0, xla: bool = True, spectral_skip: bool = True,
                 feedback: Feedback | None = None) -> dict:
     """Train a U-Net on image/mask pairs and write the model file (and a report).
 
@@ -679,6 +679,8 @@ def train_model(images, masks, class_names, output_model: str, output_report: st
             DEPTH 3, 32 px patches) and leaves the default network's unchanged; with a
             seed it replaces op determinism, which Keras does not combine with XLA
             (the weights are still identical run to run on CPU, as tested).
+        spectral_skip: give the U-Net's last layers each pixel's own band values
+            (``unet.build_unet``); a fine-tuned model keeps its INIT_MODEL's choice.
         feedback: progress, messages and cancel.
 
     Returns:
@@ -709,7 +711,8 @@ def train_model(images, masks, class_names, output_model: str, output_report: st
         depth=depth, learning_rate=learning_rate, early_stopping_patience=early_stopping_patience,
         reduce_lr_patience=reduce_lr_patience, min_labelled_fraction=min_labelled_fraction,
         seed=seed, loss=loss, lr_schedule=lr_schedule, val_split=val_split, jitter=jitter,
-        dropout=dropout, time_limit=time_limit, xla=bool(xla)))
+        dropout=dropout, time_limit=time_limit, xla=bool(xla),
+        spectral_skip=bool(spectral_skip)))
     names = parse_class_names(class_names)
     n_classes = len(names)
     if n_classes < 2:
@@ -735,8 +738,11 @@ def train_model(images, masks, class_names, output_model: str, output_report: st
             raise CoreError(f"INIT_MODEL was trained with LOSS '{init_meta.get('loss')}': "
                             "fine-tune it with the same LOSS.")
         p["filters"], p["depth"] = int(init_meta["filters"]), int(init_meta["depth"])
+        # Models written before the spectral skip existed have no key and no skip.
+        p["spectral_skip"] = bool(init_meta.get("spectral_skip", False))
         feedback.info(f"Fine-tuning {init_model}: FILTERS {p['filters']}, DEPTH {p['depth']}, "
-                      f"bands {chosen} and its normalisation are kept.")
+                      f"spectral skip {'on' if p['spectral_skip'] else 'off'}, bands {chosen} "
+                      "and its normalisation are kept.")
     check_patch_size(p["patch_size"], p["depth"])
     if p["val_split"] == "images":
         datamod.split_images(pairs, p["patch_size"], p["val_fraction"])
@@ -841,12 +847,14 @@ def _train(p: dict, v: SimpleNamespace, feedback: Feedback) -> dict:
                                 "file is inconsistent; train from scratch.")
         else:
             model = build_unet(len(v.chosen), n_classes, p["filters"], p["depth"],
-                               v.dropout, activation)
+                               v.dropout, activation, p["spectral_skip"])
         compile_model(model, p["loss"], p["learning_rate"], p["xla"] and replicas == 1)
         p = dict(p, xla=bool(model.jit_compile))     # as compiled, for the metadata
         n_params = int(model.count_params())
         check_disk_space(v.output_model, n_params * 4 * 1.1 + 1e6, "OUTPUT_MODEL")
-        feedback.info(f"U-Net: {n_params:,} parameters, patches {p['patch_size']} px, "
+        feedback.info(f"U-Net: {n_params:,} parameters"
+                      + (", spectral skip" if p["spectral_skip"] else "")
+                      + f", patches {p['patch_size']} px, "
                       f"{steps} steps of {batch} per epoch, {p['val_size']} validation "
                       "patches" + (", XLA-compiled." if p["xla"] else "."))
 
@@ -972,6 +980,7 @@ def _metadata(p, v, hist, monitor, matrix, val_scores, weights, weight_info, act
         "input_dtype": first.dtype, "nodata": first.nodata,
         "normalization": v.stats,
         "patch_size": p["patch_size"], "filters": p["filters"], "depth": p["depth"],
+        "spectral_skip": p["spectral_skip"],
         "dropout": v.dropout, "activation": activation, "loss": p["loss"],
         "n_parameters": n_params,
         "pixel_size": list(first.pixel_size), "crs": first.crs_wkt,

