@@ -264,8 +264,9 @@ def test_inference_graph_folds_batchnorm_and_matches_the_model():
             n_bn += 1
     n_drop = sum(isinstance(layer, keras.layers.SpatialDropout2D) for layer in model.layers)
     forward, info = P.inference_function(model)
-    # every BN folded into its convolution; those and the logits run as conv + bias (+ ReLU)
-    assert info == {"folded": n_bn, "fused": n_bn + 1, "dropped": n_drop} and n_drop > 0
+    # every BN folded into its convolution; those, the spectral head's 1x1 convolution (its
+    # ReLU included) and the logits run as conv + bias (+ ReLU)
+    assert info == {"folded": n_bn, "fused": n_bn + 2, "dropped": n_drop} and n_drop > 0
     x = rng.random((2, 32, 48, 3)).astype(np.float32)  # not square: any multiple of 4
     want = np.asarray(model(x, training=False))
     np.testing.assert_allclose(np.asarray(forward(x)), want, rtol=0, atol=1e-5)
