@@ -42,10 +42,11 @@ def load_runs(paths: list) -> list:
             held = methods[method]["held_out"]
             return held["overall_accuracy"], held["mean_iou"]
 
+        oa, miou = scores("unet")
         runs.append({
             "path": path, "minutes": unet["training_s"] / 60.0,
             "limit": float(details["parameters"]["TIME_LIMIT"]),
-            "epochs": details["epochs_run"], "oa": scores("unet")[0], "miou": scores("unet")[1],
+            "epochs": details["epochs_run"], "oa": oa, "miou": miou,
             "rf": scores("rf"), "rf_means": scores("rf_means")})
     return sorted(runs, key=lambda run: run["minutes"])
 
