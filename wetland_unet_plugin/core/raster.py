@@ -44,18 +44,50 @@ def nodata_of(dataset):
 
 
 def valid_pixels(block: np.ndarray, nodata=None) -> np.ndarray:
-    """Return a (rows, cols) boolean array: True where every band is finite and not nodata.
+    """The one validity test: True where every band is finite and not its nodata value.
 
     Args:
         block: array of shape (bands, rows, cols).
-        nodata: the raster's nodata value, or None.
+        nodata: the raster's nodata value, one value (or None) per band, or None.
+            NaN nodata is covered by the finiteness test.
+
+    Returns:
+        (rows, cols) boolean array.
     """
     valid = np.ones(block.shape[1:], dtype=bool)
     if np.issubdtype(block.dtype, np.floating):
         valid &= np.isfinite(block).all(axis=0)
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        valid &= ~(block == np.asarray(nodata).astype(block.dtype)).any(axis=0)
+    per_band = nodata if isinstance(nodata, (list, tuple)) else [nodata] * len(block)
+    if len(set(map(repr, per_band))) == 1:  # one nodata for all bands: one comparison
+        value = per_band[0] if per_band else None
+        if _is_value(value):
+            valid &= ~(block == np.asarray(value).astype(block.dtype)).any(axis=0)
+        return valid
+    for band, value in zip(block, per_band):
+        if _is_value(value):
+            valid &= band != np.asarray(value).astype(block.dtype)
     return valid
+
+
+def _is_value(nodata) -> bool:
+    """True for a nodata value to compare with (not None, not NaN)."""
+    return nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata))
+
+
+def gtiff_profile(like=None, **overrides) -> dict:
+    """The profile of every GeoTIFF we write: ``GTIFF_OPTIONS``, the grid of ``like``
+    (a rasterio dataset: width, height, CRS, transform) and ``overrides``."""
+    profile = dict(GTIFF_OPTIONS)
+    if like is not None:
+        profile.update(width=like.width, height=like.height, crs=like.crs,
+                       transform=like.transform)
+    profile.update(overrides)
+    return profile
+
+
+#: ``GTIFF_OPTIONS`` as GDAL creation options, for gdal.Warp and gdal.Rasterize.
+GDAL_CREATION_OPTIONS = [f"{k.upper()}={'YES' if v is True else str(v).upper()}"
+                         for k, v in GTIFF_OPTIONS.items() if k != "driver"]
 
 
 def same_grid(a, b) -> bool:
