@@ -68,7 +68,7 @@ SEED = 1
 #: U-Net training settings (Processing parameter names of wetlandunet:train), chosen on
 #: this split for a training budget of at most 10 minutes on a shared 2-core CPU.
 #: TIME_LIMIT 9 min of fitting (the whole job, worker start and data preparation
-#: included, stays under 600 s) and LR_SCHEDULE 1 = cosine: 5% warmup, then cosine decay
+#: included, stays under 600 s) and LR_SCHEDULE cosine: 5% warmup, then cosine decay
 #: that ends with the time limit however fast the machine is (EPOCHS is only a cap; 31
 #: to 41 epochs of 2048 patches at 11 to 17 s each here with XLA, train's default, which
 #: halves the CPU time per patch of this small network: 21 epochs without it). Trials
@@ -95,11 +95,11 @@ SEED = 1
 #: - A stride-2 stem (U-Net at half resolution, 51 epochs): 0.940; 7x7 and 15x15 band means
 #:   as extra inputs (35 epochs): 0.940.
 #: Every tile gives up its last rows (VAL_FRACTION 0.25, at least a patch, + a gap of half
-#: a patch) to validation (VAL_SPLIT 0, rows). Equal class weights; TTA 8 adds ~0.3 points.
+#: a patch) to validation (VAL_SPLIT rows). Equal class weights; TTA 8 adds ~0.3 points.
 UNET = {
     "PATCH_SIZE": 32, "BATCH_SIZE": 16, "TRAIN_SIZE": 2048, "VAL_SIZE": 512, "EPOCHS": 200,
-    "VAL_FRACTION": 0.25, "VAL_SPLIT": 0, "FILTERS": 16, "DEPTH": 3, "LEARNING_RATE": 0.002,
-    "LR_SCHEDULE": 1, "TIME_LIMIT": 9.0, "CLASS_WEIGHTS": "equal", "BALANCE_CLASSES": False,
+    "VAL_FRACTION": 0.25, "VAL_SPLIT": "rows", "FILTERS": 16, "DEPTH": 3, "LEARNING_RATE": 0.002,
+    "LR_SCHEDULE": "cosine", "TIME_LIMIT": 9.0, "CLASS_WEIGHTS": "equal", "BALANCE_CLASSES": False,
     "EARLY_STOPPING": 0, "REDUCE_LR": 0, "AUGMENT": True, "JITTER": 0.0, "DROPOUT": 0.1,
     "XLA": True, "SPECTRAL_SKIP": True,
 }
@@ -416,7 +416,6 @@ def main(argv=None) -> int:
     import processing
 
     from wetland_unet_plugin.core.modelfile import read_metadata
-    from wetland_unet_plugin.processing.predict import TTA_CHOICES
 
     stage("wetlandunet:alignpair: the class map onto each tile's grid")
     images, masks = {}, {}
@@ -452,7 +451,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         result = processing.run("wetlandunet:predict", {
             "MODEL": trained["OUTPUT_MODEL"], "INPUT": images[i],
-            "TTA": TTA_CHOICES.index(tta), "OUTPUT": os.path.join(work, f"tile{i}_unet.tif")},
+            "TTA": tta, "OUTPUT": os.path.join(work, f"tile{i}_unet.tif")},
             feedback=log_feedback(log, False))
         if i in HELD_OUT:
             predict_seconds += time.perf_counter() - start

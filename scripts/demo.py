@@ -247,7 +247,7 @@ def main(argv=None):
     stage("wetlandunet:predict the east half")
     predicted = processing.run("wetlandunet:predict", {
         "MODEL": trained["OUTPUT_MODEL"], "INPUT": halves[("east", "image")],
-        "TTA": 0 if args.quick else 2,
+        "TTA": 1 if args.quick else 4,
         "OUTPUT": os.path.join(out, "landcover_east.tif"),
         "OUTPUT_PROBABILITIES": os.path.join(out, "probabilities_east.tif"),
         "OUTPUT_MAP": os.path.join(out, "landcover_east_rgb.tif")}, feedback=printing_feedback())

@@ -75,14 +75,14 @@ def _align_and_clean(model, keep_labels=False):
     align.addParameterSources("CLASS_FIELD", [Source.fromModelParameter("class_field")])
     align.addParameterSources("CLASS_NAMES", [Source.fromModelParameter("class_names")])
     align.addParameterSources("PIXEL_SIZE", [Source.fromStaticValue(0)])
-    align.addParameterSources("RESAMPLING", [Source.fromStaticValue(1)])
+    align.addParameterSources("RESAMPLING", [Source.fromStaticValue("bilinear")])
     if keep_labels:
         _output(align, "OUTPUT_MASK", "Aligned labels", 320, 200)
     model.addChildAlgorithm(align)
     clean = _child(model, "wetlandunet:cleaninvalid", "clean", "Clean invalid pixels", 560, 100)
     clean.addParameterSources("INPUT", [Source.fromChildOutput("align", "OUTPUT_IMAGE")])
     clean.addParameterSources("INVALID_VALUES", [Source.fromStaticValue("-1")])
-    clean.addParameterSources("MODE", [Source.fromStaticValue(0)])
+    clean.addParameterSources("MODE", [Source.fromStaticValue("nodata")])
     clean.addParameterSources("FILL_VALUE", [Source.fromStaticValue(0)])
     model.addChildAlgorithm(clean)
     return align, clean
@@ -107,7 +107,7 @@ def map_new_scene():
     predict = _child(model, "wetlandunet:predict", "predict", "Classify scene", 800, 100)
     predict.addParameterSources("MODEL", [Source.fromModelParameter("model")])
     predict.addParameterSources("INPUT", [Source.fromChildOutput("clean", "OUTPUT")])
-    predict.addParameterSources("TTA", [Source.fromStaticValue(0)])
+    predict.addParameterSources("TTA", [Source.fromStaticValue("1")])
     _output(predict, "OUTPUT", "Land-cover map", 1000, 160)
     model.addChildAlgorithm(predict)
     return model

@@ -106,9 +106,17 @@ def test_qgis_process_runs_clean_train_and_predict(deployed_home, tmp_path):
     assert os.path.isfile(model)
 
     output = str(tmp_path / "landcover.tif")
-    result = qgis_process(deployed_home, "run", "wetlandunet:predict", "--json", "--",
-                          f"MODEL={model}", f"INPUT={cleaned}", f"OUTPUT={output}")
+    # A choice is the value the user types: TTA=3 is refused naming the allowed values,
+    # before any work; TTA=4 runs four transforms.
+    refused = qgis_process(deployed_home, "run", "wetlandunet:predict", "--",
+                           f"MODEL={model}", f"INPUT={cleaned}", f"OUTPUT={output}", "TTA=3")
+    assert refused.returncode != 0
+    assert "TTA must be one of 1, 2, 4, 8" in refused.stdout + refused.stderr
+    assert not os.path.exists(output)
+    result = qgis_process(deployed_home, "run", "wetlandunet:predict", "--",
+                          f"MODEL={model}", f"INPUT={cleaned}", f"OUTPUT={output}", "TTA=4")
     assert result.returncode == 0, result.stdout[-1500:] + result.stderr[-1500:]
+    assert "TTA 4" in result.stdout, result.stdout[-1500:]
     with rasterio.open(output) as ds:
         predicted = ds.read(1)
     assert set(np.unique(predicted)) <= {0, 1, 2, 3}

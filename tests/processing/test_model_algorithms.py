@@ -57,8 +57,8 @@ def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_p
         definition = alg.parameterDefinition(name)
         assert definition is not None, name
         assert definition.flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
-    assert alg.parameterDefinition("VAL_SPLIT").defaultValue() == 0        # rows: unchanged
-    assert alg.parameterDefinition("LR_SCHEDULE").defaultValue() == 1      # cosine
+    assert alg.parameterDefinition("VAL_SPLIT").defaultValue() == "rows"
+    assert alg.parameterDefinition("LR_SCHEDULE").defaultValue() == "cosine"
     assert alg.parameterDefinition("JITTER").defaultValue() == 0.0
     assert alg.parameterDefinition("DROPOUT").defaultValue() == 0.1
     assert alg.parameterDefinition("TIME_LIMIT").defaultValue() == 0.0
@@ -92,7 +92,7 @@ def test_predict_maps_an_unseen_scene_and_loads_it_styled(trained, scenes, tmp_p
     context.setProject(QgsProject.instance())
     feedback = QgsProcessingFeedback()
     result = processing.run("wetlandunet:predict", {
-        "MODEL": trained["OUTPUT_MODEL"], "INPUT": scenes["test"], "TTA": 1,
+        "MODEL": trained["OUTPUT_MODEL"], "INPUT": scenes["test"], "TTA": 2,
         "OUTPUT": QgsProcessingOutputLayerDefinition(output, QgsProject.instance()),
         "OUTPUT_MAP": str(tmp_path / "map.tif")}, context=context, feedback=feedback)
     assert result["OUTPUT"] == output
@@ -120,7 +120,7 @@ def test_predict_maps_an_unseen_scene_and_loads_it_styled(trained, scenes, tmp_p
 def test_batch_of_scenes_reuses_the_worker(trained, scenes, tmp_path):
     """Several scenes in a row: one worker process, no restart between scenes."""
     import processing
-    from wetland_unet_plugin.processing.provider import worker_python
+    from wetland_unet_plugin.processing.settings import worker_python
     from wetland_unet_plugin.processing.worker_client import get_client
 
     client = get_client(worker_python())
@@ -245,7 +245,7 @@ def test_can_execute_says_what_to_run_when_tensorflow_is_missing():
     from processing.core.ProcessingConfig import ProcessingConfig
     from qgis.core import QgsApplication
 
-    from wetland_unet_plugin.processing.provider import WORKER_PYTHON_SETTING
+    from wetland_unet_plugin.processing.settings import WORKER_PYTHON_SETTING
 
     registry = QgsApplication.processingRegistry()
     previous = ProcessingConfig.getSetting(WORKER_PYTHON_SETTING)

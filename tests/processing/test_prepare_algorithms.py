@@ -191,7 +191,7 @@ def test_cleaninvalid_constant_mode(tmp_path):
     data[0, 4, 4] = -1
     src = write_raster(tmp_path / "i.tif", data)
     out = str(tmp_path / "o.tif")
-    result = processing.run("wetlandunet:cleaninvalid", {"INPUT": src, "MODE": 1,
+    result = processing.run("wetlandunet:cleaninvalid", {"INPUT": src, "MODE": "constant",
                                                           "FILL_VALUE": 42, "OUTPUT": out})
     assert result["INVALID_COUNT"] == 2
     with rasterio.open(out) as ds:

@@ -122,7 +122,7 @@ def test_worker_killed_mid_prediction_is_reported_and_the_next_job_works(trained
                                                                          tmp_path):
     """SIGKILL of the worker at 20 %: a QgsProcessingException naming it; next job runs."""
     import processing
-    from wetland_unet_plugin.processing.provider import worker_python
+    from wetland_unet_plugin.processing.settings import worker_python
     from wetland_unet_plugin.processing.worker_client import get_client
 
     client = get_client(worker_python())
@@ -146,7 +146,7 @@ from wetland_unet_plugin.processing.headless import start_qgis
 app, plugin = start_qgis()
 import processing
 from qgis.core import QgsProcessingFeedback
-from wetland_unet_plugin.processing.provider import worker_python
+from wetland_unet_plugin.processing.settings import worker_python
 from wetland_unet_plugin.processing.worker_client import get_client
 
 class Report(QgsProcessingFeedback):
@@ -198,7 +198,7 @@ def test_killing_the_qgis_side_mid_prediction_leaves_nothing_then_or_later(train
 
 def test_two_qgis_processes_never_share_a_worker(trained):
     """Each process starts its own worker, a child of that process."""
-    from wetland_unet_plugin.processing.provider import worker_python
+    from wetland_unet_plugin.processing.settings import worker_python
     from wetland_unet_plugin.processing.worker_client import get_client
 
     client = get_client(worker_python())
@@ -319,7 +319,7 @@ def test_predict_is_deterministic(trained, scenes, tmp_path):
     outputs = []
     for name in ("a", "b"):
         result = processing.run("wetlandunet:predict", {
-            "MODEL": trained["OUTPUT_MODEL"], "INPUT": scenes["test"], "TTA": 2,
+            "MODEL": trained["OUTPUT_MODEL"], "INPUT": scenes["test"], "TTA": 4,
             "OUTPUT": str(tmp_path / f"{name}.tif"),
             "OUTPUT_PROBABILITIES": str(tmp_path / f"{name}_p.tif")})
         with rasterio.open(result["OUTPUT"]) as c, rasterio.open(

@@ -1,7 +1,7 @@
-"""The jobs the worker and the CLI run, by name: one table, imported lazily.
+"""The jobs the worker and the CLI run, by name, as the schemas declare them.
 
 Each job is a core function taking keyword parameters and ``feedback`` and
-returning a JSON-serialisable dict.
+returning a JSON-serialisable dict; it is imported on first use.
 """
 
 from __future__ import annotations
@@ -10,15 +10,7 @@ import importlib
 import platform
 
 from .feedback import CoreError
-
-#: job name -> (module, function)
-JOBS = {
-    "align": ("align", "align_pair"),
-    "clean": ("clean", "clean_invalid"),
-    "train": ("train", "train_model"),
-    "predict": ("predict", "predict_scene"),
-    "evaluate": ("evaluate", "evaluate_map"),
-}
+from .schema import BY_NAME
 
 
 def environment_info() -> dict:
@@ -44,14 +36,20 @@ def get_job(name: str):
     """
     if name == "ping":
         return lambda feedback=None: environment_info()
-    try:
-        module_name, function_name = JOBS[name]
-    except KeyError:
-        raise CoreError(f"Unknown job '{name}'; known jobs: {', '.join(sorted(JOBS))}.") from None
+    job = BY_NAME.get(name)
+    if job is None or not job.function:
+        known = sorted(n for n, j in BY_NAME.items() if j.function)
+        raise CoreError(f"Unknown job '{name}'; known jobs: {', '.join(known)}.")
+    module_name, _, function_name = job.function.partition(":")
     module = importlib.import_module(f"{__package__}.{module_name}")
     return getattr(module, function_name)
 
 
 def run_job(name: str, params: dict, feedback) -> dict:
-    """Run a job by name with keyword parameters and feedback."""
+    """Run a job by name with keyword parameters (checked against its schema) and feedback."""
+    if name != "ping":
+        params = BY_NAME[name].check(params) if name in BY_NAME else params
+        if name == "predict":  # 0 / -1 in the schema mean "automatic"
+            params["tile_size"] = params["tile_size"] or None
+            params["overlap"] = None if params["overlap"] < 0 else params["overlap"]
     return get_job(name)(**params, feedback=feedback)

@@ -1,33 +1,58 @@
-"""What every Wetland U-Net algorithm shares: names, group, icon, help."""
+"""The algorithm every Wetland U-Net algorithm is: parameters -> core call -> outputs.
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingParameterDefinition
+A subclass names its job's schema (``JOB``) and overrides only what is its own:
+``prepare`` (checks and values that need QGIS, before any work) and ``results``
+(outputs beyond the schema's files, styling). Parameters, choice checking, the
+call (in QGIS's process, or in the worker for TensorFlow jobs) and error
+mapping are here, once.
+"""
 
-from .provider import icon
+import importlib
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingOutputBoolean,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingOutputString,
+    QgsProcessingOutputVectorLayer,
+)
+
+from .feedback import run_core, run_in_worker
+from .parameters import check_choices, qgis_parameter, read_value
+from .settings import icon
+
+_OUTPUTS = {"number": QgsProcessingOutputNumber, "string": QgsProcessingOutputString,
+            "bool": QgsProcessingOutputBoolean, "raster": QgsProcessingOutputRasterLayer,
+            "vector": QgsProcessingOutputVectorLayer, "file": QgsProcessingOutputFile}
+
+
+def core_function(job):
+    """The core function a job runs (``module:function`` under wetland_unet_plugin.core)."""
+    module, _, name = job.function.partition(":")
+    return getattr(importlib.import_module(f"..core.{module}", __package__), name)
 
 
 class WetlandAlgorithm(QgsProcessingAlgorithm):
-    """Base class: subclasses set ALG_ID, DISPLAY_NAME, GROUP_ID, GROUP and HELP."""
+    """Base class: subclasses set ``JOB`` (a ``core.schema.Job``)."""
 
-    ALG_ID = ""
-    DISPLAY_NAME = ""
-    GROUP_ID = ""
-    GROUP = ""
-    HELP = ""
+    JOB = None
 
     def name(self):
-        return self.ALG_ID
+        return self.JOB.alg_id
 
-    def displayName(self):  # noqa: N802
-        return self.DISPLAY_NAME
+    def displayName(self):  # noqa: N802 (QGIS's names, here and below)
+        return self.JOB.display_name
 
     def group(self):
-        return self.GROUP
+        return self.JOB.group
 
     def groupId(self):  # noqa: N802
-        return self.GROUP_ID
+        return self.JOB.group_id
 
     def shortHelpString(self):  # noqa: N802
-        return self.HELP
+        return self.JOB.summary
 
     def icon(self):
         return icon()
@@ -35,31 +60,37 @@ class WetlandAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self):  # noqa: N802
         return type(self)()
 
-    def add_advanced(self, parameter):
-        """Add a parameter flagged as advanced (collapsed in the dialog)."""
-        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(parameter)
-        return parameter
+    def initAlgorithm(self, config=None):  # noqa: N802
+        for p in self.JOB.params:
+            if p.processing:
+                self.addParameter(qgis_parameter(p))
+        for output in self.JOB.outputs:
+            self.addOutput(_OUTPUTS[output.kind](output.name, output.label))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Choices are checked against the values users type, with the allowed ones named."""
+        fixed, message = check_choices(self.JOB, parameters)
+        if message:
+            return False, message
+        return super().checkParameterValues(fixed, context)
 
-def raster_source(algorithm, parameters, name, context, what, required=True):
-    """Return the file path of a raster parameter, or None when optional and unset.
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        values = {p.key: read_value(self, p, parameters, context, feedback)
+                  for p in self.JOB.params if p.processing}
+        values = self.prepare(values, parameters, context, feedback)
+        if self.JOB.in_worker:
+            result = run_in_worker(self.JOB.name, feedback, **values)
+        else:
+            result = run_core(core_function(self.JOB), feedback, **values)
+        outputs = {p.name: result.get(p.key, values.get(p.key)) for p in self.JOB.params
+                   if p.is_output and p.processing and values.get(p.key)}
+        outputs.update({o.name: result.get(o.key) for o in self.JOB.outputs})
+        return self.results(outputs, result, values, context, feedback)
 
-    Raises:
-        QgsProcessingException: when it is not a raster GDAL can read from a file.
-    """
-    from qgis.core import QgsProcessingException
+    def prepare(self, values, parameters, context, feedback):
+        """Checks and values that need QGIS, before the job starts; returns the values."""
+        return values
 
-    value = parameters.get(name)
-    if value is None or value == "":
-        if required:
-            raise QgsProcessingException(f"{name}: no {what} given; choose a raster layer.")
-        return None
-    layer = algorithm.parameterAsRasterLayer(parameters, name, context)
-    if layer is None or not layer.isValid():
-        raise QgsProcessingException(f"{name}: '{value}' is not a raster layer QGIS can open; "
-                                     f"choose a GeoTIFF or another GDAL raster as the {what}.")
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(f"{name}: the {what} comes from the '{layer.providerType()}' "
-                                     "provider; save it as a GeoTIFF first (Export > Save As).")
-    return layer.source()
+    def results(self, outputs, result, values, context, feedback):
+        """The algorithm's outputs from the job's result (override to add or style)."""
+        return outputs

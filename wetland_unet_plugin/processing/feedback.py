@@ -47,8 +47,8 @@ def run_in_worker(job: str, feedback, **params):
     Raises:
         QgsProcessingException: with the core's or the worker's message.
     """
+    from .settings import worker_python
     from .worker_client import get_client
-    from .provider import worker_python
 
     try:
         return get_client(worker_python()).run(job, params, QgisFeedback(feedback))

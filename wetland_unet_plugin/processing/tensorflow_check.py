@@ -7,7 +7,7 @@ _CHECKED = {}
 
 def worker_ready():
     """Return (ok, message); starts the worker once per interpreter and caches the answer."""
-    from .provider import worker_python
+    from .settings import worker_python
     from .worker_client import FIX_HINT, get_client
 
     python = worker_python()

@@ -1,0 +1,19 @@
+"""One schema per job: every parameter declared once, here.
+
+The core CLI, the Processing algorithms and the worker requests are generated
+from these declarations (``base.Job``/``base.Param``); a parameter is added in
+its job's schema and nowhere else.
+"""
+
+from .assess import EVALUATE, STYLE
+from .base import Job, Output, Param
+from .model import PREDICT, TRAIN
+from .prepare import ALIGN, CLEAN
+
+#: Every job, in Toolbox order.
+JOBS = (ALIGN, CLEAN, TRAIN, PREDICT, EVALUATE, STYLE)
+BY_NAME = {job.name: job for job in JOBS}
+BY_ALG_ID = {job.alg_id: job for job in JOBS}
+
+__all__ = ["Job", "Output", "Param", "JOBS", "BY_NAME", "BY_ALG_ID", "ALIGN", "CLEAN",
+           "TRAIN", "PREDICT", "EVALUATE", "STYLE"]
