@@ -236,7 +236,7 @@ def test_block_streaming_large_raster(tmp_path):
 
 
 def test_block_windows_stay_bounded():
-    from wetland_unet_plugin.core.clean import chunk_windows
+    from wetland_unet_plugin.core.raster import chunk_windows
 
     windows = list(chunk_windows(20000, 20000, 4 * 4, max_bytes=64 * 1024 * 1024))
     assert max(w.width * w.height for w in windows) * 16 <= 64 * 1024 * 1024

@@ -40,9 +40,8 @@ from rasterio.errors import CRSError
 
 from .atomic import atomic_output, remove_quietly
 from .classes import parse_class_names
-from .clean import chunk_windows, copy_metadata
 from .feedback import Canceled, CoreError, Feedback, SubFeedback
-from .raster import GTIFF_OPTIONS, check_output_path, open_raster
+from .raster import GTIFF_OPTIONS, check_output_path, chunk_windows, copy_metadata, open_raster
 
 #: Image resampling methods, in the order the Processing dialog lists them.
 RESAMPLING_METHODS = ["nearest", "bilinear", "cubic", "cubicspline", "lanczos", "average",

@@ -1,6 +1,6 @@
 """Clean a raster: NaN, +-Inf, its nodata and listed values become nodata, or get filled.
 
-The seed pipeline fed -1, NaN and nodata borders straight into the network.
+Invalid values (-1, NaN, nodata borders) must never reach the network.
 ``clean_invalid`` finds them in any raster (images and class masks, any band
 count, any numeric type), counts them and either marks them as nodata, fills
 them with a constant, or interpolates them from their neighbours. Valid values
@@ -43,61 +43,14 @@ import rasterio
 from .atomic import atomic_output
 from .classes import parse_float_list
 from .feedback import Canceled, CoreError, Feedback, SubFeedback
-from .raster import GTIFF_OPTIONS, check_output_path, open_raster
+from .raster import (check_output_path, chunk_windows, copy_metadata, gtiff_profile,
+                     open_raster, valid_pixels)
 
 #: The cleaning modes, in the order the Processing dialog lists them.
 MODES = ["nodata", "constant", "interpolate"]
 
 #: Output nodata for a floating-point raster that has none and no listed value.
 FLOAT_FALLBACK_NODATA = -9999.0
-
-#: Largest block (bytes of one read) streamed at once.
-MAX_CHUNK_BYTES = 64 * 1024 * 1024
-
-
-def chunk_windows(width: int, height: int, bytes_per_pixel: int, rows: int = 256,
-                  max_bytes: int = MAX_CHUNK_BYTES):
-    """Yield rasterio windows covering a raster in strips of ``rows`` rows.
-
-    Strips are split into column chunks (multiples of 256) when one strip of
-    all bands would exceed ``max_bytes``, so memory stays bounded for any width.
-    """
-    from rasterio.windows import Window
-
-    rows = max(1, int(rows))
-    cols = width
-    if width * rows * max(bytes_per_pixel, 1) > max_bytes:
-        cols = max(256, (max_bytes // (rows * max(bytes_per_pixel, 1))) // 256 * 256)
-        cols = min(cols, width)
-    for row in range(0, height, rows):
-        h = min(rows, height - row)
-        for col in range(0, width, cols):
-            w = min(cols, width - col)
-            yield Window(col, row, w, h)
-
-
-def copy_metadata(src, dst, descriptions: bool = True) -> None:
-    """Copy band descriptions, colour interpretation, scales/offsets, units, tags and
-    the palette of band 1 from one open rasterio dataset to another (best effort)."""
-    if descriptions:
-        for index, text in enumerate(src.descriptions, start=1):
-            if text and index <= dst.count:
-                dst.set_band_description(index, text)
-    for action in (
-        lambda: dst.update_tags(**src.tags()),
-        lambda: [dst.update_tags(i, **src.tags(i))
-                 for i in range(1, min(src.count, dst.count) + 1)],
-        lambda: setattr(dst, "colorinterp", src.colorinterp) if src.count == dst.count else None,
-        lambda: setattr(dst, "scales", src.scales) if src.count == dst.count else None,
-        lambda: setattr(dst, "offsets", src.offsets) if src.count == dst.count else None,
-        lambda: setattr(dst, "units", src.units) if src.count == dst.count else None,
-        lambda: dst.write_colormap(1, src.colormap(1)),
-    ):
-        try:
-            action()
-        except Exception:  # noqa: BLE001 - metadata is a courtesy; absent or refused is fine
-            pass
-
 
 def representable(value: float, dtype) -> bool:
     """True when ``value`` can be stored exactly in ``dtype`` (NaN/Inf only in floats)."""
@@ -162,11 +115,9 @@ def invalid_mask(data: np.ndarray, values) -> np.ndarray:
         values: numbers that count as invalid; each must be representable in
             ``data.dtype`` (NaN entries are covered by the non-finite test).
     """
-    floating = np.issubdtype(data.dtype, np.floating)
-    if floating:
-        bad = ~np.isfinite(data)
-    else:
-        bad = np.zeros(data.shape, dtype=bool)
+    # Non-finite values, each judged on its own: valid_pixels treats axis 0 as the bands of
+    # one pixel, so ``data`` goes in as a single stack.
+    bad = ~valid_pixels(data[np.newaxis])
     for value in values:
         if _is_nan(float(value)):
             continue
@@ -292,9 +243,7 @@ def clean_invalid(input, output, invalid_values="-1", mode="nodata", fill_value=
         per_band = np.zeros(count, dtype=np.int64)
         invalid_pixels = 0
         collisions = 0
-        profile = dict(GTIFF_OPTIONS, width=src.width, height=src.height, count=count,
-                       dtype=dtype.name, crs=src.crs, transform=src.transform,
-                       nodata=out_nodata)
+        profile = gtiff_profile(src, count=count, dtype=dtype.name, nodata=out_nodata)
 
         steps = SubFeedback(feedback, 0.0, 0.6 if mode == "interpolate" else 1.0)
         total = float(src.width) * src.height
@@ -403,9 +352,8 @@ def _interpolate(path, per_band, nodata, max_distance, feedback) -> list:
         for n, window in enumerate(windows, start=1):
             feedback.check_canceled()
             data = ds.read(window=window)
-            if _is_nan(float(nodata)):
-                unfilled += np.isnan(data).sum(axis=(1, 2))
-            else:
-                unfilled += (data == np.asarray(nodata, dtype=dtype)).sum(axis=(1, 2))
+            # Per band: each value judged on its own (see invalid_mask). Every non-finite
+            # value was made nodata before filling, so "invalid" here means "still nodata".
+            unfilled += (~valid_pixels(data[np.newaxis], nodata)).sum(axis=(1, 2))
             feedback.progress(0.9 + 0.1 * n / len(windows))
     return [int(v) for v in unfilled]

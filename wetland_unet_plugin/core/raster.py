@@ -1,4 +1,5 @@
-"""Raster helpers shared by every step: opening with clear errors, validity, output profiles."""
+"""Raster helpers shared by every step: opening with clear errors, validity, output profiles,
+block windows for streaming, and metadata copied from input to output."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from .feedback import CoreError
 #: Creation options for every GeoTIFF we write: tiled, compressed, big when needed.
 GTIFF_OPTIONS = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
                      compress="deflate", bigtiff="IF_SAFER")
+
+
+#: Largest block (bytes of one read) streamed at once.
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
 
 
 def open_raster(path: str, what: str = "raster"):
@@ -88,6 +93,50 @@ def gtiff_profile(like=None, **overrides) -> dict:
 #: ``GTIFF_OPTIONS`` as GDAL creation options, for gdal.Warp and gdal.Rasterize.
 GDAL_CREATION_OPTIONS = [f"{k.upper()}={'YES' if v is True else str(v).upper()}"
                          for k, v in GTIFF_OPTIONS.items() if k != "driver"]
+
+
+def chunk_windows(width: int, height: int, bytes_per_pixel: int, rows: int = 256,
+                  max_bytes: int = MAX_CHUNK_BYTES):
+    """Yield rasterio windows covering a raster in strips of ``rows`` rows.
+
+    Strips are split into column chunks (multiples of 256) when one strip of
+    all bands would exceed ``max_bytes``, so memory stays bounded for any width.
+    """
+    from rasterio.windows import Window
+
+    rows = max(1, int(rows))
+    cols = width
+    if width * rows * max(bytes_per_pixel, 1) > max_bytes:
+        cols = max(256, (max_bytes // (rows * max(bytes_per_pixel, 1))) // 256 * 256)
+        cols = min(cols, width)
+    for row in range(0, height, rows):
+        h = min(rows, height - row)
+        for col in range(0, width, cols):
+            w = min(cols, width - col)
+            yield Window(col, row, w, h)
+
+
+def copy_metadata(src, dst, descriptions: bool = True) -> None:
+    """Copy band descriptions, colour interpretation, scales/offsets, units, tags and
+    the palette of band 1 from one open rasterio dataset to another (best effort)."""
+    if descriptions:
+        for index, text in enumerate(src.descriptions, start=1):
+            if text and index <= dst.count:
+                dst.set_band_description(index, text)
+    for action in (
+        lambda: dst.update_tags(**src.tags()),
+        lambda: [dst.update_tags(i, **src.tags(i))
+                 for i in range(1, min(src.count, dst.count) + 1)],
+        lambda: setattr(dst, "colorinterp", src.colorinterp) if src.count == dst.count else None,
+        lambda: setattr(dst, "scales", src.scales) if src.count == dst.count else None,
+        lambda: setattr(dst, "offsets", src.offsets) if src.count == dst.count else None,
+        lambda: setattr(dst, "units", src.units) if src.count == dst.count else None,
+        lambda: dst.write_colormap(1, src.colormap(1)),
+    ):
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - metadata is a courtesy; absent or refused is fine
+            pass
 
 
 def same_grid(a, b) -> bool:
