@@ -14,9 +14,9 @@ import rasterio
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from wetland_unet_plugin.core.align import align_pair
 from tests.rasters import write_raster
 from tests.recorder import Recorder
+from wetland_unet_plugin.core.alignment import align_pair
 from wetland_unet_plugin.core.feedback import Canceled, CoreError
 
 # The image: UTM zone 18N, 10 m pixels, odd size, origin not on a round number.

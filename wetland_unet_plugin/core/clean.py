@@ -43,8 +43,14 @@ import rasterio
 from .atomic import atomic_output
 from .classes import parse_float_list
 from .feedback import Canceled, CoreError, Feedback, SubFeedback
-from .raster import (check_output_path, chunk_windows, copy_metadata, gtiff_profile,
-                     open_raster, valid_pixels)
+from .raster import (
+    check_output_path,
+    chunk_windows,
+    copy_metadata,
+    gtiff_profile,
+    open_raster,
+    valid_pixels,
+)
 
 #: The cleaning modes, in the order the Processing dialog lists them.
 MODES = ["nodata", "constant", "interpolate"]
