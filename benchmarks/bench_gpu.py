@@ -10,7 +10,7 @@ there), so it is run there with ``KERAS_BACKEND=jax``. The model is the same
 DEPTH 5 on 4 bands, 4 classes: speed does not depend on the weights) and the
 scene predictor is the core's ``predict_scene`` (reader thread, model, blending
 writer thread), which under JAX runs each TTA pass as one XLA program
-(``predict._portable_predictor``).
+(``inference.predictors.portable_predictor``).
 
 1. Bare model throughput per precision (float32, mixed_float16, mixed_bfloat16):
    batches of 512 x 512 tiles of random data, after a warm-up call, Mpx/s per pass;
@@ -84,12 +84,12 @@ def bare(model_path: str, precision: str, n_tiles: int, batch: int, tta: int = 1
     back; at TTA 8 the eight passes run on the device between the two copies, so
     Mpx/s per pass is close to the model's arithmetic rate.
     """
-    from wetland_unet_plugin.core import predict as P
+    from throughput import bare_model_throughput
 
     best = None
     for _ in range(2):
-        result = P.bare_model_throughput(model_path, n_tiles=n_tiles, tile_size=512,
-                                         batch_size=batch, tta=tta, precision=precision)
+        result = bare_model_throughput(model_path, n_tiles=n_tiles, tile_size=512,
+                                       batch_size=batch, tta=tta, precision=precision)
         if best is None or result["seconds"] < best["seconds"]:
             best = result
     return {"precision": precision, "tta": tta, "tiles": best["tiles"], "batch": batch,
@@ -112,7 +112,7 @@ def read_only_seconds(scene: str) -> float:
 def scene_run(model_path: str, scene: str, out: str, precision: str, tta: int, batch: int,
               probabilities: str | None = None) -> dict:
     """``predict_scene`` twice (the first compiles); figures of the second."""
-    from wetland_unet_plugin.core.predict import predict_scene
+    from wetland_unet_plugin.core.inference import predict_scene
 
     times = []
     for _ in range(2):
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     section("scene_runs", scenes)
 
     def agreements():
-        from wetland_unet_plugin.core.predict import predict_scene
+        from wetland_unet_plugin.core.inference import predict_scene
 
         runs = {}
         for precision in PRECISIONS:

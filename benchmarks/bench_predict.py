@@ -223,13 +223,13 @@ def warm_scene(workdir: str) -> str:
 
 
 class _CallRecorder:
-    """Wraps ``get_predictor`` to record the shapes of the model calls."""
+    """Wraps the ``get_predictor`` that ``inference.scene`` calls, to record the shapes
+    of the model calls."""
 
-    def __init__(self, P):
-        self.P = P
-        self.real = P.get_predictor
+    def __init__(self, scene):
+        self.real = scene.get_predictor
         self.calls: list = []
-        P.get_predictor = self
+        scene.get_predictor = self
 
     def __call__(self, *args, **kwargs):
         predictor = self.real(*args, **kwargs)
@@ -245,20 +245,23 @@ class _CallRecorder:
 def child_speed(args) -> dict:
     """Naive, predict_scene and the bare model side by side, best of N; then the
     ablation, TTA 2 and the precision comparison (all in this one process)."""
-    from wetland_unet_plugin.core import predict as P
+    from throughput import bare_model_throughput
 
-    loaded = P.get_cached_model(args.model)
+    from wetland_unet_plugin.core.inference import scene
+    from wetland_unet_plugin.core.inference.cache import get_cached_model
+
+    loaded = get_cached_model(args.model)
     work = args.workdir
-    recorder = _CallRecorder(P)
+    recorder = _CallRecorder(scene)
     warm = warm_scene(work)
-    P.predict_scene(loaded, warm, os.path.join(work, "warm_out.tif"))  # as a batch's 2nd scene
+    scene.predict_scene(loaded, warm, os.path.join(work, "warm_out.tif"))  # a batch's 2nd scene
     loaded.keras_model.predict(np.zeros((NAIVE_BATCH, NAIVE_TILE, NAIVE_TILE, 4)), verbose=0)
 
     def e2e(**kwargs):
+        """``run_scene``: ``predict_scene`` with the engine switches (crop, fold) as given."""
         recorder.calls = []
         before = load()[0]
-        result = P.predict_scene(loaded, args.scene, os.path.join(work, "tiled.tif"),
-                                 **kwargs)
+        result = scene.run_scene(loaded, args.scene, os.path.join(work, "tiled.tif"), **kwargs)
         result["load_1min"] = before
         return result, list(recorder.calls)
 
@@ -270,7 +273,7 @@ def child_speed(args) -> dict:
         runs["predict_scene"].append(result["seconds"])
         naive = naive_predict(loaded.keras_model, args.scene, os.path.join(work, "naive.tif"))
         runs["naive"].append(naive["seconds"])
-        bare = P.bare_model_throughput(loaded, calls=calls)
+        bare = bare_model_throughput(loaded, calls=calls)
         runs["bare"].append(bare["seconds"])
     out = {"runs": runs, "predict": result, "naive": naive, "calls": len(calls),
            "call_shapes": sorted({c[1:] for c in calls})}
@@ -283,32 +286,32 @@ def child_speed(args) -> dict:
              ("+ folded inference graph (= the defaults)", {}, True, True)]
     ablation = []
     for label, kwargs, crop, fold in steps:
-        P.CROP_TO_VALID, P.FOLD_INFERENCE = crop, fold
+        kwargs = dict(kwargs, crop=crop, fold=fold)
         if not fold:  # trace and warm the unfolded graph outside the timing
-            P.predict_scene(loaded, warm, os.path.join(work, "warm_out.tif"), **kwargs)
+            scene.run_scene(loaded, warm, os.path.join(work, "warm_out.tif"), **kwargs)
         r, _ = e2e(**kwargs)
         ablation.append({"step": label, "seconds": r["seconds"], "tile_size": r["tile_size"],
                          "overlap": r["overlap"], "tiles_predicted": r["tiles_predicted"],
                          "model_megapixels": r["model_megapixels"],
                          "load_1min": r["load_1min"]})
-    P.CROP_TO_VALID, P.FOLD_INFERENCE = True, True
     out["ablation"] = ablation
 
     # TTA 2: same tiles, twice the transforms
-    P.predict_scene(loaded, warm, os.path.join(work, "warm_out.tif"), tta=2)
+    scene.predict_scene(loaded, warm, os.path.join(work, "warm_out.tif"), tta=2)
     r, _ = e2e(tta=2)
     out["tta2"] = {"seconds": r["seconds"], "model_megapixels": r["model_megapixels"],
                    "tiles_predicted": r["tiles_predicted"], "load_1min": r["load_1min"]}
 
     # precision: float32 vs mixed_bfloat16, float32 probabilities, side by side
-    P.predict_scene(loaded, warm, os.path.join(work, "warm_out.tif"),
-                    precision="mixed_bfloat16")
+    scene.predict_scene(loaded, warm, os.path.join(work, "warm_out.tif"),
+                        precision="mixed_bfloat16")
     times = {"float32": [], "mixed_bfloat16": []}
     for _ in range(args.repeat_precision):
         for precision in times:
-            r = P.predict_scene(loaded, args.scene, os.path.join(work, f"c_{precision}.tif"),
-                                os.path.join(work, f"p_{precision}.tif"),
-                                probability_dtype="float32", precision=precision)
+            r = scene.predict_scene(loaded, args.scene,
+                                    os.path.join(work, f"c_{precision}.tif"),
+                                    os.path.join(work, f"p_{precision}.tif"),
+                                    probability_dtype="float32", precision=precision)
             times[precision].append(r["seconds"])
     import rasterio
 
@@ -326,9 +329,9 @@ def child_speed(args) -> dict:
 
 def child_rss(args) -> dict:
     """Peak memory of one run (predict_scene or naive) in a fresh process."""
-    from wetland_unet_plugin.core import predict as P
+    from wetland_unet_plugin.core.inference import get_cached_model, predict_scene
 
-    loaded = P.get_cached_model(args.model)
+    loaded = get_cached_model(args.model)
     if args.naive:
         loaded.keras_model.predict(np.zeros((NAIVE_BATCH, NAIVE_TILE, NAIVE_TILE, 4)),
                                    verbose=0)
@@ -336,10 +339,10 @@ def child_rss(args) -> dict:
         result = naive_predict(loaded.keras_model, args.scene,
                                os.path.join(args.workdir, "naive_rss.tif"))
     else:
-        P.predict_scene(loaded, warm_scene(args.workdir),
-                        os.path.join(args.workdir, "warm_out.tif"))
+        predict_scene(loaded, warm_scene(args.workdir),
+                      os.path.join(args.workdir, "warm_out.tif"))
         before = peak_rss_mb()
-        result = P.predict_scene(loaded, args.scene, os.path.join(args.workdir, "rss.tif"))
+        result = predict_scene(loaded, args.scene, os.path.join(args.workdir, "rss.tif"))
     return {"peak_rss_mb": peak_rss_mb(), "ru_maxrss_mb": ru_maxrss_mb(),
             "rss_before_mb": before, "seconds": result["seconds"], "result": result}
 

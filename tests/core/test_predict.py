@@ -15,9 +15,26 @@ from rasterio.transform import from_origin
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from wetland_unet_plugin.core import predict as P  # noqa: E402
-from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback  # noqa: E402
-from wetland_unet_plugin.core.modelfile import load_model, save_model  # noqa: E402
+from wetland_unet_plugin.core import dihedral
+from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
+from wetland_unet_plugin.core.inference import scene as inference_scene
+from wetland_unet_plugin.core.inference.cache import (
+    clear_model_cache,
+    get_cached_model,
+    model_cache_info,
+)
+from wetland_unet_plugin.core.inference.folding import cast_model, inference_function
+from wetland_unet_plugin.core.inference.predictors import get_predictor
+from wetland_unet_plugin.core.inference.scene import predict_scene, run_scene
+from wetland_unet_plugin.core.inference.tiling import (
+    default_overlap,
+    default_tile_size,
+    plan_tiles,
+    reflect_index,
+    valid_crop,
+    weight_window_1d,
+)
+from wetland_unet_plugin.core.modelfile import load_model, save_model
 
 CRS = "EPSG:32633"
 
@@ -107,7 +124,7 @@ def record_model_calls(monkeypatch) -> list:
     """Make ``predict_scene`` record the shape of every batch it sends to the model;
     returns the list the shapes are appended to."""
     sent = []
-    real = P.get_predictor
+    real = inference_scene.get_predictor
 
     def recording(*args, **kwargs):
         predictor = real(*args, **kwargs)
@@ -119,7 +136,7 @@ def record_model_calls(monkeypatch) -> list:
         record.crop_tiles = getattr(predictor, "crop_tiles", True)
         return record
 
-    monkeypatch.setattr(P, "get_predictor", recording)
+    monkeypatch.setattr(inference_scene, "get_predictor", recording)
     return sent
 
 
@@ -188,46 +205,47 @@ def pointwise_file(tmp_path_factory):
 # --------------------------------------------------------------------------- pure functions
 
 def test_dihedral_pairs_invert_and_match_tensorflow():
+    """The one dihedral table: numpy, TensorFlow (the TensorFlow predictor) and Keras ops
+    (the portable predictor of the JAX and PyTorch backends) agree."""
     import tensorflow as tf
 
     x = np.random.default_rng(0).random((2, 6, 6, 3)).astype(np.float32)
     seen = set()
     for k in range(8):
-        forward = P.dihedral_forward(x, k)
-        assert np.array_equal(P.dihedral_inverse(forward, k), x)
-        assert np.array_equal(P._tf_forward(tf.constant(x), k).numpy(), forward)
-        assert np.array_equal(P._tf_inverse(tf.constant(forward), k).numpy(), x)
-        # the Keras-ops versions of the portable predictor (JAX, PyTorch backends)
-        assert np.array_equal(np.asarray(P._ops_forward(tf.constant(x), k)), forward)
-        assert np.array_equal(np.asarray(P._ops_inverse(tf.constant(forward), k)), x)
+        forward = dihedral.forward(x, k)
+        assert np.array_equal(dihedral.inverse(forward, k), x)
+        assert np.array_equal(dihedral.tf_forward(tf.constant(x), k).numpy(), forward)
+        assert np.array_equal(dihedral.tf_inverse(tf.constant(forward), k).numpy(), x)
+        assert np.array_equal(np.asarray(dihedral.ops_forward(tf.constant(x), k)), forward)
+        assert np.array_equal(np.asarray(dihedral.ops_inverse(tf.constant(forward), k)), x)
         seen.add(forward.tobytes())
     assert len(seen) == 8  # eight distinct transforms
-    assert np.array_equal(P.dihedral_forward(x, 0), x)
-    assert P.TTA_TRANSFORMS[1] == (0,)
-    assert set(P.TTA_TRANSFORMS[8]) == set(range(8))
+    assert np.array_equal(dihedral.forward(x, 0), x)
+    assert dihedral.TTA_TRANSFORMS[1] == (0,)
+    assert set(dihedral.TTA_TRANSFORMS[8]) == set(range(8))
     with pytest.raises(CoreError):
-        P.tta_transforms(3)
+        dihedral.tta_transforms(3)
 
 
 def test_identity_transform_set_is_the_plain_model(unet_file, pointwise_file):
     loaded = load_model(unet_file)
     x = np.random.default_rng(9).random((2, 32, 32, 3)).astype(np.float32)
-    assert P.tta_transforms(1) == (0,)
+    assert dihedral.tta_transforms(1) == (0,)
     # the predictor runs the folded inference graph: float32 rounding differs, no more
-    np.testing.assert_allclose(P.get_predictor(loaded, tta=1)(x),
+    np.testing.assert_allclose(get_predictor(loaded, tta=1)(x),
                                np.asarray(loaded.keras_model(x, training=False)),
                                rtol=0, atol=2e-5)
     # a pointwise model is equivariant: every TTA set gives the plain prediction back
     point = load_model(pointwise_file)
     x = np.random.default_rng(10).random((3, 32, 32, 1)).astype(np.float32)
-    plain = P.get_predictor(point, tta=1)(x)
+    plain = get_predictor(point, tta=1)(x)
     for tta in (2, 4, 8):
-        np.testing.assert_allclose(P.get_predictor(point, tta=tta)(x), plain, atol=1e-6)
+        np.testing.assert_allclose(get_predictor(point, tta=tta)(x), plain, atol=1e-6)
 
 
 def test_weight_window_is_partition_of_unity_and_grid_covers_scene():
-    grid = P.plan_tiles(157, 203, 64, 16, depth=2)
-    w = P.weight_window_1d(grid.tile, grid.margin, grid.ramp)
+    grid = plan_tiles(157, 203, 64, 16, depth=2)
+    w = weight_window_1d(grid.tile, grid.margin, grid.ramp)
     assert w[:grid.margin].max() == 0 and w[grid.tile // 2] == 1
     total = np.zeros(grid.padded_width)
     for j in range(grid.n_cols):
@@ -237,12 +255,12 @@ def test_weight_window_is_partition_of_unity_and_grid_covers_scene():
     inner = scene[grid.margin + grid.ramp:-(grid.margin + grid.ramp)]
     np.testing.assert_allclose(inner, 1.0, atol=1e-6)
     assert grid.pad % 4 == 0 and grid.stride % 4 == 0
-    np.testing.assert_array_equal(P.reflect_index(np.arange(-3, 8), 5),
+    np.testing.assert_array_equal(reflect_index(np.arange(-3, 8), 5),
                                   [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1])
-    assert P.default_tile_size(160, 5) == 512 and P.default_tile_size(600, 5) == 608
-    assert P.default_overlap(256, 5) == 64 and P.default_overlap(64, 2) == 16
+    assert default_tile_size(160, 5) == 512 and default_tile_size(600, 5) == 608
+    assert default_overlap(256, 5) == 64 and default_overlap(64, 2) == 16
     # the overlap does not grow with the tile: its dead zone and ramp are edge distances
-    assert P.default_overlap(512, 5) == 64 and P.default_overlap(512, 3) == 64
+    assert default_overlap(512, 5) == 64 and default_overlap(512, 3) == 64
 
 
 def test_inference_graph_folds_batchnorm_and_matches_the_model():
@@ -263,7 +281,7 @@ def test_inference_graph_folds_batchnorm_and_matches_the_model():
                                var * rng.uniform(0.3, 3, var.shape)])
             n_bn += 1
     n_drop = sum(isinstance(layer, keras.layers.SpatialDropout2D) for layer in model.layers)
-    forward, info = P.inference_function(model)
+    forward, info = inference_function(model)
     # every BN folded into its convolution; those, the spectral head's 1x1 convolution (its
     # ReLU included) and the logits run as conv + bias (+ ReLU)
     assert info == {"folded": n_bn, "fused": n_bn + 2, "dropped": n_drop} and n_drop > 0
@@ -271,8 +289,8 @@ def test_inference_graph_folds_batchnorm_and_matches_the_model():
     want = np.asarray(model(x, training=False))
     np.testing.assert_allclose(np.asarray(forward(x)), want, rtol=0, atol=1e-5)
     # mixed precision: the folded convolutions compute in bfloat16, output stays float32
-    cast = P.cast_model(model, "mixed_bfloat16")
-    forward16, _ = P.inference_function(cast)
+    cast = cast_model(model, "mixed_bfloat16")
+    forward16, _ = inference_function(cast)
     got16 = np.asarray(forward16(x))
     assert got16.dtype == np.float32 and np.abs(got16 - want).mean() < 0.05
 
@@ -287,21 +305,21 @@ def test_inference_graph_falls_back_for_graphs_it_does_not_handle(tmp_path):
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(
         layers.Conv2D(2, 1, name="logits")(x))
     model = keras.Model(inputs, outputs)
-    assert P.inference_function(model) is None
+    assert inference_function(model) is None
     loaded = load_model(save(model, tmp_path / "shared.keras", 2, depth=1))
     x = np.random.default_rng(12).random((1, 8, 8, 1)).astype(np.float32)
-    np.testing.assert_allclose(P.get_predictor(loaded)(x),
+    np.testing.assert_allclose(get_predictor(loaded)(x),
                                np.asarray(loaded.keras_model(x, training=False)), atol=1e-6)
 
 
 def test_valid_crop_covers_every_weighted_valid_pixel_with_context():
-    grid = P.plan_tiles(300, 400, 128, 32, depth=3)
+    grid = plan_tiles(300, 400, 128, 32, depth=3)
     assert grid.multiple == 8 and grid.crop_context == 32 - grid.margin
     valid = np.zeros((grid.tile, grid.width), bool)
-    assert P.valid_crop(valid, grid, 1) is None  # nothing valid: skipped
+    assert valid_crop(valid, grid, 1) is None  # nothing valid: skipped
     x0 = grid.col_origin(1)
     valid[50:60, x0 + 70:x0 + 75] = True
-    r0, r1, c0, c1 = P.valid_crop(valid, grid, 1)
+    r0, r1, c0, c1 = valid_crop(valid, grid, 1)
     assert all(v % 8 == 0 for v in (r0, r1, c0, c1))
     assert grid.crop_step == 16 and (r1 - r0) % 16 == 0 and (c1 - c0) % 16 == 0
     c = grid.crop_context
@@ -309,14 +327,14 @@ def test_valid_crop_covers_every_weighted_valid_pixel_with_context():
     assert (r1 - r0) * (c1 - c0) <= grid.tile ** 2 / 4
     valid[:, :] = False
     valid[110:118, x0 + 60:x0 + 62] = True  # near the tile's bottom: the box stays inside
-    r0, r1, c0, c1 = P.valid_crop(valid, grid, 1)
+    r0, r1, c0, c1 = valid_crop(valid, grid, 1)
     assert r1 == 128 and r0 <= 110 - c and (r1 - r0) % 16 == 0
-    assert P.valid_crop(valid, grid, 1, crop=False) == (0, 128, 0, 128)
+    assert valid_crop(valid, grid, 1, crop=False) == (0, 128, 0, 128)
     valid[:, :] = True
-    assert P.valid_crop(valid, grid, 1) == (0, 128, 0, 128)  # all valid: the whole tile
+    assert valid_crop(valid, grid, 1) == (0, 128, 0, 128)  # all valid: the whole tile
     valid[:, :] = False
     valid[2:6, x0 + 60] = True  # valid only in the dead zone (weight 0): skipped
-    assert P.valid_crop(valid, grid, 1) is None
+    assert valid_crop(valid, grid, 1) is None
 
 
 def footprint_scene(rows, cols, bands=1, seed=13):
@@ -331,19 +349,17 @@ def footprint_scene(rows, cols, bands=1, seed=13):
     return img, inside
 
 
-def test_cropped_tiles_give_the_whole_tile_result(tmp_path, unet_file, pointwise_file,
-                                                  monkeypatch):
+def test_cropped_tiles_give_the_whole_tile_result(tmp_path, unet_file, pointwise_file):
     img, inside = footprint_scene(230, 260, bands=3)
     src = write_raster(tmp_path / "in.tif", img)
     results, probs = {}, {}
     for crop in (False, True):
-        monkeypatch.setattr(P, "CROP_TO_VALID", crop)
         for name, model in (("unet", unet_file), ("point", pointwise_file)):
             scene = src if name == "unet" else write_raster(tmp_path / "one.tif", img[:1])
             key = (name, crop)
-            results[key] = P.predict_scene(model, scene, str(tmp_path / f"c{key}.tif"),
-                                           str(tmp_path / f"p{key}.tif"), tile_size=64,
-                                           probability_dtype="float32")
+            results[key] = run_scene(model, scene, str(tmp_path / f"c{key}.tif"),
+                                     str(tmp_path / f"p{key}.tif"), tile_size=64,
+                                     probability_dtype="float32", crop=crop)
             probs[key] = read(tmp_path / f"p{key}.tif")
     for name in ("unet", "point"):
         whole, cut = results[(name, False)], results[(name, True)]
@@ -372,9 +388,9 @@ def test_tta_on_cropped_tiles_with_an_asymmetric_model(tmp_path, monkeypatch):
     pixels = {}
     for tta, want in expected.items():
         sent.clear()
-        result = P.predict_scene(path, src, str(tmp_path / f"c{tta}.tif"),
-                                 str(tmp_path / f"p{tta}.tif"), tile_size=32, tta=tta,
-                                 probability_dtype="float32")
+        result = predict_scene(path, src, str(tmp_path / f"c{tta}.tif"),
+                               str(tmp_path / f"p{tta}.tif"), tile_size=32, tta=tta,
+                               probability_dtype="float32")
         assert any(shape[1] != shape[2] for shape in sent)  # some tiles were cut
         got = read(tmp_path / f"p{tta}.tif")[0][1:-1, 1:-1]
         keep = inside[1:-1, 1:-1]
@@ -393,8 +409,8 @@ def test_tiled_equals_whole_scene_prediction(tmp_path, unet_file, tile, overlap)
     img = smooth_scene(rng, 3, 283, 131)  # > 256 rows: several strips and output flushes
     src = write_raster(tmp_path / "in.tif", img)
     loaded = load_model(unet_file)
-    result = P.predict_scene(loaded, src, str(tmp_path / "c.tif"), str(tmp_path / "p.tif"),
-                             tile_size=tile, overlap=overlap, probability_dtype="float32")
+    result = predict_scene(loaded, src, str(tmp_path / "c.tif"), str(tmp_path / "p.tif"),
+                           tile_size=tile, overlap=overlap, probability_dtype="float32")
     x = np.moveaxis(img, 0, -1)
     padded = np.pad(x, ((0, 1), (0, 1), (0, 0)), mode="reflect")  # to a multiple of 2
     whole = np.asarray(loaded.keras_model(padded[None], training=False))[0, :283, :131]
@@ -413,7 +429,7 @@ def test_odd_scene_grid_identical_and_outputs_described(tmp_path, unet_file):
     img = smooth_scene(np.random.default_rng(2), 3, 157, 203)
     src = write_raster(tmp_path / "in.tif", img)
     out, prob, rgb = (str(tmp_path / n) for n in ("c.tif", "p.tif", "m.tif"))
-    result = P.predict_scene(unet_file, src, out, prob, rgb, tile_size=64)
+    result = predict_scene(unet_file, src, out, prob, rgb, tile_size=64)
     assert result["output"] == out and result["tile_size"] == 64
     with rasterio.open(src) as a:
         for path in (out, prob, rgb):
@@ -443,8 +459,8 @@ def test_nodata_and_nan_propagate_to_every_output(tmp_path, unet_file):
     src = write_raster(tmp_path / "in.tif", img, nodata=-1.0)
     for dtype, nodata in (("uint8", 255), ("float32", -1.0)):
         out, prob, rgb = (str(tmp_path / f"{dtype}{n}") for n in ("c.tif", "p.tif", "m.tif"))
-        result = P.predict_scene(unet_file, src, out, prob, rgb, tile_size=64,
-                                 probability_dtype=dtype)
+        result = predict_scene(unet_file, src, out, prob, rgb, tile_size=64,
+                               probability_dtype=dtype)
         invalid = np.zeros((120, 140), bool)
         invalid[10:30, 20:50] = True
         invalid[60:80, 70:100] = True
@@ -461,29 +477,29 @@ def test_all_zero_pixels_invalid_when_nodata_is_zero(tmp_path, pointwise_file):
     img = np.full((1, 40, 50), 700, np.uint16)
     img[0, 5:15, 5:15] = 0
     src = write_raster(tmp_path / "in.tif", img, nodata=0)
-    P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32)
+    predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32)
     classes = read(tmp_path / "c.tif")[0]
     assert (classes[5:15, 5:15] == 0).all() and (classes > 0).sum() == 40 * 50 - 100
 
 
 def test_tiles_without_valid_pixels_are_skipped(tmp_path, pointwise_file, monkeypatch):
     img = np.full((1, 200, 260), np.nan, np.float32)
-    grid = P.plan_tiles(200, 260, 64, 16, depth=1)
+    grid = plan_tiles(200, 260, 64, 16, depth=1)
     # one small valid block at the centre of tile (1, 2): inside that tile's core only
     cy = grid.row_origin(1) + 32
     cx = grid.col_origin(2) + 32
     img[0, cy - 2:cy + 2, cx - 2:cx + 2] = 0.7
     src = write_raster(tmp_path / "in.tif", img)
     sent = []
-    real = P.get_predictor
+    real = inference_scene.get_predictor
 
     def counting(*args, **kwargs):
         predictor = real(*args, **kwargs)
         return lambda batch: sent.append(len(batch)) or predictor(batch)
 
-    monkeypatch.setattr(P, "get_predictor", counting)
-    result = P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=64,
-                             overlap=16)
+    monkeypatch.setattr(inference_scene, "get_predictor", counting)
+    result = predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=64,
+                           overlap=16)
     assert result["tiles_total"] == grid.tiles_total
     assert result["tiles_predicted"] == 1 == sum(sent)
     assert result["tiles_skipped"] == grid.tiles_total - 1
@@ -492,8 +508,8 @@ def test_tiles_without_valid_pixels_are_skipped(tmp_path, pointwise_file, monkey
 
     empty = write_raster(tmp_path / "empty.tif", np.full((1, 50, 60), np.nan, np.float32))
     fb = Recorder()
-    result = P.predict_scene(pointwise_file, empty, str(tmp_path / "e.tif"), tile_size=32,
-                             feedback=fb)
+    result = predict_scene(pointwise_file, empty, str(tmp_path / "e.tif"), tile_size=32,
+                           feedback=fb)
     assert result["tiles_predicted"] == 0 and result["valid_pixels"] == 0
     assert (read(tmp_path / "e.tif") == 0).all()
     assert any("no valid pixel" in w for w in fb.warnings)
@@ -510,8 +526,8 @@ def ramp_scene(rows, cols):
 def test_tta_inverts_transforms_with_position_dependent_input(tmp_path, pointwise_file, tta):
     img = ramp_scene(70, 90)
     src = write_raster(tmp_path / "in.tif", img)
-    P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), str(tmp_path / "p.tif"),
-                    tile_size=32, tta=tta, probability_dtype="float32")
+    predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), str(tmp_path / "p.tif"),
+                  tile_size=32, tta=tta, probability_dtype="float32")
     probs = read(tmp_path / "p.tif")
     expected = sigmoid(16.0 * (img[0] - 0.5))  # the pixel's own value: any misplacement shows
     np.testing.assert_allclose(probs[0], expected, atol=2e-6)
@@ -526,27 +542,27 @@ def test_tta_averages_transformed_predictions_of_an_asymmetric_model(tmp_path):
     expected = {1: right, 2: (right + left) / 2, 4: (right + left + up + down) / 4,
                 8: (right + left + up + down) / 4}
     for tta, want in expected.items():
-        P.predict_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
-                        tile_size=32, tta=tta, probability_dtype="float32")
+        predict_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
+                      tile_size=32, tta=tta, probability_dtype="float32")
         got = read(tmp_path / f"p{tta}.tif")[0]
         np.testing.assert_allclose(got[1:-1, 1:-1], want, atol=2e-6, err_msg=f"TTA {tta}")
 
 
 def test_portable_predictor_runs_whole_tiles_with_the_expected_tta(tmp_path, monkeypatch):
     """The Keras-ops predictor (the one JAX and PyTorch use), forced under TensorFlow."""
-    monkeypatch.setattr(P, "PORTABLE_PREDICTOR", True)
     path = save(shift_model(), tmp_path / "shift.keras", 2, depth=1)
     img, inside = footprint_scene(90, 140, seed=15)
     src = write_raster(tmp_path / "in.tif", img)
     x = np.where(inside, img[0], 0.0)
     right, left, down, up = shift_expectations(x)
     expected = {1: right, 2: (right + left) / 2, 8: (right + left + up + down) / 4}
-    assert P.get_predictor(load_model(path), tta=8).crop_tiles is False
+    assert get_predictor(load_model(path), tta=8, portable=True).crop_tiles is False
     sent = record_model_calls(monkeypatch)
     for tta, want in expected.items():
         sent.clear()
-        P.predict_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
-                        tile_size=32, tta=tta, batch_size=3, probability_dtype="float32")
+        run_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
+                  tile_size=32, tta=tta, batch_size=3, probability_dtype="float32",
+                  portable=True)
         assert {shape[1:3] for shape in sent} == {(32, 32)}  # whole tiles, never cut
         assert sent[-1][0] < 3  # a last, smaller batch (padded inside the predictor)
         got = read(tmp_path / f"p{tta}.tif")[0][1:-1, 1:-1]
@@ -570,10 +586,10 @@ def test_band_selection_matches_scene_of_those_bands(tmp_path):
     four = (rng.random((4, 90, 70)) * 1000).astype(np.uint16)
     src4 = write_raster(tmp_path / "four.tif", four)
     src2 = write_raster(tmp_path / "two.tif", four[[1, 3]])
-    P.predict_scene(picked, src4, str(tmp_path / "a.tif"), str(tmp_path / "pa.tif"),
-                    tile_size=32, probability_dtype="float32")
-    P.predict_scene(plain, src2, str(tmp_path / "b.tif"), str(tmp_path / "pb.tif"),
-                    tile_size=32, probability_dtype="float32")
+    predict_scene(picked, src4, str(tmp_path / "a.tif"), str(tmp_path / "pa.tif"),
+                  tile_size=32, probability_dtype="float32")
+    predict_scene(plain, src2, str(tmp_path / "b.tif"), str(tmp_path / "pb.tif"),
+                  tile_size=32, probability_dtype="float32")
     np.testing.assert_array_equal(read(tmp_path / "a.tif"), read(tmp_path / "b.tif"))
     np.testing.assert_array_equal(read(tmp_path / "pa.tif"), read(tmp_path / "pb.tif"))
 
@@ -586,22 +602,22 @@ def test_input_errors_are_reported_before_any_output(tmp_path, unet_file):
     needs7 = save(net, tmp_path / "b1237.keras", 2, depth=1, bands=[1, 2, 3, 7], n_bands=8)
     out = tmp_path / "c.tif"
     with pytest.raises(CoreError, match=r"bands \[1, 2, 3, 7\].*4 band"):
-        P.predict_scene(needs7, four, str(out))
+        predict_scene(needs7, four, str(out))
     with pytest.raises(CoreError, match="takes 3 band"):
-        P.predict_scene(unet_file, four, str(out))
+        predict_scene(unet_file, four, str(out))
     three = write_raster(tmp_path / "three.tif", np.ones((3, 40, 40), np.float32))
     with pytest.raises(CoreError, match="not a multiple of 2"):
-        P.predict_scene(unet_file, three, str(out), tile_size=33)
+        predict_scene(unet_file, three, str(out), tile_size=33)
     with pytest.raises(CoreError, match="too small"):
-        P.predict_scene(unet_file, three, str(out), tile_size=8)
+        predict_scene(unet_file, three, str(out), tile_size=8)
     with pytest.raises(CoreError, match="also an input"):
-        P.predict_scene(unet_file, three, three)
+        predict_scene(unet_file, three, three)
     with pytest.raises(CoreError, match="does not exist"):
-        P.predict_scene(unet_file, three, str(tmp_path / "no" / "c.tif"))
+        predict_scene(unet_file, three, str(tmp_path / "no" / "c.tif"))
     with pytest.raises(CoreError, match="TTA"):
-        P.predict_scene(unet_file, three, str(out), tta=3)
+        predict_scene(unet_file, three, str(out), tta=3)
     with pytest.raises(CoreError, match="same file"):
-        P.predict_scene(unet_file, three, str(out), output_map=str(out))
+        predict_scene(unet_file, three, str(out), output_map=str(out))
     assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["b1237.keras", "four.tif", "three.tif"]
 
@@ -612,21 +628,21 @@ def test_not_enough_disk_space_is_refused(tmp_path, pointwise_file, monkeypatch)
     src = write_raster(tmp_path / "in.tif", ramp_scene(40, 40))
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 10))
     with pytest.raises(CoreError, match="Not enough disk space"):
-        P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32)
+        predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32)
     assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 
 def test_pixel_size_or_crs_units_far_from_training_warn(tmp_path, pointwise_file):
     src = write_raster(tmp_path / "in.tif", ramp_scene(40, 40), res=30.0)
     fb = Recorder()
-    P.predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32, feedback=fb)
+    predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32, feedback=fb)
     assert any("pixel size" in w for w in fb.warnings)
     assert fb.fractions and fb.fractions[-1] == 1.0
     geographic = write_raster(tmp_path / "geo.tif", ramp_scene(40, 40), res=0.0001,
                               crs="EPSG:4326")
     fb = Recorder()
-    P.predict_scene(pointwise_file, geographic, str(tmp_path / "g.tif"), tile_size=32,
-                    feedback=fb)
+    predict_scene(pointwise_file, geographic, str(tmp_path / "g.tif"), tile_size=32,
+                  feedback=fb)
     assert any("degree" in w and "metre" in w for w in fb.warnings)
 
 
@@ -637,30 +653,30 @@ def test_cancel_mid_run_leaves_no_output(tmp_path, unet_file):
     outs = [str(tmp_path / n) for n in ("c.tif", "p.tif", "m.tif")]
     fb = CancelAfter(3)
     with pytest.raises(Canceled):
-        P.predict_scene(unet_file, src, *outs, tile_size=32, batch_size=2, feedback=fb)
+        predict_scene(unet_file, src, *outs, tile_size=32, batch_size=2, feedback=fb)
     assert fb.calls > 3
     assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 
 def test_model_cache_loads_once_for_a_batch_of_scenes(tmp_path, pointwise_file):
-    P.clear_model_cache()
+    clear_model_cache()
     src = write_raster(tmp_path / "in.tif", ramp_scene(40, 40))
     for name in ("a.tif", "b.tif"):
-        P.predict_scene(pointwise_file, src, str(tmp_path / name), tile_size=32)
-    assert P.model_cache_info()["loads"] == 1
-    assert P.get_cached_model(pointwise_file) is P.get_cached_model(pointwise_file)
+        predict_scene(pointwise_file, src, str(tmp_path / name), tile_size=32)
+    assert model_cache_info()["loads"] == 1
+    assert get_cached_model(pointwise_file) is get_cached_model(pointwise_file)
     stat = os.stat(pointwise_file)
     os.utime(pointwise_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten
-    P.get_cached_model(pointwise_file)
-    assert P.model_cache_info()["loads"] == 2
+    get_cached_model(pointwise_file)
+    assert model_cache_info()["loads"] == 2
 
 
 def test_mixed_precision_close_to_float32(tmp_path, unet_file):
     src = write_raster(tmp_path / "in.tif", smooth_scene(np.random.default_rng(8), 3, 64, 64))
-    P.predict_scene(unet_file, src, str(tmp_path / "a.tif"), str(tmp_path / "pa.tif"),
-                    tile_size=32, probability_dtype="float32")
-    P.predict_scene(unet_file, src, str(tmp_path / "b.tif"), str(tmp_path / "pb.tif"),
-                    tile_size=32, probability_dtype="float32", precision="mixed_bfloat16")
+    predict_scene(unet_file, src, str(tmp_path / "a.tif"), str(tmp_path / "pa.tif"),
+                  tile_size=32, probability_dtype="float32")
+    predict_scene(unet_file, src, str(tmp_path / "b.tif"), str(tmp_path / "pb.tif"),
+                  tile_size=32, probability_dtype="float32", precision="mixed_bfloat16")
     a, b = read(tmp_path / "pa.tif"), read(tmp_path / "pb.tif")
     assert np.abs(a - b).mean() < 0.05
     assert (read(tmp_path / "a.tif") == read(tmp_path / "b.tif")).mean() > 0.9

@@ -1,0 +1,295 @@
+"""The output rasters of a prediction: checks before work, opening, blending and writing.
+
+Outputs are tiled deflate GeoTIFFs on the input's grid, written through
+``atomic_output`` so a cancel or failure leaves nothing at the destinations:
+
+* OUTPUT: uint8 class ids 1..N (argmax + 1), nodata 0, with a colour table;
+* OUTPUT_PROBABILITIES: one band per class, described by the class name;
+  ``uint8``: round(p * 254), nodata 255, band scale 1/254 so GDAL/QGIS can show
+  0..1; ``float32``: p in 0..1, nodata -1;
+* OUTPUT_MAP: RGBA uint8 picture in the class colours, alpha 0 where nodata.
+
+Probabilities are accumulated in a strip buffer of ``tile`` rows (``Blender``);
+rows no later tile can touch are written in whole GeoTIFF block rows
+(``Outputs``) and the buffer slides down by the stride, so memory does not grow
+with the scene's height.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import ExitStack
+
+import numpy as np
+
+from .. import raster as rasterlib
+from ..atomic import atomic_output
+from ..classes import hex_to_rgb
+from ..feedback import CoreError
+from .spec import ModelSpec
+from .tiling import TileGrid, weight_window
+
+PROBABILITY_DTYPES = ("uint8", "float32")
+#: Nodata values of the outputs.
+CLASS_NODATA = 0
+PROB_NODATA = {"uint8": 255, "float32": -1.0}
+#: uint8 probabilities are round(p * PROB_SCALE_UINT8).
+PROB_SCALE_UINT8 = 254
+#: Bounds of the GDAL block cache while predicting (see ``gdal_cache_bytes``).
+GDAL_CACHE_MIN = 32 * 1024 * 1024
+GDAL_CACHE_MAX = 512 * 1024 * 1024
+
+
+def _output_bytes(height: int, width: int, n_classes: int, outputs: dict,
+                  probability_dtype: str) -> dict:
+    """Estimated size in bytes of each output file (path -> bytes)."""
+    sizes = {}
+    pixels = float(height) * width
+    for key, path in outputs.items():
+        if not path:
+            continue
+        if key == "output":
+            size = pixels
+        elif key == "output_probabilities":
+            size = pixels * n_classes * (1 if probability_dtype == "uint8" else 4)
+        else:
+            size = pixels * 4
+        sizes[path] = size * 1.05 + 1e5  # headers, tile index
+    return sizes
+
+
+def check_outputs(outputs: dict, inputs: list, height: int, width: int, n_classes: int,
+                  probability_dtype: str) -> None:
+    """Refuse, before any work, outputs that overwrite an input or each other, sit in a
+    missing or read-only folder, or do not fit on the disk.
+
+    Raises:
+        CoreError: naming the output and the fix.
+    """
+    seen = {}
+    for key, path in outputs.items():
+        if not path:
+            continue
+        name = key.upper()
+        rasterlib.check_output_path(path, inputs, what=name)
+        real = os.path.realpath(path)
+        if real in seen:
+            raise CoreError(f"{name} and {seen[real]} are the same file '{path}': give each "
+                            "output its own path.")
+        seen[real] = name
+    per_folder: dict = {}
+    for path, size in _output_bytes(height, width, n_classes, outputs, probability_dtype).items():
+        folder = os.path.dirname(os.path.abspath(path))
+        per_folder[folder] = per_folder.get(folder, 0.0) + size
+    for folder, size in per_folder.items():
+        rasterlib.check_disk_space(os.path.join(folder, "x"), size, what="prediction outputs")
+
+
+def gdal_cache_bytes(dataset, grid: TileGrid, n_classes: int, probability_dtype: str) -> int:
+    """GDAL block cache for one prediction: the input blocks one strip touches, plus one
+    block row of every output, plus slack; between ``GDAL_CACHE_MIN`` and ``_MAX``.
+
+    GDAL's default (5% of RAM) would keep every read and written block of a large
+    scene in memory; a cache sized to a strip keeps memory independent of the
+    scene's height while no input block is decompressed twice.
+    """
+    block_rows = max(1, dataset.block_shapes[0][0])
+    item = np.dtype(dataset.dtypes[0]).itemsize
+    strip_block_rows = int(math.ceil(grid.tile / block_rows)) + 1
+    inputs = strip_block_rows * block_rows * dataset.width * dataset.count * item
+    per_pixel = 1 + n_classes * (1 if probability_dtype == "uint8" else 4) + 4
+    outputs = int(rasterlib.GTIFF_OPTIONS["blockysize"]) * dataset.width * per_pixel
+    wanted = inputs + outputs + 16 * 1024 * 1024
+    return int(min(max(wanted, GDAL_CACHE_MIN), GDAL_CACHE_MAX))
+
+
+def open_outputs(stack: ExitStack, paths: dict, base: dict, spec: ModelSpec,
+                 probability_dtype: str) -> dict:
+    """Open every given output (key -> path) for writing through ``atomic_output``,
+    tagged with the class names and colours; returns key -> dataset.
+
+    Args:
+        stack: closes the datasets and publishes or removes the files.
+        paths: ``output``, ``output_probabilities``, ``output_map`` -> path or None.
+        base: the GeoTIFF profile of the input's grid (``raster.gtiff_profile``).
+        spec: the model's ``ModelSpec``.
+        probability_dtype: one of ``PROBABILITY_DTYPES``.
+    """
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    datasets = {}
+    names_tag = json.dumps(spec.class_names)
+    for key, path in paths.items():
+        if not path:
+            continue
+        tmp = stack.enter_context(atomic_output(path))
+        profile = dict(base)
+        if key == "output":
+            profile.update(count=1, dtype="uint8", nodata=CLASS_NODATA)
+        elif key == "output_probabilities":
+            profile.update(count=spec.n_classes, dtype=probability_dtype,
+                           nodata=PROB_NODATA[probability_dtype])
+        else:
+            profile.update(count=4, dtype="uint8", nodata=None, photometric="RGB",
+                           alpha="YES")
+        dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
+        dst.update_tags(class_names=names_tag, class_colors=json.dumps(spec.class_colors),
+                        software="Wetland U-Net")
+        if key == "output":
+            dst.set_band_description(1, "class")
+            colormap = {0: (0, 0, 0, 0)}
+            for k, color in enumerate(spec.class_colors[:spec.n_classes]):
+                colormap[k + 1] = hex_to_rgb(color) + (255,)
+            dst.write_colormap(1, colormap)
+        elif key == "output_probabilities":
+            for k, name in enumerate(spec.class_names[:spec.n_classes]):
+                dst.set_band_description(k + 1, str(name))
+            if probability_dtype == "uint8":
+                dst.scales = [1.0 / PROB_SCALE_UINT8] * spec.n_classes
+                dst.offsets = [0.0] * spec.n_classes
+        else:
+            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                               ColorInterp.alpha]
+            for k, name in enumerate(("red", "green", "blue", "alpha")):
+                dst.set_band_description(k + 1, name)
+        datasets[key] = dst
+    return datasets
+
+
+class Outputs:
+    """The open output datasets; writes finished rows in block-aligned chunks."""
+
+    def __init__(self, datasets: dict, spec: ModelSpec, probability_dtype: str, width: int,
+                 block_rows: int):
+        self.datasets = datasets
+        self.spec = spec
+        self.probability_dtype = probability_dtype
+        self.width = width
+        self.block_rows = block_rows
+        self.next_row = 0
+        self.pending: list = []
+        self.pending_rows = 0
+        self.counts = np.zeros(spec.n_classes + 1, dtype=np.int64)
+        palette = np.zeros((spec.n_classes + 1, 4), dtype=np.uint8)
+        for k, color in enumerate(spec.class_colors[:spec.n_classes]):
+            palette[k + 1, :3] = hex_to_rgb(color)
+            palette[k + 1, 3] = 255
+        self.palette = palette
+
+    def add(self, probs: np.ndarray, valid: np.ndarray) -> None:
+        """Convert finished rows (probabilities (rows, width, N), valid (rows, width))."""
+        classes = np.argmax(probs, axis=-1).astype(np.uint8) + 1
+        classes[~valid] = CLASS_NODATA
+        self.counts += np.bincount(classes.ravel(), minlength=self.spec.n_classes + 1)
+        chunk = {"output": classes[None]}
+        if "output_probabilities" in self.datasets:
+            bands = np.moveaxis(probs, -1, 0)
+            if self.probability_dtype == "uint8":
+                out = np.rint(np.clip(bands, 0, 1) * PROB_SCALE_UINT8).astype(np.uint8)
+            else:
+                out = bands.astype(np.float32)
+            out[:, ~valid] = PROB_NODATA[self.probability_dtype]
+            chunk["output_probabilities"] = out
+        if "output_map" in self.datasets:
+            chunk["output_map"] = np.moveaxis(self.palette[classes], -1, 0)
+        self.pending.append(chunk)
+        self.pending_rows += classes.shape[0]
+        if self.pending_rows >= self.block_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self.pending:
+            return
+        from rasterio.windows import Window
+
+        joined = {key: np.concatenate([c[key] for c in self.pending], axis=1)
+                  for key in self.pending[0]}
+        n = self.pending_rows if final else (self.pending_rows // self.block_rows) * self.block_rows
+        window = Window(0, self.next_row, self.width, n)
+        for key, array in joined.items():
+            self.datasets[key].write(array[:, :n], window=window)
+        self.next_row += n
+        rest = self.pending_rows - n
+        self.pending = [{key: array[:, n:] for key, array in joined.items()}] if rest else []
+        self.pending_rows = rest
+
+    def close(self) -> None:
+        """Write what is left."""
+        self._flush(final=True)
+
+
+class Blender:
+    """Accumulates weighted tile probabilities for one strip and hands finished rows on.
+
+    Tiles arrive in raster order (tile row by tile row); a tile of a later row
+    first finishes every earlier row (``end_row``), so batches may span rows.
+    """
+
+    #: Finished rows are converted in chunks of this many rows (bounds temporaries).
+    CHUNK_ROWS = 64
+
+    def __init__(self, grid: TileGrid, n_classes: int, outputs: Outputs):
+        self.grid = grid
+        self.outputs = outputs
+        self.window = weight_window(grid.tile, grid.margin, grid.ramp)
+        self.acc = np.zeros((grid.tile, grid.width, n_classes), dtype=np.float32)
+        self.weights = np.zeros((grid.tile, grid.width), dtype=np.float32)
+        self.valid: dict = {}   # tile row -> (tile, width) bool validity of its rows
+        self.row = 0            # the tile row the buffers hold
+        self.written = 0
+        self.valid_pixels = 0
+
+    def set_valid(self, i: int, valid: np.ndarray) -> None:
+        """Record the validity (tile, width) of the scene rows of tile row ``i``."""
+        self.valid[i] = valid
+
+    def add_batch(self, tiles: list, probs: np.ndarray) -> None:
+        """Add predicted tiles with probabilities (B, rows, cols, N).
+
+        ``tiles`` is ``[(row, col), ...]`` for whole tiles or ``[(row, col, r0, c0), ...]``
+        for tiles cut to a box starting at tile-local row ``r0``, column ``c0``.
+        """
+        g = self.grid
+        for tile, tile_probs in zip(tiles, probs):
+            i, j = tile[0], tile[1]
+            r0, c0 = (tile[2], tile[3]) if len(tile) > 2 else (0, 0)
+            while self.row < i:
+                self.end_row()
+            rows, cols = tile_probs.shape[:2]
+            x0 = g.col_origin(j) + c0
+            lo, hi = max(0, x0), min(g.width, x0 + cols)
+            w = self.window[r0:r0 + rows, lo - x0 + c0:hi - x0 + c0]
+            self.acc[r0:r0 + rows, lo:hi] += tile_probs[:, lo - x0:hi - x0] * w[:, :, None]
+            self.weights[r0:r0 + rows, lo:hi] += w
+
+    def finish(self) -> None:
+        """End every remaining tile row and write what is left."""
+        while self.row < self.grid.n_rows:
+            self.end_row()
+        self.outputs.close()
+
+    def end_row(self) -> None:
+        """Finish the current tile row: write rows no later tile reaches, slide the buffers."""
+        g = self.grid
+        i = self.row
+        y0 = g.row_origin(i)
+        last = i == g.n_rows - 1
+        limit = g.height if last else min(g.height, g.row_origin(i + 1) + g.margin)
+        for a in range(max(self.written, 0), limit, self.CHUNK_ROWS):
+            b = min(a + self.CHUNK_ROWS, limit)
+            weights = self.weights[a - y0:b - y0]
+            valid = self.valid[i][a - y0:b - y0] & (weights > 0)
+            probs = self.acc[a - y0:b - y0] / np.where(weights > 0, weights, 1)[:, :, None]
+            self.valid_pixels += int(valid.sum())
+            self.outputs.add(probs, valid)
+            self.written = b
+        del self.valid[i]
+        self.row += 1
+        if not last:
+            s = g.stride
+            for buffer in (self.acc, self.weights):
+                buffer[:g.tile - s] = buffer[s:]
+                buffer[g.tile - s:] = 0

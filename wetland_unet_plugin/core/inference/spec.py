@@ -1,0 +1,139 @@
+"""What prediction needs to know about a model, and whether a scene fits it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..classes import default_colors
+from ..feedback import CoreError, Feedback
+from ..modelfile import LoadedModel
+
+
+@dataclass
+class ModelSpec:
+    """What prediction needs to know about a model, read from its metadata."""
+
+    class_names: list
+    class_colors: list
+    n_classes: int
+    bands: list | None  # 1-based input bands, in model order; None = all
+    n_channels: int     # channels the Keras model takes
+    depth: int
+    patch_size: int
+    normalization: dict
+    pixel_size: list | None
+    crs_wkt: str | None
+
+
+def count_pools(keras_model) -> int:
+    """Number of pooling layers of a Keras model (its depth when the metadata lacks it)."""
+    return sum(1 for layer in getattr(keras_model, "layers", [])
+               if "Pooling2D" in type(layer).__name__)
+
+
+def model_spec(loaded: LoadedModel, feedback: Feedback | None = None) -> ModelSpec:
+    """Read a model's metadata (and Keras input shape) into a ``ModelSpec``.
+
+    Args:
+        loaded: the loaded model.
+        feedback: where to warn about missing metadata.
+
+    Returns:
+        The ``ModelSpec``.
+    """
+    feedback = feedback or Feedback()
+    meta = loaded.metadata or {}
+    keras_model = loaded.keras_model
+    n_channels = None
+    try:
+        n_channels = int(keras_model.inputs[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        pass
+    bands = meta.get("bands")
+    bands = [int(b) for b in bands] if bands else None
+    if n_channels is None:
+        n_channels = len(bands) if bands else int(meta.get("n_input_bands") or 0)
+    n_classes = int(meta.get("n_classes") or 0)
+    if not n_classes:
+        try:
+            n_classes = int(keras_model.outputs[0].shape[-1])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            raise CoreError("The model file does not say how many classes it has; "
+                            "train it again with wetlandunet:train.") from None
+    names = list(meta.get("class_names") or [f"class {i + 1}" for i in range(n_classes)])
+    colors = list(meta.get("class_colors") or default_colors(names))
+    depth = meta.get("depth")
+    depth = int(depth) if depth is not None else count_pools(keras_model)
+    stats = meta.get("normalization")
+    if not stats or "low" not in stats or "high" not in stats:
+        feedback.warning("The model carries no normalisation statistics; the input is "
+                         "used unscaled (0..1 assumed).")
+        stats = {"low": [0.0] * n_channels, "high": [1.0] * n_channels}
+    if len(stats["low"]) != n_channels:
+        raise CoreError(f"The model's normalisation covers {len(stats['low'])} bands but "
+                        f"the network takes {n_channels}; the model file is inconsistent. "
+                        "Train it again.")
+    return ModelSpec(class_names=names, class_colors=colors, n_classes=n_classes, bands=bands,
+                     n_channels=n_channels, depth=depth,
+                     patch_size=int(meta.get("patch_size") or 0), normalization=stats,
+                     pixel_size=meta.get("pixel_size"), crs_wkt=meta.get("crs"))
+
+
+def check_bands(spec: ModelSpec, dataset, path: str) -> list:
+    """The 1-based bands of ``dataset`` the model reads, in model order.
+
+    Raises:
+        CoreError: the scene lacks a band the model needs, or has another band count.
+    """
+    count = dataset.count
+    if spec.bands:
+        if len(spec.bands) != spec.n_channels:
+            raise CoreError(f"The model lists bands {spec.bands} but its network takes "
+                            f"{spec.n_channels}; the model file is inconsistent.")
+        missing = [b for b in spec.bands if b < 1 or b > count]
+        if missing:
+            raise CoreError(f"The model needs bands {spec.bands} of the input but '{path}' has "
+                            f"{count} band(s) (band(s) {missing} missing). Choose a scene from "
+                            "the sensor the model was trained on, with the same band layout.")
+        return list(spec.bands)
+    if count != spec.n_channels:
+        raise CoreError(f"The model takes {spec.n_channels} band(s) but '{path}' has {count}. "
+                        "Choose a scene with the band layout the model was trained on, or "
+                        "train with BANDS to pick bands.")
+    return list(range(1, count + 1))
+
+
+def warn_grid(spec: ModelSpec, dataset, feedback: Feedback) -> None:
+    """Warn when the scene's CRS units or pixel size are far from the training data's."""
+    model_crs = None
+    if spec.crs_wkt:
+        try:
+            from rasterio.crs import CRS
+            model_crs = CRS.from_wkt(spec.crs_wkt) if "[" in spec.crs_wkt else \
+                CRS.from_user_input(spec.crs_wkt)
+        except Exception:  # an unreadable CRS only loses a warning
+            model_crs = None
+    scene_crs = dataset.crs
+    if model_crs is not None and scene_crs is not None:
+        def units(crs):
+            return "degree" if crs.is_geographic else (crs.linear_units or "unknown")
+        if units(model_crs) != units(scene_crs):
+            feedback.warning(f"The model was trained on data in {units(model_crs)} but the "
+                             f"input is in {units(scene_crs)}; pixel sizes cannot be compared. "
+                             "Reproject the input (wetlandunet:alignpair) to the training CRS.")
+            return
+    if spec.pixel_size:
+        try:
+            model_res = float(np.mean(np.abs(np.asarray(spec.pixel_size, dtype=float))))
+        except (TypeError, ValueError):
+            return
+        scene_res = float(np.mean(np.abs(dataset.res)))
+        if model_res > 0 and scene_res > 0:
+            ratio = scene_res / model_res
+            if ratio > 2 or ratio < 0.5:
+                feedback.warning(f"The input's pixel size ({scene_res:g}) is {ratio:.2g} times "
+                                 f"the training data's ({model_res:g}); the model sees features "
+                                 "at the wrong scale and may classify poorly. Resample the input "
+                                 "(wetlandunet:alignpair PIXEL_SIZE) to the training pixel size.")

@@ -1,0 +1,306 @@
+"""Tile layout and blending weights of a scene.
+
+The scene is cut into square tiles of ``tile`` pixels that overlap their
+neighbours by ``overlap`` pixels (the stride is ``tile - overlap``, a multiple of
+``2**depth`` so every tile sees the same pooling grid). Each tile's class
+probabilities are weighted by a separable window and summed; the sum is divided
+by the summed weights. The 1-D window over a tile of ``T`` pixels is
+
+* ``0`` in a *dead zone* of ``margin = 3 * overlap // 8`` pixels at each edge
+  (those pixels lack context, so they never count),
+* a linear ramp over the next ``ramp = overlap - 2 * margin`` pixels,
+* ``1`` in the centre.
+
+The ramps of two neighbouring tiles sum to exactly 1 over their overlap, so
+where the model agrees with itself the blend is the plain prediction, and where
+it does not the transition is smooth: no seams. The scene is mirror-padded
+(reflect) by ``pad = margin`` rounded up to a multiple of ``2**depth`` so edge
+pixels get context as well.
+
+A tile whose weighted part holds no valid pixel is skipped; one whose valid
+pixels fill only part of it is cut to their bounding box plus context
+(``valid_crop``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..feedback import CoreError, Feedback
+from ..unet import receptive_margin, tile_multiple
+from .spec import ModelSpec
+
+#: Smallest tile we accept, whatever the depth.
+MIN_TILE = 16
+#: Default tile size when the model's patch is smaller: larger tiles cut the share of
+#: pixels computed twice in overlaps, (512 / 448)**2 = 1.31 at the default overlap of 64
+#: (see docs/decisions.md).
+DEFAULT_MIN_TILE = 512
+#: Upper bound of the default overlap. The dead zone (3/8 of the overlap) and the ramp are
+#: measured from a tile's edge, so the context a pixel near an edge gets does not depend
+#: on the tile size: the overlap that serves 256-pixel tiles serves larger ones as well.
+MAX_DEFAULT_OVERLAP = 64
+
+
+def default_tile_size(patch_size: int, depth: int) -> int:
+    """Default TILE_SIZE: the training patch, at least ``DEFAULT_MIN_TILE`` (512), rounded
+    up to 2**depth.
+
+    Args:
+        patch_size: the model's training patch size (0 when unknown).
+        depth: the model's depth.
+    """
+    mult = tile_multiple(depth)
+    size = max(int(patch_size or 0), DEFAULT_MIN_TILE)
+    return int(math.ceil(size / mult) * mult)
+
+
+def default_overlap(tile_size: int, depth: int) -> int:
+    """Default OVERLAP: twice the model's receptive margin, at most tile/4 and at most
+    ``MAX_DEFAULT_OVERLAP`` (64), a multiple of 2**depth (at least one 2**depth step
+    when that fits in half a tile).
+
+    Args:
+        tile_size: the tile size.
+        depth: the model's depth.
+    """
+    mult = tile_multiple(depth)
+    wanted = min(2 * receptive_margin(depth), tile_size // 4, MAX_DEFAULT_OVERLAP)
+    overlap = (wanted // mult) * mult
+    if overlap == 0 and mult <= tile_size // 2:
+        overlap = mult
+    return int(overlap)
+
+
+@dataclass
+class TileGrid:
+    """Tile layout over a scene (all values in pixels, scene coordinates).
+
+    Tile ``(i, j)`` covers rows ``row_origin(i) .. + tile`` and columns
+    ``col_origin(j) .. + tile``; origins start at ``-pad`` (mirror padding).
+    """
+
+    height: int
+    width: int
+    tile: int
+    overlap: int
+    margin: int   # dead zone (weight 0) at each tile edge
+    ramp: int     # linear ramp after the dead zone
+    pad: int      # mirror padding at the scene edges
+    n_rows: int
+    n_cols: int
+    multiple: int = 1  # 2**depth: tile crops start and end on this grid
+
+    @property
+    def crop_step(self) -> int:
+        """Sides of cut tiles are multiples of this (a quarter tile, on the ``multiple``
+        grid): few distinct shapes, so few compiled kernels and buffers per shape."""
+        return max(self.multiple, (self.tile // 8) // self.multiple * self.multiple)
+
+    @property
+    def crop_context(self) -> int:
+        """Pixels kept around a tile's valid pixels when it is cropped (see ``valid_crop``):
+        as many as a pixel at full weight has from a tile edge, at least ``multiple``."""
+        return max(self.overlap - self.margin, self.multiple)
+
+    @property
+    def stride(self) -> int:
+        """Distance between tile origins."""
+        return self.tile - self.overlap
+
+    @property
+    def padded_width(self) -> int:
+        """Columns spanned by one row of tiles."""
+        return (self.n_cols - 1) * self.stride + self.tile
+
+    @property
+    def tiles_total(self) -> int:
+        """Number of tiles in the grid."""
+        return self.n_rows * self.n_cols
+
+    def row_origin(self, i: int) -> int:
+        """First scene row of tile row ``i`` (negative in the padding)."""
+        return -self.pad + i * self.stride
+
+    def col_origin(self, j: int) -> int:
+        """First scene column of tile column ``j``."""
+        return -self.pad + j * self.stride
+
+
+def _tiles_along(size: int, tile: int, stride: int, pad: int, margin: int) -> int:
+    # smallest n whose last tile's weighted part reaches the end of the scene
+    reach = size + pad + margin - tile
+    return 1 if reach <= 0 else int(math.ceil(reach / stride)) + 1
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, depth: int) -> TileGrid:
+    """Lay out overlapping tiles over a scene.
+
+    Args:
+        height, width: scene size in pixels.
+        tile: tile size (multiple of 2**depth).
+        overlap: pixels shared by neighbouring tiles (multiple of 2**depth, <= tile/2).
+        depth: the model's depth.
+
+    Returns:
+        The ``TileGrid``.
+    """
+    mult = tile_multiple(depth)
+    margin = (3 * overlap) // 8
+    ramp = overlap - 2 * margin
+    pad = int(math.ceil(margin / mult) * mult)
+    stride = tile - overlap
+    return TileGrid(height=height, width=width, tile=tile, overlap=overlap, margin=margin,
+                    ramp=ramp, pad=pad,
+                    n_rows=_tiles_along(height, tile, stride, pad, margin),
+                    n_cols=_tiles_along(width, tile, stride, pad, margin), multiple=mult)
+
+
+def weight_window_1d(tile: int, margin: int, ramp: int) -> np.ndarray:
+    """1-D blending weights: 0 in the dead zone, linear ramp, 1 in the centre.
+
+    Ramps of neighbouring tiles (stride ``tile - 2 * margin - ramp``) sum to 1.
+
+    Args:
+        tile: tile size.
+        margin: dead zone at each edge.
+        ramp: ramp length after the dead zone.
+
+    Returns:
+        (tile,) float32.
+    """
+    index = np.arange(tile)
+    distance = np.minimum(index, tile - 1 - index).astype(np.float64)
+    if ramp > 0:
+        weight = np.clip((distance - margin + 0.5) / ramp, 0.0, 1.0)
+    else:
+        weight = (distance >= margin).astype(np.float64)
+    return weight.astype(np.float32)
+
+
+def weight_window(tile: int, margin: int, ramp: int) -> np.ndarray:
+    """2-D separable blending window (tile, tile) float32 (see ``weight_window_1d``)."""
+    w = weight_window_1d(tile, margin, ramp)
+    return np.outer(w, w).astype(np.float32)
+
+
+def reflect_index(indices: np.ndarray, size: int) -> np.ndarray:
+    """Map indices outside ``0..size-1`` back inside by mirror reflection (edge not repeated).
+
+    Args:
+        indices: integer array, any values.
+        size: axis length.
+
+    Returns:
+        Integer array of the same shape with values in ``0..size-1``.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if size == 1:
+        return np.zeros_like(indices)
+    period = 2 * (size - 1)
+    folded = np.mod(indices, period)
+    return np.where(folded >= size, period - folded, folded)
+
+
+def resolve_tiling(spec: ModelSpec, tile_size, overlap, feedback: Feedback) -> tuple[int, int]:
+    """Validate TILE_SIZE and OVERLAP (or pick defaults) for a model.
+
+    Returns:
+        (tile, overlap).
+
+    Raises:
+        CoreError: tile not a multiple of 2**depth or too small; overlap negative
+            or more than half the tile.
+    """
+    mult = tile_multiple(spec.depth)
+    if tile_size in (None, 0, ""):
+        tile = default_tile_size(spec.patch_size, spec.depth)
+    else:
+        tile = int(tile_size)
+        if tile < max(MIN_TILE, 2 * mult):
+            raise CoreError(f"TILE_SIZE {tile} is too small for this model (depth "
+                            f"{spec.depth}): use at least {max(MIN_TILE, 2 * mult)}, "
+                            f"better {default_tile_size(spec.patch_size, spec.depth)}.")
+        if tile % mult:
+            raise CoreError(f"TILE_SIZE {tile} is not a multiple of {mult} (2**depth for this "
+                            f"depth-{spec.depth} model): use "
+                            f"{int(math.ceil(tile / mult) * mult)} or "
+                            f"{max(mult, tile // mult * mult)}.")
+    if overlap in (None, ""):
+        ov = default_overlap(tile, spec.depth)
+    else:
+        ov = int(overlap)
+        if ov < 0 or ov > tile // 2:
+            raise CoreError(f"OVERLAP {ov} must be between 0 and half the tile size "
+                            f"({tile // 2}); leave it empty for the default "
+                            f"({default_overlap(tile, spec.depth)}).")
+        rounded = int(round(ov / mult)) * mult
+        rounded = min(rounded, (tile // 2) // mult * mult)
+        if rounded != ov:
+            feedback.info(f"OVERLAP {ov} rounded to {rounded} (a multiple of {mult}, so "
+                          "tiles share the model's pooling grid).")
+        ov = rounded
+    return tile, ov
+
+
+def valid_crop(scene_valid: np.ndarray, grid: TileGrid, j: int,
+               crop: bool = True) -> tuple | None:
+    """The part of tile ``j`` of a strip the model must see, or None to skip the tile.
+
+    Only the weighted part of a tile (inside its dead zones, inside the scene) is
+    ever written from it, so a tile without a valid pixel there is skipped, and a
+    tile whose valid pixels fill only part of it (the edge of a satellite
+    footprint, a cloud mask) is cut to the bounding box of those pixels, widened by
+    ``grid.crop_context`` pixels of context on every side (as much as a pixel at
+    full weight has from an ordinary tile edge; invalid pixels are zeros at the
+    model's input, just like the convolutions' own padding) and rounded outwards to
+    the ``grid.multiple`` grid of the tile, so the pooling grid stays that of the
+    whole tile, and its sides to multiples of ``grid.crop_step`` (a quarter tile),
+    so a scene has few distinct tile shapes. Pixels outside the box get no weight
+    from this tile.
+
+    Args:
+        scene_valid: (tile, width) bool validity of the scene rows of the tile row
+            (False outside the scene), as returned by the strip reader.
+        grid: the tile grid.
+        j: tile column.
+        crop: False returns the whole tile whenever it has a valid pixel.
+
+    Returns:
+        Tile-local ``(r0, r1, c0, c1)`` (multiples of ``grid.multiple``, sides multiples
+        of ``grid.crop_step`` or the whole tile), or None.
+    """
+    g = grid
+    x0 = g.col_origin(j)
+    lo = max(0, x0 + g.margin)
+    hi = min(g.width, x0 + g.tile - g.margin)
+    if hi <= lo:
+        return None
+    core = scene_valid[g.margin:g.tile - g.margin, lo:hi]
+    rows = np.flatnonzero(core.any(axis=1))
+    if rows.size == 0:
+        return None
+    if not crop:
+        return 0, g.tile, 0, g.tile
+    cols = np.flatnonzero(core.any(axis=0))
+    q, c, t = g.multiple, g.crop_context, g.tile
+    r0 = max(0, (g.margin + int(rows[0]) - c) // q * q)
+    r1 = min(t, -(-(g.margin + int(rows[-1]) + 1 + c) // q) * q)
+    c0 = max(0, (lo - x0 + int(cols[0]) - c) // q * q)
+    c1 = min(t, -(-(lo - x0 + int(cols[-1]) + 1 + c) // q) * q)
+    step = g.crop_step
+    r0, r1 = _grow_to_step(r0, r1, step, t)
+    c0, c1 = _grow_to_step(c0, c1, step, t)
+    return r0, r1, c0, c1
+
+
+def _grow_to_step(a: int, b: int, step: int, tile: int) -> tuple[int, int]:
+    """Widen ``a..b`` to a length that is a multiple of ``step`` (or the tile), inside it."""
+    size = min(tile, -(-(b - a) // step) * step)
+    b = a + size
+    if b > tile:
+        a, b = tile - size, tile
+    return a, b
