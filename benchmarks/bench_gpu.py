@@ -152,7 +152,7 @@ def training(filters: int, depth: int, precision: str, batch: int, steps: int,
     """``model.fit`` throughput on in-memory patches with the training loss and optimizer."""
     import keras
 
-    from wetland_unet_plugin.core.train import compile_model
+    from wetland_unet_plugin.core.training.keras_parts import compile_model
     from wetland_unet_plugin.core.unet import build_unet
 
     keras.config.set_dtype_policy(precision)

@@ -86,28 +86,29 @@ def write_scene(image_path: str, mask_path: str, size: int, seed: int = 0,
 
 def prepare_sampler(image: str, mask: str, cfg: dict, cache_mb: float, seed: int):
     """The sampler train_model builds, with the same seed (so the same patches)."""
-    from wetland_unet_plugin.core import data as datamod
+    from wetland_unet_plugin.core.feedback import Feedback
+    from wetland_unet_plugin.core.training.pairs import check_pairs, split_regions
+    from wetland_unet_plugin.core.training.patches import PatchSampler, build_sources
+    from wetland_unet_plugin.core.training.prepare import scan_masks
+    from wetland_unet_plugin.core.training.statistics import sample_normalization
 
-    pairs, bands = datamod.check_pairs([image], [mask], len(CLASS_NAMES))
+    pairs, bands = check_pairs([image], [mask], len(CLASS_NAMES))
     for pair in pairs:
-        datamod.split_regions(pair, cfg["patch_size"], 0.25)
+        split_regions(pair, cfg["patch_size"], 0.25)
     rng = np.random.default_rng(seed)
-    budget = cache_mb * 1e6
-    scans = [datamod.scan_mask(p, len(CLASS_NAMES), rng,
-                               datamod.PatchSource.cache_bytes(p, len(bands)) <= budget)
-             for p in pairs]
-    stats, _ = datamod.sample_normalization(pairs, bands, rng)
-    sources = datamod.build_sources(pairs, scans, bands, stats, len(CLASS_NAMES), cache_mb)
-    return datamod.PatchSampler(sources, len(CLASS_NAMES), cfg["patch_size"], seed=seed)
+    scans = scan_masks(pairs, bands, len(CLASS_NAMES), rng, cache_mb, Feedback())
+    stats, _ = sample_normalization(pairs, bands, rng)
+    sources = build_sources(pairs, scans, bands, stats, len(CLASS_NAMES), cache_mb)
+    return PatchSampler(sources, len(CLASS_NAMES), cfg["patch_size"], seed=seed)
 
 
 def pipeline_only(sampler, cfg: dict, batches: int) -> float:
     """Patches per second of the tf.data pipeline alone (after two warm-up batches)."""
-    from wetland_unet_plugin.core import data as datamod
+    from wetland_unet_plugin.core.training.dataset import make_dataset
+    from wetland_unet_plugin.core.training.patches import TRAIN_STREAM
 
-    dataset = datamod.make_dataset(sampler, "train", cfg["batch_size"], len(CLASS_NAMES),
-                                   [1.0] * len(CLASS_NAMES), None, datamod.TRAIN_STREAM,
-                                   augment=True)
+    dataset = make_dataset(sampler, "train", cfg["batch_size"], len(CLASS_NAMES),
+                           [1.0] * len(CLASS_NAMES), None, TRAIN_STREAM, augment=True)
     iterator = iter(dataset)
     for _ in range(2):
         next(iterator)
@@ -121,14 +122,13 @@ def in_memory_fit(sampler, cfg: dict, steps: int, seed: int, xla: bool) -> float
     """(wall, CPU) seconds of the fastest epoch after the first of model.fit on arrays."""
     import keras
 
-    from wetland_unet_plugin.core import data as datamod
-    from wetland_unet_plugin.core.train import compile_model
+    from wetland_unet_plugin.core.training.keras_parts import compile_model
+    from wetland_unet_plugin.core.training.patches import TRAIN_STREAM
     from wetland_unet_plugin.core.unet import build_unet
 
     n = steps * cfg["batch_size"]
     xs, labels = [], []
-    for x, lab in sampler.batches("train", cfg["batch_size"], n, datamod.TRAIN_STREAM,
-                                  augment=True):
+    for x, lab in sampler.batches("train", cfg["batch_size"], n, TRAIN_STREAM, augment=True):
         xs.append(x)
         labels.append(lab)
     x, lab = np.concatenate(xs), np.concatenate(labels).astype(np.int64)
@@ -165,7 +165,7 @@ def train_model_epoch(image: str, mask: str, cfg: dict, steps: int, cache_mb: fl
     """
     from wetland_unet_plugin.core.feedback import Feedback
     from wetland_unet_plugin.core.modelfile import read_metadata
-    from wetland_unet_plugin.core.train import train_model
+    from wetland_unet_plugin.core.training import train_model
 
     marks = []
 

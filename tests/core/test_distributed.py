@@ -18,7 +18,7 @@ os.environ["WETLAND_UNET_DEVICES"] = "/cpu:0,/cpu:1"
 from synthetic import make_scene, write_mask
 from wetland_unet_plugin.core.feedback import Feedback
 from wetland_unet_plugin.core.modelfile import read_metadata
-from wetland_unet_plugin.core.train import train_model
+from wetland_unet_plugin.core.training import train_model
 
 class Log(Feedback):
     lines = []

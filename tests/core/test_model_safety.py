@@ -102,7 +102,7 @@ def test_training_that_diverges_stops_with_advice(tmp_path):
     sys.path.insert(0, os.path.dirname(__file__))
     from synthetic import make_scene, write_mask
 
-    from wetland_unet_plugin.core.train import train_model
+    from wetland_unet_plugin.core.training import train_model
 
     image = str(tmp_path / "img.tif")
     classes = make_scene(image, 96, 96, seed=2)

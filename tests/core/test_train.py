@@ -10,14 +10,32 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
-
 from synthetic import make_scene, write_mask, write_onehot_mask
-from wetland_unet_plugin.core import data as datamod
+
+from wetland_unet_plugin.core import dihedral
 from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
 from wetland_unet_plugin.core.modelfile import load_model, read_metadata
 from wetland_unet_plugin.core.normalize import normalize
-from wetland_unet_plugin.core.train import (auto_class_weights, cosine_rate, make_loss,
-                                             schedule_progress, train_model)
+from wetland_unet_plugin.core.training import patches, train_model
+from wetland_unet_plugin.core.training.dataset import make_dataset
+from wetland_unet_plugin.core.training.masks import mask_labels, scan_mask
+from wetland_unet_plugin.core.training.pairs import (
+    PairInfo,
+    check_pairs,
+    split_images,
+    split_regions,
+    validation_image_indices,
+)
+from wetland_unet_plugin.core.training.patches import (
+    TRAIN_STREAM,
+    VAL_STREAM,
+    PatchSampler,
+    build_sources,
+    radiometric_jitter,
+)
+from wetland_unet_plugin.core.training.schedule import cosine_rate, schedule_progress
+from wetland_unet_plugin.core.training.statistics import sample_normalization
+from wetland_unet_plugin.core.training.weights import auto_class_weights
 
 NAMES = "water,wetland,forest"
 #: A tiny, fast configuration (about 1 s per epoch on 2 cores after tracing). XLA is off:
@@ -179,7 +197,7 @@ def test_xla_compiles_the_training_step_on_cpu():
     ``xla`` turns it on, which is why a seeded XLA run does without op determinism."""
     import tensorflow as tf
 
-    from wetland_unet_plugin.core.train import compile_model
+    from wetland_unet_plugin.core.training.keras_parts import compile_model
     from wetland_unet_plugin.core.unet import build_unet
 
     if tf.config.list_physical_devices("GPU"):
@@ -292,6 +310,8 @@ def test_loss_ignores_unlabelled_pixels():
     y_pred = rng.dirichlet(np.ones(3), (2, 8, 8)).astype(np.float32)
     changed = y_pred.copy()
     changed[labels == 0] = rng.dirichlet(np.ones(3), int((labels == 0).sum()))
+    from wetland_unet_plugin.core.training.keras_parts import make_loss
+
     for kind in ("categorical", "binary"):
         loss = make_loss(kind)
         a = float(loss(y_true, y_pred, sample_weight=weights))
@@ -300,14 +320,14 @@ def test_loss_ignores_unlabelled_pixels():
 
 
 def _prepared(image, mask, cache_mb, patch=32):
-    pairs, bands = datamod.check_pairs([image], [mask], 3)
+    pairs, bands = check_pairs([image], [mask], 3)
     for pair in pairs:
-        datamod.split_regions(pair, patch, 0.25)
+        split_regions(pair, patch, 0.25)
     rng = np.random.default_rng(0)
-    scans = [datamod.scan_mask(p, 3, rng, keep_labels=True) for p in pairs]
-    stats, _ = datamod.sample_normalization(pairs, bands, rng)
-    sources = datamod.build_sources(pairs, scans, bands, stats, 3, cache_mb)
-    return pairs, datamod.PatchSampler(sources, 3, patch, seed=5)
+    scans = [scan_mask(p, 3, rng, keep_labels=True) for p in pairs]
+    stats, _ = sample_normalization(pairs, bands, rng)
+    sources = build_sources(pairs, scans, bands, stats, 3, cache_mb)
+    return pairs, PatchSampler(sources, 3, patch, seed=5)
 
 
 @pytest.mark.parametrize("cache_mb", [0, 100])
@@ -339,15 +359,15 @@ def test_patches_come_from_separate_regions_and_datasets_weight_labels(scenes):
         assert pair.split == "rows" and pair.val.row0 - pair.train.row1 >= 16
         for region, area in (("train", pair.train), ("val", pair.val)):
             for i in range(30):
-                rng = datamod._derived_rng(5, 9, i)
+                rng = patches._derived_rng(5, 9, i)
                 _, row, col = sampler._candidate(region, rng)
                 assert area.row0 <= row and row + 32 <= area.row1
         # the same patch index gives the same patch; validation is stable across epochs
-        a = sampler.patch("val", 3, datamod.VAL_STREAM)
-        b = sampler.patch("val", 3, datamod.VAL_STREAM)
+        a = sampler.patch("val", 3, VAL_STREAM)
+        b = sampler.patch("val", 3, VAL_STREAM)
         np.testing.assert_array_equal(a[0], b[0])
-        dataset = datamod.make_dataset(sampler, "val", 4, 3, [1.0, 2.0, 3.0], count=8,
-                                       stream=datamod.VAL_STREAM)
+        dataset = make_dataset(sampler, "val", 4, 3, [1.0, 2.0, 3.0], count=8,
+                               stream=VAL_STREAM)
         batches = list(dataset.as_numpy_iterator())
         assert len(batches) == 2
         x, y, w = batches[0]
@@ -358,31 +378,31 @@ def test_patches_come_from_separate_regions_and_datasets_weight_labels(scenes):
 
 
 def test_short_wide_image_is_split_along_columns():
-    pair = datamod.PairInfo(0, "img.tif", "mask.tif", 200, 64, 4, "float32", None, 1, None,
-                            "classes", "", "", (3.0, 3.0), [])
-    datamod.split_regions(pair, 32, 0.25)
+    pair = PairInfo(0, "img.tif", "mask.tif", 200, 64, 4, "float32", None, 1, None,
+                    "classes", "", "", (3.0, 3.0), [])
+    split_regions(pair, 32, 0.25)
     assert pair.split == "columns"
     assert pair.train.as_list() == [0, 64, 0, 134] and pair.val.as_list() == [0, 64, 150, 200]
 
 
 def test_mask_labels_nodata_and_bad_values():
     block = np.array([[[0, 1, 2, 3], [255, 3, 4, 7]]], np.uint8)
-    labels, bad = datamod.mask_labels(block, "classes", 3, nodata=255)
+    labels, bad = mask_labels(block, "classes", 3, nodata=255)
     assert labels.tolist() == [[0, 1, 2, 3], [0, 3, 0, 0]] and bad.tolist() == [4, 7]
     onehot = np.zeros((3, 1, 3), np.uint8)
     onehot[1, 0, 0] = onehot[2, 0, 1] = 1
-    labels, bad = datamod.mask_labels(onehot, "onehot", 3)
+    labels, bad = mask_labels(onehot, "onehot", 3)
     assert labels.tolist() == [[2, 3, 0]] and len(bad) == 0
 
 
 def test_dihedral_gives_eight_distinct_transforms():
     a = np.arange(16).reshape(4, 4)
-    outs = {datamod.dihedral(a, k).tobytes() for k in range(8)}
+    outs = {dihedral.augment(a, k).tobytes() for k in range(8)}
     assert len(outs) == 8
     stack = np.stack([a, a * 2], axis=-1)
     for k in range(8):
-        np.testing.assert_array_equal(datamod.dihedral(stack, k)[..., 1],
-                                      datamod.dihedral(a, k) * 2)
+        np.testing.assert_array_equal(dihedral.augment(stack, k)[..., 1],
+                                      dihedral.augment(a, k) * 2)
 
 
 def test_auto_class_weights_median_frequency():
@@ -399,7 +419,7 @@ def test_auto_class_weights_median_frequency():
 def test_validation_images_are_spread_and_leave_training_images():
     for n, fraction, expected in ((12, 0.25, [2, 6, 10]), (2, 0.25, [1]), (2, 0.9, [1]),
                                   (5, 0.9, [0, 1, 3, 4]), (10, 0.1, [5])):
-        held = datamod.validation_image_indices(n, fraction)
+        held = validation_image_indices(n, fraction)
         assert held == expected
         n_val = min(max(1, round(n * fraction)), n - 1)        # at least 1, never all
         assert len(held) == n_val and len(set(held)) == n_val
@@ -413,12 +433,12 @@ def test_image_split_keeps_training_and_validation_pixels_disjoint(tmp_path):
         class_map = make_scene(image, 96, 80, seed=seed)
         paths.append((image, write_mask(str(tmp_path / f"mask{seed}.tif"), class_map, image),
                       class_map))
-    pairs, bands = datamod.check_pairs([p[0] for p in paths], [p[1] for p in paths], 3)
-    datamod.split_images(pairs, 32, 0.25)                  # 1 of 4 images: index 2
+    pairs, bands = check_pairs([p[0] for p in paths], [p[1] for p in paths], 3)
+    split_images(pairs, 32, 0.25)                          # 1 of 4 images: index 2
     assert [p.split for p in pairs] == ["training image"] * 2 + ["validation image",
                                                                  "training image"]
     rng = np.random.default_rng(0)
-    scans = [datamod.scan_mask(p, 3, rng, keep_labels=True) for p in pairs]
+    scans = [scan_mask(p, 3, rng, keep_labels=True) for p in pairs]
     for pair, scan, (_, _, class_map) in zip(pairs, scans, paths):
         whole = [int((class_map == c).sum()) for c in (0, 1, 2, 3)]
         assert scan.counts.tolist() == whole
@@ -430,14 +450,14 @@ def test_image_split_keeps_training_and_validation_pixels_disjoint(tmp_path):
             assert pair.val is None and pair.train.as_list() == [0, 80, 0, 96]
             assert scan.val_counts.sum() == 0 and scan.train_counts.tolist() == whole
             assert not any(key[0] == "val" for key in scan.pools)
-    stats, _ = datamod.sample_normalization(pairs, bands, rng)
-    sources = datamod.build_sources(pairs, scans, bands, stats, 3, 100)
-    sampler = datamod.PatchSampler(sources, 3, 32, seed=5)
+    stats, _ = sample_normalization(pairs, bands, rng)
+    sources = build_sources(pairs, scans, bands, stats, 3, 100)
+    sampler = PatchSampler(sources, 3, 32, seed=5)
     try:
         for region, allowed in (("train", {0, 1, 3}), ("val", {2})):
             seen = set()
             for i in range(60):
-                s, row, col = sampler._candidate(region, datamod._derived_rng(5, 9, i))
+                s, row, col = sampler._candidate(region, patches._derived_rng(5, 9, i))
                 assert s in allowed and 0 <= row <= 80 - 32 and 0 <= col <= 96 - 32
                 seen.add(s)
             assert seen == allowed
@@ -446,10 +466,10 @@ def test_image_split_keeps_training_and_validation_pixels_disjoint(tmp_path):
 
 
 def test_image_split_needs_two_images():
-    pair = datamod.PairInfo(0, "img.tif", "mask.tif", 200, 64, 4, "float32", None, 1, None,
-                            "classes", "", "", (3.0, 3.0), [])
+    pair = PairInfo(0, "img.tif", "mask.tif", 200, 64, 4, "float32", None, 1, None,
+                    "classes", "", "", (3.0, 3.0), [])
     with pytest.raises(CoreError, match="at least two image/mask pairs"):
-        datamod.split_images([pair], 32, 0.25)
+        split_images([pair], 32, 0.25)
 
 
 def test_radiometric_jitter_is_a_bounded_gain_and_offset_per_band():
@@ -460,7 +480,7 @@ def test_radiometric_jitter_is_a_bounded_gain_and_offset_per_band():
     amount = 0.05
     gains, offsets = [], []
     for seed in range(20):
-        out = datamod.radiometric_jitter(image, amount, np.random.default_rng(seed))
+        out = radiometric_jitter(image, amount, np.random.default_rng(seed))
         np.testing.assert_array_equal(image, before)       # the input is not modified
         assert out.dtype == np.float32 and out.shape == image.shape
         assert (out[:5, :5] == 0).all()                    # invalid pixels stay 0
@@ -481,12 +501,12 @@ def test_radiometric_jitter_is_a_bounded_gain_and_offset_per_band():
 
 def test_jittered_patches_keep_their_labels(scenes):
     pairs, plain = _prepared(scenes["train"], scenes["train_mask"], 100)
-    jittery = datamod.PatchSampler(plain.sources, 3, 32, seed=5, jitter=0.1)
+    jittery = PatchSampler(plain.sources, 3, 32, seed=5, jitter=0.1)
     try:
         changed = 0
         for i in range(10):
-            x0, y0 = plain.patch("train", i, datamod.TRAIN_STREAM, augment=True)
-            x1, y1 = jittery.patch("train", i, datamod.TRAIN_STREAM, augment=True)
+            x0, y0 = plain.patch("train", i, TRAIN_STREAM, augment=True)
+            x1, y1 = jittery.patch("train", i, TRAIN_STREAM, augment=True)
             np.testing.assert_array_equal(y0, y1)          # same patch, same labels
             for b in range(x0.shape[-1]):
                 gain, offset = np.polyfit(x0[..., b].ravel(), x1[..., b].ravel(), 1)
@@ -494,8 +514,8 @@ def test_jittered_patches_keep_their_labels(scenes):
                 assert abs(gain - 1) <= 0.1 + 1e-6 and abs(offset) <= 0.1 + 1e-6
             changed += not np.array_equal(x0, x1)
             # without augmentation (validation) there is no jitter
-            v0, _ = plain.patch("val", i, datamod.VAL_STREAM)
-            v1, _ = jittery.patch("val", i, datamod.VAL_STREAM)
+            v0, _ = plain.patch("val", i, VAL_STREAM)
+            v1, _ = jittery.patch("val", i, VAL_STREAM)
             np.testing.assert_array_equal(v0, v1)
         assert changed == 10
     finally:

@@ -1,0 +1,172 @@
+"""What a training run records: the model file's metadata and ``train_model``'s result.
+
+The metadata carries everything needed to use and judge the model besides the
+network (classes, bands, normalisation, parameters, history, validation,
+data summary, library versions); the result is the short JSON-serialisable
+summary the worker and the Processing algorithm report.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .checks import LOSSES
+
+
+@dataclass
+class FitSummary:
+    """What the metadata records of ``model.fit``."""
+
+    history: dict            # per completed epoch: metrics, learning_rate, epoch_time_s
+    epochs_run: int          # epochs that finished (training and validation)
+    best_epoch: int          # 1-based; 0 when none finished
+    best_val_loss: float     # inf when none finished
+    canceled: bool
+    seconds: float           # wall time of model.fit
+    steps: int               # training steps per epoch
+
+
+def versions() -> dict:
+    """Library versions for the metadata."""
+    import keras
+    import rasterio
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "rasterio": rasterio.__version__,
+            "gdal": rasterio.__gdal_version__, "python": platform.python_version()}
+
+
+def finite_or_none(value):
+    """JSON-safe copy of nested dicts and lists: NaN and infinities None, numpy scalars plain."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def data_summary(pairs, scans, sources, invalid_shares, bands, n_classes) -> dict:
+    """Per image and in total: size, split, pixels per class, unlabelled share."""
+    images, totals = [], np.zeros(n_classes + 1, np.int64)
+    for pair, scan, source, invalid in zip(pairs, scans, sources, invalid_shares):
+        totals += scan.counts
+        images.append({
+            "image": pair.image, "mask": pair.mask, "width": pair.width,
+            "height": pair.height, "bands": pair.image_count, "mask_kind": pair.mask_kind,
+            "split": pair.split,
+            "train_region": pair.train.as_list() if pair.train is not None else None,
+            "val_region": pair.val.as_list() if pair.val is not None else None,
+            "pixels_per_class": [int(v) for v in scan.counts[1:]],
+            "train_pixels_per_class": [int(v) for v in scan.train_counts[1:]],
+            "val_pixels_per_class": [int(v) for v in scan.val_counts[1:]],
+            "unlabelled_fraction": float(scan.counts[0] / max(1, scan.counts.sum())),
+            "invalid_fraction_sampled": float(invalid),
+            "cached": bool(source.cached)})
+    return {"images": images, "n_images": len(pairs), "bands": list(bands),
+            "pixels_per_class": [int(v) for v in totals[1:]],
+            "labelled_pixels": int(totals[1:].sum()),
+            "unlabelled_fraction": float(totals[0] / max(1, totals.sum()))}
+
+
+
+def _training_parameters(p: dict, data, steps: int) -> dict:
+    """The metadata's "training" entry: inputs and the parameters as used."""
+    spec = p["class_weights"]
+    return {
+        "images": [pr.image for pr in data.pairs], "masks": [pr.mask for pr in data.pairs],
+        "batch_size": p["batch_size"], "train_size": p["train_size"],
+        "val_size": p["val_size"], "epochs": p["epochs"], "val_fraction": p["val_fraction"],
+        "augment": p["augment"], "learning_rate": p["learning_rate"], "seed": p["seed"],
+        "seed_used": data.seed, "init_model": p["init_model"],
+        "early_stopping_patience": p["early_stopping_patience"],
+        "reduce_lr_patience": p["reduce_lr_patience"],
+        "min_labelled_fraction": p["min_labelled_fraction"],
+        "balance_classes": p["balance_classes"], "dropout": p["dropout"],
+        "class_weights": spec if isinstance(spec, (str, type(None))) else list(spec),
+        "steps_per_epoch": steps, "optimizer": "adam", "cache_limit_mb": p["cache_limit_mb"],
+        "lr_schedule": p["lr_schedule"], "val_split": p["val_split"],
+        "jitter": p["jitter"] if p["augment"] else 0.0, "time_limit_min": p["time_limit"],
+        "xla": p["xla"]}
+
+
+def _validation_entry(p: dict, matrix: np.ndarray, val_scores: dict) -> dict:
+    where = ("validation patches from the images held back whole for validation"
+             if p["val_split"] == "images" else
+             "validation patches from the held-out strip of each image")
+    return {"confusion_matrix": matrix.tolist(), "scores": val_scores, "patches": p["val_size"],
+            "description": where + " (no augmentation), best epoch's weights"}
+
+
+def model_metadata(p: dict, names: list, colors: list, data, fit: FitSummary, n_params: int,
+                   matrix: np.ndarray, val_scores: dict, weight_info: dict,
+                   started: float) -> dict:
+    """Everything the model file carries besides the network.
+
+    Args:
+        p: the parameters as used (``checks.check_parameters`` plus the run's options).
+        names, colors: class names and colours.
+        data: the ``prepare.TrainingData``.
+        fit: what ``model.fit`` gave.
+        n_params: the network's parameter count.
+        matrix, val_scores: validation confusion matrix and scores.
+        weight_info: the class weights and how they were found.
+        started: ``time.perf_counter()`` when the job started.
+    """
+    first = data.pairs[0]
+    descriptions = first.band_descriptions
+    metadata = {
+        "model_type": "unet",
+        "class_names": names, "class_colors": colors, "n_classes": len(names),
+        "bands": list(data.bands), "n_input_bands": first.image_count,
+        "band_names": [descriptions[b - 1] if b - 1 < len(descriptions) else None
+                       for b in data.bands],
+        "input_dtype": first.dtype, "nodata": first.nodata,
+        "normalization": data.stats,
+        "patch_size": p["patch_size"], "filters": p["filters"], "depth": p["depth"],
+        "spectral_skip": p["spectral_skip"],
+        "dropout": p["dropout"], "activation": LOSSES[p["loss"]], "loss": p["loss"],
+        "n_parameters": n_params,
+        "pixel_size": list(first.pixel_size), "crs": first.crs_wkt,
+        "training": _training_parameters(p, data, fit.steps),
+        "history": fit.history,
+        "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+        "best_val_loss": fit.best_val_loss if math.isfinite(fit.best_val_loss) else None,
+        "stopped_early": bool(fit.epochs_run < p["epochs"] and not fit.canceled),
+        "canceled": bool(fit.canceled),
+        "validation": _validation_entry(p, matrix, val_scores),
+        "class_weights": weight_info,
+        "data": data_summary(data.pairs, data.scans, data.sources, data.invalid_shares,
+                             data.bands, len(names)),
+        "training_time_s": round(time.perf_counter() - started, 2),
+        "fit_time_s": round(fit.seconds, 2),
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return finite_or_none(metadata)
+
+
+def training_result(metadata: dict, output_model: str, report_path) -> dict:
+    """``train_model``'s result: paths, epochs, validation scores, weights, time, seed."""
+    score = metadata["validation"]["scores"]
+    return finite_or_none({
+        "output_model": output_model, "output_report": report_path,
+        "epochs_run": metadata["epochs_run"], "best_epoch": metadata["best_epoch"],
+        "best_val_loss": metadata["best_val_loss"], "stopped_early": metadata["stopped_early"],
+        "canceled": False,
+        "validation": {k: score[k] for k in ("overall_accuracy", "kappa", "mean_iou", "mean_f1",
+                                             "iou", "f1")},
+        "class_names": metadata["class_names"],
+        "class_weights": metadata["class_weights"]["values"],
+        "training_time_s": metadata["training_time_s"],
+        "n_parameters": metadata["n_parameters"], "seed": metadata["training"]["seed_used"]})
