@@ -5,7 +5,7 @@ export QT_QPA_PLATFORM := offscreen
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test test-core demo bench bench-train bench-predict bench-quality zip deploy lint clean
+.PHONY: setup test test-fast test-core demo bench bench-train bench-predict bench-quality zip deploy lint clean
 
 setup:  ## install everything (Debian packages, .venv, pinned PyPI packages); idempotent
 	@bash scripts/setup.sh
@@ -15,6 +15,10 @@ setup:  ## install everything (Debian packages, .venv, pinned PyPI packages); id
 test: setup  ## run the whole test suite headless
 	$(PY) -m pytest tests/core -p no:pytest_qgis -q
 	$(PY) -m pytest tests/processing -q
+
+test-fast: setup  ## everything but the slow tests (trainings, subprocesses, QGIS desktop): under a minute
+	$(PY) -m pytest tests/core -p no:pytest_qgis -q -m "not slow"
+	$(PY) -m pytest tests/processing -q -m "not slow"
 
 test-core: setup  ## only the QGIS-free core tests
 	$(PY) -m pytest tests/core -p no:pytest_qgis -q
@@ -39,8 +43,9 @@ zip: ## installable plugin zip in dist/
 deploy: setup  ## install into the current QGIS profile (honours QGIS_CUSTOM_CONFIG_PATH)
 	$(PY) scripts/package.py deploy
 
-lint:
-	$(PY) -m pyflakes wetland_unet_plugin tests 2>/dev/null || true
+lint: setup  ## ruff checks and formatting (ruff.toml); fails on any finding
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf dist build demo_output bench_output .pytest_cache

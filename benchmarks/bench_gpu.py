@@ -55,8 +55,12 @@ def environment() -> dict:
     """Backend, devices and versions."""
     import keras
 
-    info = {"keras": keras.__version__, "backend": keras.backend.backend(),
-            "python": platform.python_version(), "cpus": os.cpu_count()}
+    info = {
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
     if info["backend"] == "jax":
         import jax
 
@@ -88,13 +92,25 @@ def bare(model_path: str, precision: str, n_tiles: int, batch: int, tta: int = 1
 
     best = None
     for _ in range(2):
-        result = bare_model_throughput(model_path, n_tiles=n_tiles, tile_size=512,
-                                       batch_size=batch, tta=tta, precision=precision)
+        result = bare_model_throughput(
+            model_path,
+            n_tiles=n_tiles,
+            tile_size=512,
+            batch_size=batch,
+            tta=tta,
+            precision=precision,
+        )
         if best is None or result["seconds"] < best["seconds"]:
             best = result
-    return {"precision": precision, "tta": tta, "tiles": best["tiles"], "batch": batch,
-            "megapixels": round(best["megapixels"], 2), "seconds": round(best["seconds"], 4),
-            "mpx_per_s": round(best["tile_megapixels_per_second"] * tta, 2)}
+    return {
+        "precision": precision,
+        "tta": tta,
+        "tiles": best["tiles"],
+        "batch": batch,
+        "megapixels": round(best["megapixels"], 2),
+        "seconds": round(best["seconds"], 4),
+        "mpx_per_s": round(best["tile_megapixels_per_second"] * tta, 2),
+    }
 
 
 def read_only_seconds(scene: str) -> float:
@@ -109,8 +125,15 @@ def read_only_seconds(scene: str) -> float:
     return time.perf_counter() - start
 
 
-def scene_run(model_path: str, scene: str, out: str, precision: str, tta: int, batch: int,
-              probabilities: str | None = None) -> dict:
+def scene_run(
+    model_path: str,
+    scene: str,
+    out: str,
+    precision: str,
+    tta: int,
+    batch: int,
+    probabilities: str | None = None,
+) -> dict:
     """``predict_scene`` twice (the first compiles); figures of the second."""
     from wetland_unet_plugin.core.inference import predict_scene
 
@@ -119,16 +142,28 @@ def scene_run(model_path: str, scene: str, out: str, precision: str, tta: int, b
         for path in (out, probabilities):
             if path and os.path.exists(path):
                 os.remove(path)
-        result = predict_scene(model_path, scene, out, output_probabilities=probabilities,
-                               tta=tta, batch_size=batch, precision=precision,
-                               probability_dtype="float32")
+        result = predict_scene(
+            model_path,
+            scene,
+            out,
+            output_probabilities=probabilities,
+            tta=tta,
+            batch_size=batch,
+            precision=precision,
+            probability_dtype="float32",
+        )
         times.append(result["seconds"])
-    return {"precision": precision, "tta": tta, "batch": batch,
-            "first_seconds": round(times[0], 3), "seconds": round(times[1], 3),
-            "valid_megapixels": round(result["valid_pixels"] / 1e6, 2),
-            "model_megapixels_per_pass": result["model_megapixels"],
-            "valid_mpx_per_s": round(result["valid_pixels"] / 1e6 / times[1], 2),
-            "model_mpx_per_s_per_pass": round(result["model_megapixels"] * tta / times[1], 2)}
+    return {
+        "precision": precision,
+        "tta": tta,
+        "batch": batch,
+        "first_seconds": round(times[0], 3),
+        "seconds": round(times[1], 3),
+        "valid_megapixels": round(result["valid_pixels"] / 1e6, 2),
+        "model_megapixels_per_pass": result["model_megapixels"],
+        "valid_mpx_per_s": round(result["valid_pixels"] / 1e6 / times[1], 2),
+        "model_mpx_per_s_per_pass": round(result["model_megapixels"] * tta / times[1], 2),
+    }
 
 
 def agreement(reference: tuple, other: tuple) -> dict:
@@ -142,13 +177,14 @@ def agreement(reference: tuple, other: tuple) -> dict:
         diff = np.zeros(ca.shape, np.float32)
         for band in range(1, a.count + 1):
             diff = np.maximum(diff, np.abs(a.read(band) - b.read(band)))
-    return {"class_agreement": round(float((ca[valid] == cb[valid]).mean()), 5),
-            "max_probability_difference": round(float(diff[valid].max()), 5),
-            "mean_probability_difference": round(float(diff[valid].mean()), 6)}
+    return {
+        "class_agreement": round(float((ca[valid] == cb[valid]).mean()), 5),
+        "max_probability_difference": round(float(diff[valid].max()), 5),
+        "mean_probability_difference": round(float(diff[valid].mean()), 6),
+    }
 
 
-def training(filters: int, depth: int, precision: str, batch: int, steps: int,
-             patch: int) -> dict:
+def training(filters: int, depth: int, precision: str, batch: int, steps: int, patch: int) -> dict:
     """``model.fit`` throughput on in-memory patches with the training loss and optimizer."""
     import keras
 
@@ -158,20 +194,25 @@ def training(filters: int, depth: int, precision: str, batch: int, steps: int,
     keras.config.set_dtype_policy(precision)
     try:
         keras.utils.set_random_seed(0)
-        model = compile_model(build_unet(4, 4, filters=filters, depth=depth), "categorical",
-                              1e-3)
+        model = compile_model(build_unet(4, 4, filters=filters, depth=depth), "categorical", 1e-3)
         rng = np.random.default_rng(0)
         x = rng.random((batch * steps, patch, patch, 4), dtype=np.float32)
         y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (batch * steps, patch, patch))]
-        model.fit(x[:batch * 2], y[:batch * 2], batch_size=batch, epochs=1, verbose=0)
+        model.fit(x[: batch * 2], y[: batch * 2], batch_size=batch, epochs=1, verbose=0)
         start = time.perf_counter()
         history = model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
         seconds = time.perf_counter() - start
     finally:
         keras.config.set_dtype_policy("float32")
-    return {"precision": precision, "patch": patch, "batch": batch, "steps": steps,
-            "seconds": round(seconds, 3), "patches_per_s": round(batch * steps / seconds, 1),
-            "loss_finite": bool(np.isfinite(history.history["loss"][-1]))}
+    return {
+        "precision": precision,
+        "patch": patch,
+        "batch": batch,
+        "steps": steps,
+        "seconds": round(seconds, 3),
+        "patches_per_s": round(batch * steps / seconds, 1),
+        "loss_finite": bool(np.isfinite(history.history["loss"][-1])),
+    }
 
 
 def main(argv=None) -> int:
@@ -216,16 +257,20 @@ def main(argv=None) -> int:
     report["scene"] = {"height": height, "width": width, "nodata_fraction": round(nodata, 3)}
 
     section("bare", lambda: [bare(model, p, tiles, args.batch) for p in PRECISIONS])
-    section("bare_tta8", lambda: [bare(model, p, tiles // 2, 2 * args.batch, tta=8)
-                                  for p in PRECISIONS])
+    section(
+        "bare_tta8", lambda: [bare(model, p, tiles // 2, 2 * args.batch, tta=8) for p in PRECISIONS]
+    )
     section("read_only_seconds", lambda: round(read_only_seconds(scene), 3))
 
     def scenes():
-        runs = [scene_run(model, scene, os.path.join(work, f"class_{p}.tif"), p, 1, args.batch)
-                for p in PRECISIONS]
+        runs = [
+            scene_run(model, scene, os.path.join(work, f"class_{p}.tif"), p, 1, args.batch)
+            for p in PRECISIONS
+        ]
         fastest = min(runs, key=lambda r: r["seconds"])["precision"]
-        runs.append(scene_run(model, scene, os.path.join(work, "class_tta8.tif"), fastest, 8,
-                              args.batch))
+        runs.append(
+            scene_run(model, scene, os.path.join(work, "class_tta8.tif"), fastest, 8, args.batch)
+        )
         return runs
 
     section("scene_runs", scenes)
@@ -237,15 +282,23 @@ def main(argv=None) -> int:
         for precision in PRECISIONS:
             out = os.path.join(work, f"agree_{precision}.tif")
             probs = os.path.join(work, f"agree_{precision}_p.tif")
-            predict_scene(model, small, out, output_probabilities=probs,
-                          batch_size=args.batch, precision=precision,
-                          probability_dtype="float32")
+            predict_scene(
+                model,
+                small,
+                out,
+                output_probabilities=probs,
+                batch_size=args.batch,
+                precision=precision,
+                probability_dtype="float32",
+            )
             runs[precision] = (out, probs)
         return {p: agreement(runs["float32"], runs[p]) for p in PRECISIONS[1:]}
 
     section("agreement", agreements)
-    section("training", lambda: [training(filters, depth, p, args.batch, steps, patch)
-                                 for p in PRECISIONS[:2]])
+    section(
+        "training",
+        lambda: [training(filters, depth, p, args.batch, steps, patch) for p in PRECISIONS[:2]],
+    )
     print_table(report)
     return 0
 
@@ -255,31 +308,43 @@ def print_table(report: dict) -> None:
     env = report["environment"]
     for name, error in report["errors"].items():
         print(f"{name} FAILED: {error}")
-    print(f"\nGPU benchmark: Keras {env['keras']} ({env['backend']}), "
-          f"{env.get('device_kind', env.get('devices'))}; U-Net FILTERS {report['filters']} "
-          f"DEPTH {report['depth']}")
+    print(
+        f"\nGPU benchmark: Keras {env['keras']} ({env['backend']}), "
+        f"{env.get('device_kind', env.get('devices'))}; U-Net FILTERS {report['filters']} "
+        f"DEPTH {report['depth']}"
+    )
     print("| bare model, 512 px tiles | Mpx/s per pass |")
     print("|---|---:|")
     for row in (report.get("bare") or []) + (report.get("bare_tta8") or []):
-        print(f"| {row['precision']}, TTA {row.get('tta', 1)} (batch {row['batch']}) | "
-              f"{row['mpx_per_s']} |")
+        print(
+            f"| {row['precision']}, TTA {row.get('tta', 1)} (batch {row['batch']}) | "
+            f"{row['mpx_per_s']} |"
+        )
     scene = report["scene"]
-    print(f"\n| {scene['width']} x {scene['height']} scene, {scene['nodata_fraction']:.0%} "
-          f"nodata | s (warm) | valid Mpx/s | model Mpx/s per pass |")
+    print(
+        f"\n| {scene['width']} x {scene['height']} scene, {scene['nodata_fraction']:.0%} "
+        f"nodata | s (warm) | valid Mpx/s | model Mpx/s per pass |"
+    )
     print("|---|---:|---:|---:|")
     for row in report.get("scene_runs") or []:
-        print(f"| {row['precision']}, TTA {row['tta']} | {row['seconds']} | "
-              f"{row['valid_mpx_per_s']} | {row['model_mpx_per_s_per_pass']} |")
+        print(
+            f"| {row['precision']}, TTA {row['tta']} | {row['seconds']} | "
+            f"{row['valid_mpx_per_s']} | {row['model_mpx_per_s_per_pass']} |"
+        )
     print(f"reading the scene alone: {report.get('read_only_seconds')} s")
     for precision, row in (report.get("agreement") or {}).items():
-        print(f"{precision} vs float32: class agreement {row['class_agreement']:.4%}, "
-              f"probability difference mean {row['mean_probability_difference']} "
-              f"max {row['max_probability_difference']}")
+        print(
+            f"{precision} vs float32: class agreement {row['class_agreement']:.4%}, "
+            f"probability difference mean {row['mean_probability_difference']} "
+            f"max {row['max_probability_difference']}"
+        )
     print("\n| training, model.fit | patches/s |")
     print("|---|---:|")
     for row in report.get("training") or []:
-        print(f"| {row['precision']} ({row['patch']} px, batch {row['batch']}) | "
-              f"{row['patches_per_s']} |")
+        print(
+            f"| {row['precision']} ({row['patch']} px, batch {row['batch']}) | "
+            f"{row['patches_per_s']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ TILES = 16
 HELD_OUT = (4, 6, 9, 15)
 BANDS = (1, 2, 3, 7)
 CLASS_NAMES = ["Forest", "Grass", "Urban", "Water"]
-FIGURE_TILE = 4           # held out, all four classes (town, sea, fields, woods)
+FIGURE_TILE = 4  # held out, all four classes (town, sea, fields, woods)
 RF_TREES = 200
 RF_SAMPLE = 60_000
 RF_WINDOW = 7
@@ -97,15 +97,30 @@ SEED = 1
 #: Every tile gives up its last rows (VAL_FRACTION 0.25, at least a patch, + a gap of half
 #: a patch) to validation (VAL_SPLIT rows). Equal class weights; TTA 8 adds ~0.3 points.
 UNET = {
-    "PATCH_SIZE": 32, "BATCH_SIZE": 16, "TRAIN_SIZE": 2048, "VAL_SIZE": 512, "EPOCHS": 200,
-    "VAL_FRACTION": 0.25, "VAL_SPLIT": "rows", "FILTERS": 16, "DEPTH": 3, "LEARNING_RATE": 0.002,
-    "LR_SCHEDULE": "cosine", "TIME_LIMIT": 9.0, "CLASS_WEIGHTS": "equal", "BALANCE_CLASSES": False,
-    "EARLY_STOPPING": 0, "REDUCE_LR": 0, "AUGMENT": True, "JITTER": 0.0, "DROPOUT": 0.1,
-    "XLA": True, "SPECTRAL_SKIP": True,
+    "PATCH_SIZE": 32,
+    "BATCH_SIZE": 16,
+    "TRAIN_SIZE": 2048,
+    "VAL_SIZE": 512,
+    "EPOCHS": 200,
+    "VAL_FRACTION": 0.25,
+    "VAL_SPLIT": "rows",
+    "FILTERS": 16,
+    "DEPTH": 3,
+    "LEARNING_RATE": 0.002,
+    "LR_SCHEDULE": "cosine",
+    "TIME_LIMIT": 9.0,
+    "CLASS_WEIGHTS": "equal",
+    "BALANCE_CLASSES": False,
+    "EARLY_STOPPING": 0,
+    "REDUCE_LR": 0,
+    "AUGMENT": True,
+    "JITTER": 0.0,
+    "DROPOUT": 0.1,
+    "XLA": True,
+    "SPECTRAL_SKIP": True,
 }
 TTA = 8
-QUICK = {"PATCH_SIZE": 32, "TRAIN_SIZE": 32, "VAL_SIZE": 16, "EPOCHS": 1, "FILTERS": 8,
-         "DEPTH": 3}
+QUICK = {"PATCH_SIZE": 32, "TRAIN_SIZE": 32, "VAL_SIZE": 16, "EPOCHS": 1, "FILTERS": 8, "DEPTH": 3}
 
 
 def tile_path(i: int) -> str:
@@ -152,8 +167,9 @@ def log_feedback(handle, echo_epochs: bool = True):
             super().pushInfo(info)
             handle.write(info + "\n")
             handle.flush()
-            if echo_epochs and (info.startswith(("Epoch", "Class weights", "U-Net:",
-                                                 "Model written"))):
+            if echo_epochs and (
+                info.startswith(("Epoch", "Class weights", "U-Net:", "Model written"))
+            ):
                 print("           " + info, flush=True)
 
         def pushWarning(self, warning):  # noqa: N802
@@ -195,8 +211,9 @@ def rasterize_polygons(gpkg: str, like: str) -> np.ndarray:
         name = layer.GetName().lower()
         ids = [c + 1 for c, n in enumerate(CLASS_NAMES) if n.lower() in name]
         if len(ids) != 1:
-            raise SystemExit(f"polygon layer {layer.GetName()!r} matches no single class of "
-                             f"{CLASS_NAMES}")
+            raise SystemExit(
+                f"polygon layer {layer.GetName()!r} matches no single class of {CLASS_NAMES}"
+            )
         gdal.RasterizeLayer(target, [1], layer, burn_values=[ids[0]])
     return target.ReadAsArray().astype(np.uint8)
 
@@ -205,8 +222,9 @@ def features(image: np.ndarray, windows=()) -> np.ndarray:
     """(pixels, features): the bands, plus their k x k means for every k in ``windows``."""
     from scipy.ndimage import uniform_filter
 
-    parts = [image] + [np.stack([uniform_filter(b, k, mode="reflect") for b in image])
-                       for k in windows]
+    parts = [image] + [
+        np.stack([uniform_filter(b, k, mode="reflect") for b in image]) for k in windows
+    ]
     stack = np.concatenate(parts)
     return stack.reshape(stack.shape[0], -1).T
 
@@ -250,18 +268,24 @@ def error_breakdown(pairs) -> dict:
             inside = reference == c
             same[inside] = convolve(inside.astype(np.int16), ring, mode="nearest")[inside]
         wrong = labelled & (prediction != reference)
-        for group, where in (("interior", labelled & (same == 8)),
-                             ("boundary", labelled & (same < 8)),
-                             ("speckle", labelled & (same <= 1))):
+        for group, where in (
+            ("interior", labelled & (same == 8)),
+            ("boundary", labelled & (same < 8)),
+            ("speckle", labelled & (same <= 1)),
+        ):
             counts[group][0] += int(np.count_nonzero(where))
             counts[group][1] += int(np.count_nonzero(wrong & where))
     pixels = counts["interior"][0] + counts["boundary"][0]
     errors = counts["interior"][1] + counts["boundary"][1]
     out = {"errors": errors}
     for group, (n, e) in counts.items():
-        out[group] = {"pixels": n, "share_of_pixels": n / pixels if pixels else None,
-                      "errors": e, "share_of_errors": e / errors if errors else None,
-                      "accuracy": 1 - e / n if n else None}
+        out[group] = {
+            "pixels": n,
+            "share_of_pixels": n / pixels if pixels else None,
+            "errors": e,
+            "share_of_errors": e / errors if errors else None,
+            "accuracy": 1 - e / n if n else None,
+        }
     return out
 
 
@@ -279,11 +303,17 @@ def run_random_forest(images, labels, train_tiles, means: bool, sample: int) -> 
     forest.fit(x[pick], y[pick])
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    maps = {i: forest.predict(features(img, windows)).reshape(img.shape[1:]).astype(np.uint8)
-            for i, img in images.items()}
+    maps = {
+        i: forest.predict(features(img, windows)).reshape(img.shape[1:]).astype(np.uint8)
+        for i, img in images.items()
+    }
     predict_seconds = time.perf_counter() - start
-    return maps, {"fit_s": round(fit_seconds, 2), "predict_all_tiles_s": round(predict_seconds, 2),
-                  "training_pixels": int(len(pick)), "labelled_pixels_available": int(len(y))}
+    return maps, {
+        "fit_s": round(fit_seconds, 2),
+        "predict_all_tiles_s": round(predict_seconds, 2),
+        "training_pixels": int(len(pick)),
+        "labelled_pixels_available": int(len(y)),
+    }
 
 
 def stretch(rgb: np.ndarray) -> np.ndarray:
@@ -313,9 +343,13 @@ def figure(path: str, tile: int, image: np.ndarray, panels: list, colors: list) 
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.legend(handles=[Patch(color=c, label=n) for n, c in zip(CLASS_NAMES, colors)]
-               + [Patch(facecolor="#ffffff", edgecolor="#999999", label="no data")],
-               loc="lower center", ncol=len(CLASS_NAMES) + 1, frameon=False)
+    fig.legend(
+        handles=[Patch(color=c, label=n) for n, c in zip(CLASS_NAMES, colors)]
+        + [Patch(facecolor="#ffffff", edgecolor="#999999", label="no data")],
+        loc="lower center",
+        ncol=len(CLASS_NAMES) + 1,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -323,8 +357,11 @@ def figure(path: str, tile: int, image: np.ndarray, panels: list, colors: list) 
 
 
 def fmt(value, digits=3) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) \
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and not np.isfinite(value))
         else f"{value:.{digits}f}"
+    )
 
 
 def markdown(summary: dict) -> str:
@@ -333,9 +370,14 @@ def markdown(summary: dict) -> str:
     keys = list(methods)
     head = "| | " + " | ".join(methods[k]["label"] for k in keys) + " |"
     rule = "|---|" + "---|" * len(keys)
-    lines = [f"Held-out tiles {', '.join(map(str, HELD_OUT))} against the dense class map "
-             f"(all {summary['held_out_labelled_pixels']:,} labelled pixels), "
-             f"bands {','.join(map(str, BANDS))}.", "", head, rule]
+    lines = [
+        f"Held-out tiles {', '.join(map(str, HELD_OUT))} against the dense class map "
+        f"(all {summary['held_out_labelled_pixels']:,} labelled pixels), "
+        f"bands {','.join(map(str, BANDS))}.",
+        "",
+        head,
+        rule,
+    ]
 
     def row(name, getter):
         lines.append(f"| {name} | " + " | ".join(getter(methods[k]) for k in keys) + " |")
@@ -347,35 +389,49 @@ def markdown(summary: dict) -> str:
         row(f"IoU {name}", lambda m, c=c: fmt(m["held_out"]["iou"][c]))
     for group in ("interior", "boundary", "speckle"):
         row(f"OA on {group} pixels", lambda m, g=group: fmt(m["held_out_errors"][g]["accuracy"]))
-    row("share of errors on boundary / speckle pixels",
-        lambda m: f"{fmt(m['held_out_errors']['boundary']['share_of_errors'], 2)} / "
-                  f"{fmt(m['held_out_errors']['speckle']['share_of_errors'], 2)}")
+    row(
+        "share of errors on boundary / speckle pixels",
+        lambda m: (
+            f"{fmt(m['held_out_errors']['boundary']['share_of_errors'], 2)} / "
+            f"{fmt(m['held_out_errors']['speckle']['share_of_errors'], 2)}"
+        ),
+    )
     row("training time (s)", lambda m: fmt(m["training_s"], 1))
     row("training data", lambda m: m["training_data"])
     row("pixels scored", lambda m: f"{m['held_out']['pixels']:,}")
-    for scope, title in (("polygons_held_out", "Hand-drawn polygons on the held-out tiles"),
-                         ("polygons_all", "Hand-drawn polygons on all 16 tiles (not "
-                                          "independent: see notes)")):
+    for scope, title in (
+        ("polygons_held_out", "Hand-drawn polygons on the held-out tiles"),
+        ("polygons_all", "Hand-drawn polygons on all 16 tiles (not independent: see notes)"),
+    ):
         lines += ["", f"{title}:", "", head, rule]
         row("overall accuracy", lambda m, s=scope: fmt(m[s]["overall_accuracy"]))
         row("mean IoU", lambda m, s=scope: fmt(m[s]["mean_iou"]))
         for c, name in enumerate(CLASS_NAMES):
             row(f"IoU {name}", lambda m, s=scope, c=c: fmt(m[s]["iou"][c]))
-        row("polygon pixels (per class)",
-            lambda m, s=scope: f"{m[s]['pixels']:,} ({'/'.join(map(str, m[s]['support']))})")
+        row(
+            "polygon pixels (per class)",
+            lambda m, s=scope: f"{m[s]['pixels']:,} ({'/'.join(map(str, m[s]['support']))})",
+        )
     ref = summary["dense_map_vs_polygons"]
     groups = methods["unet"]["held_out_errors"]
-    lines += ["", f"The dense map itself agrees with the polygons on {fmt(ref['overall_accuracy'])} "
-              f"of their {ref['pixels']:,} pixels (all tiles).",
-              f"Of the held-out pixels, {fmt(groups['boundary']['share_of_pixels'])} lie on "
-              f"class boundaries of the dense map and {fmt(groups['speckle']['share_of_pixels'])}"
-              " are speckle (definitions in the notes).", ""]
+    lines += [
+        "",
+        f"The dense map itself agrees with the polygons on {fmt(ref['overall_accuracy'])} "
+        f"of their {ref['pixels']:,} pixels (all tiles).",
+        f"Of the held-out pixels, {fmt(groups['boundary']['share_of_pixels'])} lie on "
+        f"class boundaries of the dense map and {fmt(groups['speckle']['share_of_pixels'])}"
+        " are speckle (definitions in the notes).",
+        "",
+    ]
     unet = methods["unet"]["details"]
-    lines += ["U-Net settings (wetlandunet:train): "
-              + ", ".join(f"{k}={v}" for k, v in unet["parameters"].items())
-              + f", BANDS={','.join(map(str, BANDS))}, SEED={SEED}; {unet['epochs_run']} epochs "
-              f"run (best {unet['best_epoch']}), fit {unet['fit_time_s']} s of the "
-              f"{methods['unet']['training_s']} s job; predict TTA={unet['tta']}.", ""]
+    lines += [
+        "U-Net settings (wetlandunet:train): "
+        + ", ".join(f"{k}={v}" for k, v in unet["parameters"].items())
+        + f", BANDS={','.join(map(str, BANDS))}, SEED={SEED}; {unet['epochs_run']} epochs "
+        f"run (best {unet['best_epoch']}), fit {unet['fit_time_s']} s of the "
+        f"{methods['unet']['training_s']} s job; predict TTA={unet['tta']}.",
+        "",
+    ]
     lines += ["Notes: " + " ".join(summary["notes"]), ""]
     return "\n".join(lines)
 
@@ -387,13 +443,20 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=TTA)
     parser.add_argument("--rf-sample", type=int, default=RF_SAMPLE)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a wetlandunet:train parameter (e.g. FILTERS=24)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a wetlandunet:train parameter (e.g. FILTERS=24)",
+    )
     args = parser.parse_args(argv)
 
     if not os.path.isdir(os.path.join(DATA, "s2_tiles")):
-        print(f"bench_quality: skipped, the Aberystwyth data is not at {DATA} "
-              "(../shared/data/aberystwyth relative to the repository root).")
+        print(
+            f"bench_quality: skipped, the Aberystwyth data is not at {DATA} "
+            "(../shared/data/aberystwyth relative to the repository root)."
+        )
         return 0
 
     out = os.path.abspath(args.output)
@@ -420,26 +483,40 @@ def main(argv=None) -> int:
     stage("wetlandunet:alignpair: the class map onto each tile's grid")
     images, masks = {}, {}
     for i in range(TILES):
-        result = processing.run("wetlandunet:alignpair", {
-            "IMAGE": tile_path(i), "MASK": os.path.join(DATA, "sen2_20210527_aber_cls.tif"),
-            "OUTPUT_IMAGE": os.path.join(work, f"tile{i}_image.tif"),
-            "OUTPUT_MASK": os.path.join(work, f"tile{i}_labels.tif")},
-            feedback=log_feedback(log, False))
+        result = processing.run(
+            "wetlandunet:alignpair",
+            {
+                "IMAGE": tile_path(i),
+                "MASK": os.path.join(DATA, "sen2_20210527_aber_cls.tif"),
+                "OUTPUT_IMAGE": os.path.join(work, f"tile{i}_image.tif"),
+                "OUTPUT_MASK": os.path.join(work, f"tile{i}_labels.tif"),
+            },
+            feedback=log_feedback(log, False),
+        )
         images[i], masks[i] = result["OUTPUT_IMAGE"], result["OUTPUT_MASK"]
     train_tiles = [i for i in range(TILES) if i not in HELD_OUT]
 
-    stage(f"wetlandunet:train on tiles {', '.join(map(str, train_tiles))} "
-          f"({', '.join(f'{k} {v}' for k, v in train_params.items())})")
+    stage(
+        f"wetlandunet:train on tiles {', '.join(map(str, train_tiles))} "
+        f"({', '.join(f'{k} {v}' for k, v in train_params.items())})"
+    )
     model_path = os.path.join(work, "model.keras")
     loads["before_training"] = load_average()
     start = time.perf_counter()
-    trained = processing.run("wetlandunet:train", {
-        "IMAGES": [images[i] for i in train_tiles], "MASKS": [masks[i] for i in train_tiles],
-        "CLASS_NAMES": ",".join(CLASS_NAMES), "BANDS": ",".join(map(str, BANDS)),
-        "SEED": SEED, **train_params,
-        "OUTPUT_MODEL": model_path,
-        "OUTPUT_REPORT": os.path.join(work, "training_report.html")},
-        feedback=log_feedback(log))
+    trained = processing.run(
+        "wetlandunet:train",
+        {
+            "IMAGES": [images[i] for i in train_tiles],
+            "MASKS": [masks[i] for i in train_tiles],
+            "CLASS_NAMES": ",".join(CLASS_NAMES),
+            "BANDS": ",".join(map(str, BANDS)),
+            "SEED": SEED,
+            **train_params,
+            "OUTPUT_MODEL": model_path,
+            "OUTPUT_REPORT": os.path.join(work, "training_report.html"),
+        },
+        feedback=log_feedback(log),
+    )
     train_wall = time.perf_counter() - start
     loads["after_training"] = load_average()
     meta = read_metadata(trained["OUTPUT_MODEL"])
@@ -449,10 +526,16 @@ def main(argv=None) -> int:
     unet_maps, predict_seconds = {}, 0.0
     for i in range(TILES):
         start = time.perf_counter()
-        result = processing.run("wetlandunet:predict", {
-            "MODEL": trained["OUTPUT_MODEL"], "INPUT": images[i],
-            "TTA": tta, "OUTPUT": os.path.join(work, f"tile{i}_unet.tif")},
-            feedback=log_feedback(log, False))
+        result = processing.run(
+            "wetlandunet:predict",
+            {
+                "MODEL": trained["OUTPUT_MODEL"],
+                "INPUT": images[i],
+                "TTA": tta,
+                "OUTPUT": os.path.join(work, f"tile{i}_unet.tif"),
+            },
+            feedback=log_feedback(log, False),
+        )
         if i in HELD_OUT:
             predict_seconds += time.perf_counter() - start
         unet_maps[i] = read_band(result["OUTPUT"])
@@ -463,29 +546,52 @@ def main(argv=None) -> int:
     gpkg = os.path.join(DATA, "cls_poly_smpls.gpkg")
     polygons = {i: rasterize_polygons(gpkg, images[i]) for i in range(TILES)}
 
-    methods = {"unet": {
-        "label": "U-Net", "maps": unet_maps,
-        "training_s": round(train_wall, 1),
-        "training_data": f"{train_params['EPOCHS']} epochs max x {train_params['TRAIN_SIZE']} "
-                         f"patches of {train_params['PATCH_SIZE']} px"
-                         + (f", {train_params['TIME_LIMIT']} min limit"
-                            if float(train_params.get("TIME_LIMIT") or 0) > 0 else ""),
-        "details": {"parameters": train_params, "tta": tta, "epochs_run": meta["epochs_run"],
-                    "best_epoch": meta["best_epoch"], "fit_time_s": meta.get("fit_time_s"),
-                    "job_time_s": meta.get("training_time_s"),
-                    "n_parameters": meta.get("n_parameters"),
-                    "validation": meta["validation"]["scores"],
-                    "predict_held_out_s": round(predict_seconds, 1)}}}
-    for key, label, means in (("rf", "RF per pixel", False),
-                              ("rf_means", f"RF + {RF_WINDOW}x{RF_WINDOW} means", True)):
-        stage(f"random forest ({label}): {RF_TREES} trees on {args.rf_sample:,} sampled "
-              "training pixels")
+    methods = {
+        "unet": {
+            "label": "U-Net",
+            "maps": unet_maps,
+            "training_s": round(train_wall, 1),
+            "training_data": f"{train_params['EPOCHS']} epochs max x {train_params['TRAIN_SIZE']} "
+            f"patches of {train_params['PATCH_SIZE']} px"
+            + (
+                f", {train_params['TIME_LIMIT']} min limit"
+                if float(train_params.get("TIME_LIMIT") or 0) > 0
+                else ""
+            ),
+            "details": {
+                "parameters": train_params,
+                "tta": tta,
+                "epochs_run": meta["epochs_run"],
+                "best_epoch": meta["best_epoch"],
+                "fit_time_s": meta.get("fit_time_s"),
+                "job_time_s": meta.get("training_time_s"),
+                "n_parameters": meta.get("n_parameters"),
+                "validation": meta["validation"]["scores"],
+                "predict_held_out_s": round(predict_seconds, 1),
+            },
+        }
+    }
+    for key, label, means in (
+        ("rf", "RF per pixel", False),
+        ("rf_means", f"RF + {RF_WINDOW}x{RF_WINDOW} means", True),
+    ):
+        stage(
+            f"random forest ({label}): {RF_TREES} trees on {args.rf_sample:,} sampled "
+            "training pixels"
+        )
         maps, info = run_random_forest(pixels, labels, train_tiles, means, args.rf_sample)
-        methods[key] = {"label": label, "maps": maps, "training_s": info["fit_s"],
-                        "training_data": f"{info['training_pixels']:,} pixels",
-                        "details": {**info, "trees": RF_TREES,
-                                    "features": f"bands {','.join(map(str, BANDS))}"
-                                    + (f" + their {RF_WINDOW}x{RF_WINDOW} means" if means else "")}}
+        methods[key] = {
+            "label": label,
+            "maps": maps,
+            "training_s": info["fit_s"],
+            "training_data": f"{info['training_pixels']:,} pixels",
+            "details": {
+                **info,
+                "trees": RF_TREES,
+                "features": f"bands {','.join(map(str, BANDS))}"
+                + (f" + their {RF_WINDOW}x{RF_WINDOW} means" if means else ""),
+            },
+        }
     loads["end"] = load_average()
 
     stage("scoring")
@@ -497,19 +603,29 @@ def main(argv=None) -> int:
         method["polygons_all"] = scores_of((polygons[i], maps[i]) for i in range(TILES))
         method["figure_map"] = maps[FIGURE_TILE]
     held_pixels = int(sum(np.count_nonzero(labels[i]) for i in HELD_OUT))
-    polygon_tiles = {i: int(np.count_nonzero(polygons[i])) for i in range(TILES)
-                     if np.count_nonzero(polygons[i])}
+    polygon_tiles = {
+        i: int(np.count_nonzero(polygons[i])) for i in range(TILES) if np.count_nonzero(polygons[i])
+    }
     reference_vs_polygons = scores_of((polygons[i], labels[i]) for i in range(TILES))
 
-    png = figure(os.path.join(out, f"quality_tile{FIGURE_TILE}.png"), FIGURE_TILE,
-                 pixels[FIGURE_TILE],
-                 [("reference (dense map)", labels[FIGURE_TILE]),
-                  (f"U-Net (OA {methods['unet']['held_out']['overall_accuracy']:.3f})",
-                   methods["unet"]["figure_map"]),
-                  (f"{methods['rf_means']['label']} "
-                   f"(OA {methods['rf_means']['held_out']['overall_accuracy']:.3f})",
-                   methods["rf_means"]["figure_map"])],
-                 colors)
+    png = figure(
+        os.path.join(out, f"quality_tile{FIGURE_TILE}.png"),
+        FIGURE_TILE,
+        pixels[FIGURE_TILE],
+        [
+            ("reference (dense map)", labels[FIGURE_TILE]),
+            (
+                f"U-Net (OA {methods['unet']['held_out']['overall_accuracy']:.3f})",
+                methods["unet"]["figure_map"],
+            ),
+            (
+                f"{methods['rf_means']['label']} "
+                f"(OA {methods['rf_means']['held_out']['overall_accuracy']:.3f})",
+                methods["rf_means"]["figure_map"],
+            ),
+        ],
+        colors,
+    )
     for method in methods.values():
         method.pop("figure_map")
 
@@ -536,22 +652,33 @@ def main(argv=None) -> int:
         f"{loads['after_training']}, end {loads['end']}.",
     ]
     summary = {
-        "data": DATA, "held_out_tiles": list(HELD_OUT), "training_tiles": train_tiles,
-        "bands": list(BANDS), "class_names": CLASS_NAMES,
+        "data": DATA,
+        "held_out_tiles": list(HELD_OUT),
+        "training_tiles": train_tiles,
+        "bands": list(BANDS),
+        "class_names": CLASS_NAMES,
         "held_out_labelled_pixels": held_pixels,
         "polygon_pixels_per_tile": polygon_tiles,
         "dense_map_vs_polygons": reference_vs_polygons,
-        "methods": methods, "figure": png, "model": trained["OUTPUT_MODEL"],
+        "methods": methods,
+        "figure": png,
+        "model": trained["OUTPUT_MODEL"],
         "training_report": trained.get("OUTPUT_REPORT"),
-        "load_average": loads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        "quick": bool(args.quick), "notes": notes,
+        "load_average": loads,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "quick": bool(args.quick),
+        "notes": notes,
     }
     with open(os.path.join(out, "quality.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=1)
     table = markdown(summary)
     with open(os.path.join(out, "quality.md"), "w", encoding="utf-8") as handle:
-        handle.write("# U-Net vs random forest, Aberystwyth Sentinel-2\n\n" + table
-                     + f"\n![tile {FIGURE_TILE}](quality_tile{FIGURE_TILE}.png)\n")
+        handle.write(
+            "# U-Net vs random forest, Aberystwyth Sentinel-2\n\n"
+            + table
+            + f"\n![tile {FIGURE_TILE}](quality_tile{FIGURE_TILE}.png)\n"
+        )
     stage("done")
     print("\n" + table)
     print(f"Results in {out}: quality.json, quality.md, {os.path.basename(png)}")

@@ -52,12 +52,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 CLASS_NAMES = ["water", "wetland", "forest"]
 EPOCHS = 4
-SPECTRA = np.array([[600, 700, 500, 300], [500, 900, 700, 1800], [400, 800, 450, 3500]],
-                   np.float32)
+SPECTRA = np.array([[600, 700, 500, 300], [500, 900, 700, 1800], [400, 800, 450, 3500]], np.float32)
 
 
-def write_scene(image_path: str, mask_path: str, size: int, seed: int = 0,
-                block_rows: int = 256) -> None:
+def write_scene(
+    image_path: str, mask_path: str, size: int, seed: int = 0, block_rows: int = 256
+) -> None:
     """Write a 4-band uint16 tiled scene (Planet-like) and its class mask, by row blocks."""
     import rasterio
     from rasterio.transform import from_origin
@@ -65,22 +65,34 @@ def write_scene(image_path: str, mask_path: str, size: int, seed: int = 0,
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
-    common = dict(driver="GTiff", width=size, height=size, crs="EPSG:32633",
-                  transform=from_origin(400000, 5900000, 3.0, 3.0), tiled=True,
-                  blockxsize=256, blockysize=256, compress="deflate")
-    fields = np.stack([gaussian_filter(rng.standard_normal((size, size)).astype(np.float32), 6)
-                       for _ in range(3)])
+    common = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        crs="EPSG:32633",
+        transform=from_origin(400000, 5900000, 3.0, 3.0),
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
+    fields = np.stack(
+        [gaussian_filter(rng.standard_normal((size, size)).astype(np.float32), 6) for _ in range(3)]
+    )
     classes = (np.argmax(fields, axis=0) + 1).astype(np.uint8)
     del fields
-    with rasterio.open(image_path, "w", count=4, dtype="uint16", nodata=0, **common) as img, \
-            rasterio.open(mask_path, "w", count=1, dtype="uint8", **common) as msk:
+    with (
+        rasterio.open(image_path, "w", count=4, dtype="uint16", nodata=0, **common) as img,
+        rasterio.open(mask_path, "w", count=1, dtype="uint8", **common) as msk,
+    ):
         for row in range(0, size, block_rows):
             n = min(block_rows, size - row)
-            part = classes[row:row + n]
+            part = classes[row : row + n]
             values = SPECTRA[part - 1] * (1 + 0.08 * rng.standard_normal((n, size, 4)))
             window = Window(0, row, size, n)
-            img.write(np.clip(np.moveaxis(values, -1, 0), 1, 65535).astype(np.uint16),
-                      window=window)
+            img.write(
+                np.clip(np.moveaxis(values, -1, 0), 1, 65535).astype(np.uint16), window=window
+            )
             msk.write(part[None], window=window)
 
 
@@ -107,8 +119,16 @@ def pipeline_only(sampler, cfg: dict, batches: int) -> float:
     from wetland_unet_plugin.core.training.dataset import make_dataset
     from wetland_unet_plugin.core.training.patches import TRAIN_STREAM
 
-    dataset = make_dataset(sampler, "train", cfg["batch_size"], len(CLASS_NAMES),
-                           [1.0] * len(CLASS_NAMES), None, TRAIN_STREAM, augment=True)
+    dataset = make_dataset(
+        sampler,
+        "train",
+        cfg["batch_size"],
+        len(CLASS_NAMES),
+        [1.0] * len(CLASS_NAMES),
+        None,
+        TRAIN_STREAM,
+        augment=True,
+    )
     iterator = iter(dataset)
     for _ in range(2):
         next(iterator)
@@ -136,16 +156,26 @@ def in_memory_fit(sampler, cfg: dict, steps: int, seed: int, xla: bool) -> float
     w = (lab > 0).astype(np.float32)
     b = cfg["batch_size"]
     keras.utils.set_random_seed(seed)
-    model = compile_model(build_unet(4, len(CLASS_NAMES), cfg["filters"], cfg["depth"]),
-                          "categorical", 1e-3, xla)
+    model = compile_model(
+        build_unet(4, len(CLASS_NAMES), cfg["filters"], cfg["depth"]), "categorical", 1e-3, xla
+    )
     marks = []
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             marks.append((time.perf_counter(), time.process_time()))
 
-    model.fit(x, y, sample_weight=w, batch_size=b, epochs=EPOCHS, shuffle=False, verbose=0,
-              validation_data=(x[:b], y[:b], w[:b]), callbacks=[Timer()])
+    model.fit(
+        x,
+        y,
+        sample_weight=w,
+        batch_size=b,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        validation_data=(x[:b], y[:b], w[:b]),
+        callbacks=[Timer()],
+    )
     return fastest_epoch(marks)
 
 
@@ -156,8 +186,9 @@ def fastest_epoch(marks: list) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
-def train_model_epoch(image: str, mask: str, cfg: dict, steps: int, cache_mb: float,
-                      seed: int, folder: str) -> tuple[tuple, dict]:
+def train_model_epoch(
+    image: str, mask: str, cfg: dict, steps: int, cache_mb: float, seed: int, folder: str
+) -> tuple[tuple, dict]:
     """(wall, CPU) seconds of train_model's fastest epoch after the first, and extras.
 
     Epochs are timed between train_model's per-epoch log lines, the same way as
@@ -176,32 +207,53 @@ def train_model_epoch(image: str, mask: str, cfg: dict, steps: int, cache_mb: fl
 
     out = os.path.join(folder, "bench.keras")
     start = time.perf_counter()
-    train_model([image], [mask], CLASS_NAMES, out, patch_size=cfg["patch_size"],
-                batch_size=cfg["batch_size"], train_size=steps * cfg["batch_size"],
-                val_size=cfg["batch_size"], epochs=EPOCHS, filters=cfg["filters"],
-                depth=cfg["depth"], seed=seed, early_stopping_patience=0,
-                reduce_lr_patience=0, cache_limit_mb=cache_mb, xla=cfg["xla"],
-                feedback=Marks())
+    train_model(
+        [image],
+        [mask],
+        CLASS_NAMES,
+        out,
+        patch_size=cfg["patch_size"],
+        batch_size=cfg["batch_size"],
+        train_size=steps * cfg["batch_size"],
+        val_size=cfg["batch_size"],
+        epochs=EPOCHS,
+        filters=cfg["filters"],
+        depth=cfg["depth"],
+        seed=seed,
+        early_stopping_patience=0,
+        reduce_lr_patience=0,
+        cache_limit_mb=cache_mb,
+        xla=cfg["xla"],
+        feedback=Marks(),
+    )
     total = time.perf_counter() - start
     meta = read_metadata(out)
     os.remove(out)
-    return fastest_epoch(marks), {"total_s": round(total, 2),
-                                  "cached": meta["data"]["images"][0]["cached"]}
+    return fastest_epoch(marks), {
+        "total_s": round(total, 2),
+        "cached": meta["data"]["images"][0]["cached"],
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model and scene")
-    parser.add_argument("--full", action="store_true",
-                        help="contract defaults: PATCH 160, FILTERS 32, DEPTH 5 (use a GPU)")
-    parser.add_argument("--small", action="store_true",
-                        help="bench_quality's layout: PATCH 32, FILTERS 16, DEPTH 3, BATCH 16")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="contract defaults: PATCH 160, FILTERS 32, DEPTH 5 (use a GPU)",
+    )
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="bench_quality's layout: PATCH 32, FILTERS 16, DEPTH 3, BATCH 16",
+    )
     parser.add_argument("--steps", type=int, help="training steps per epoch")
     parser.add_argument("--scene", type=int, help="scene side in pixels")
-    parser.add_argument("--no-xla", action="store_true",
-                        help="compile neither fit with XLA (train_model's XLA off)")
-    parser.add_argument("--output", default=os.path.join(ROOT, "bench_output",
-                                                         "bench_train.json"))
+    parser.add_argument(
+        "--no-xla", action="store_true", help="compile neither fit with XLA (train_model's XLA off)"
+    )
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench_output", "bench_train.json"))
     args = parser.parse_args(argv)
 
     if args.full:
@@ -229,59 +281,87 @@ def main(argv=None) -> int:
             try:
                 capacity = pipeline_only(sampler, cfg, max(8, cfg["steps"]))
                 memory_s = in_memory_fit(sampler, cfg, cfg["steps"], seed, cfg["xla"])
-                plain_s = (in_memory_fit(sampler, cfg, cfg["steps"], seed, False)
-                           if cfg["xla"] and label == "cached" else None)
+                plain_s = (
+                    in_memory_fit(sampler, cfg, cfg["steps"], seed, False)
+                    if cfg["xla"] and label == "cached"
+                    else None
+                )
             finally:
                 sampler.close()
-            job_s, extra = train_model_epoch(image, mask, cfg, cfg["steps"], cache_mb, seed,
-                                             folder)
+            job_s, extra = train_model_epoch(image, mask, cfg, cfg["steps"], cache_mb, seed, folder)
             patches = cfg["steps"] * cfg["batch_size"]
-            results.append({
-                "data": label, "cached": extra["cached"],
-                "pipeline_only_patches_per_s": round(capacity, 1),
-                "fit_in_memory_patches_per_s": round(patches / memory_s[0], 2),
-                "train_model_patches_per_s": round(patches / job_s[0], 2),
-                "fit_in_memory_epoch_s": round(memory_s[0], 3),
-                "train_model_epoch_s": round(job_s[0], 3),
-                "fit_in_memory_epoch_cpu_s": round(memory_s[1], 3),
-                "train_model_epoch_cpu_s": round(job_s[1], 3),
-                "overhead": round(job_s[0] / memory_s[0] - 1.0, 4),
-                "overhead_cpu": round(job_s[1] / memory_s[1] - 1.0, 4),
-                "train_model_total_s": extra["total_s"]})
+            results.append(
+                {
+                    "data": label,
+                    "cached": extra["cached"],
+                    "pipeline_only_patches_per_s": round(capacity, 1),
+                    "fit_in_memory_patches_per_s": round(patches / memory_s[0], 2),
+                    "train_model_patches_per_s": round(patches / job_s[0], 2),
+                    "fit_in_memory_epoch_s": round(memory_s[0], 3),
+                    "train_model_epoch_s": round(job_s[0], 3),
+                    "fit_in_memory_epoch_cpu_s": round(memory_s[1], 3),
+                    "train_model_epoch_cpu_s": round(job_s[1], 3),
+                    "overhead": round(job_s[0] / memory_s[0] - 1.0, 4),
+                    "overhead_cpu": round(job_s[1] / memory_s[1] - 1.0, 4),
+                    "train_model_total_s": extra["total_s"],
+                }
+            )
             if plain_s:
-                results[-1].update({
-                    "fit_in_memory_no_xla_patches_per_s": round(patches / plain_s[0], 2),
-                    "xla_speedup": round(plain_s[0] / memory_s[0], 3),
-                    "xla_speedup_cpu": round(plain_s[1] / memory_s[1], 3)})
+                results[-1].update(
+                    {
+                        "fit_in_memory_no_xla_patches_per_s": round(patches / plain_s[0], 2),
+                        "xla_speedup": round(plain_s[0] / memory_s[0], 3),
+                        "xla_speedup_cpu": round(plain_s[1] / memory_s[1], 3),
+                    }
+                )
 
-    report = {"config": cfg, "seed": seed, "machine": {
-        "python": platform.python_version(), "tensorflow": tf.__version__,
-        "cpus": os.cpu_count(), "gpus": gpus, "platform": platform.platform()},
-        "results": results, "target": "overhead < 0.10"}
+    report = {
+        "config": cfg,
+        "seed": seed,
+        "machine": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "cpus": os.cpu_count(),
+            "gpus": gpus,
+            "platform": platform.platform(),
+        },
+        "results": results,
+        "target": "overhead < 0.10",
+    }
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=1)
 
-    print(f"\nTraining input pipeline vs in-memory arrays: PATCH {cfg['patch_size']}, FILTERS "
-          f"{cfg['filters']}, DEPTH {cfg['depth']}, BATCH {cfg['batch_size']}, "
-          f"{cfg['steps']} steps/epoch, scene {cfg['scene']} px, "
-          f"{'GPU ' + ', '.join(gpus) if gpus else f'CPU x{os.cpu_count()}'}, "
-          f"XLA {'on' if cfg['xla'] else 'off'}")
-    head = (f"{'data':<10}{'pipeline only':>15}{'fit in-memory':>15}{'train_model':>13}"
-            f"{'overhead':>10}{'CPU time':>10}")
-    print(head + "\n" + f"{'':<10}{'patches/s':>15}{'patches/s':>15}{'patches/s':>13}"
-          f"{'(wall)':>10}{'overhead':>10}")
+    print(
+        f"\nTraining input pipeline vs in-memory arrays: PATCH {cfg['patch_size']}, FILTERS "
+        f"{cfg['filters']}, DEPTH {cfg['depth']}, BATCH {cfg['batch_size']}, "
+        f"{cfg['steps']} steps/epoch, scene {cfg['scene']} px, "
+        f"{'GPU ' + ', '.join(gpus) if gpus else f'CPU x{os.cpu_count()}'}, "
+        f"XLA {'on' if cfg['xla'] else 'off'}"
+    )
+    head = (
+        f"{'data':<10}{'pipeline only':>15}{'fit in-memory':>15}{'train_model':>13}"
+        f"{'overhead':>10}{'CPU time':>10}"
+    )
+    print(
+        head + "\n" + f"{'':<10}{'patches/s':>15}{'patches/s':>15}{'patches/s':>13}"
+        f"{'(wall)':>10}{'overhead':>10}"
+    )
     print("-" * len(head))
     for r in results:
-        print(f"{r['data']:<10}{r['pipeline_only_patches_per_s']:>15.1f}"
-              f"{r['fit_in_memory_patches_per_s']:>15.2f}{r['train_model_patches_per_s']:>13.2f}"
-              f"{r['overhead'] * 100:>9.1f}%{r['overhead_cpu'] * 100:>9.1f}%")
+        print(
+            f"{r['data']:<10}{r['pipeline_only_patches_per_s']:>15.1f}"
+            f"{r['fit_in_memory_patches_per_s']:>15.2f}{r['train_model_patches_per_s']:>13.2f}"
+            f"{r['overhead'] * 100:>9.1f}%{r['overhead_cpu'] * 100:>9.1f}%"
+        )
     for r in results:
         if "xla_speedup" in r:
-            print(f"\nXLA speed-up of the in-memory fit ({r['data']}): "
-                  f"{r['fit_in_memory_no_xla_patches_per_s']:.2f} -> "
-                  f"{r['fit_in_memory_patches_per_s']:.2f} patches/s, x{r['xla_speedup']:.2f} "
-                  f"wall, x{r['xla_speedup_cpu']:.2f} CPU time")
+            print(
+                f"\nXLA speed-up of the in-memory fit ({r['data']}): "
+                f"{r['fit_in_memory_no_xla_patches_per_s']:.2f} -> "
+                f"{r['fit_in_memory_patches_per_s']:.2f} patches/s, x{r['xla_speedup']:.2f} "
+                f"wall, x{r['xla_speedup_cpu']:.2f} CPU time"
+            )
     print(f"\nwritten {args.output}")
     worst = max(r["overhead"] for r in results)
     return 0 if math.isfinite(worst) else 1

@@ -38,16 +38,23 @@ def load_runs(paths: list) -> list:
         unet = methods["unet"]
         details = unet["details"]
 
-        def scores(method):
+        def scores(method, methods=methods):
             held = methods[method]["held_out"]
             return held["overall_accuracy"], held["mean_iou"]
 
         oa, miou = scores("unet")
-        runs.append({
-            "path": path, "minutes": unet["training_s"] / 60.0,
-            "limit": float(details["parameters"]["TIME_LIMIT"]),
-            "epochs": details["epochs_run"], "oa": oa, "miou": miou,
-            "rf": scores("rf"), "rf_means": scores("rf_means")})
+        runs.append(
+            {
+                "path": path,
+                "minutes": unet["training_s"] / 60.0,
+                "limit": float(details["parameters"]["TIME_LIMIT"]),
+                "epochs": details["epochs_run"],
+                "oa": oa,
+                "miou": miou,
+                "rf": scores("rf"),
+                "rf_means": scores("rf_means"),
+            }
+        )
     return sorted(runs, key=lambda run: run["minutes"])
 
 
@@ -60,21 +67,36 @@ def plot(runs: list, output: str) -> None:
 
     minutes = [run["minutes"] for run in runs]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, index, name, target in ((axes[0], 0, "overall accuracy", TARGET_OA),
-                                    (axes[1], 1, "mean IoU", TARGET_MIOU)):
+    for ax, index, name, target in (
+        (axes[0], 0, "overall accuracy", TARGET_OA),
+        (axes[1], 1, "mean IoU", TARGET_MIOU),
+    ):
         key = ("oa", "miou")[index]
         values = [run[key] for run in runs]
         ax.plot(minutes, values, "o-", color="tab:blue", label="U-Net (TTA 8)")
         for run, value in zip(runs, values):
-            ax.annotate(f"{value:.3f}\n{run['epochs']} ep.", (run["minutes"], value),
-                        textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
-        for method, colour, label in (("rf_means", "tab:green", "RF + 7x7 means"),
-                                      ("rf", "tab:orange", "RF per pixel")):
+            ax.annotate(
+                f"{value:.3f}\n{run['epochs']} ep.",
+                (run["minutes"], value),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                fontsize=8,
+            )
+        for method, colour, label in (
+            ("rf_means", "tab:green", "RF + 7x7 means"),
+            ("rf", "tab:orange", "RF per pixel"),
+        ):
             level = sum(run[method][index] for run in runs) / len(runs)
             ax.axhline(level, color=colour, linestyle="--", label=f"{label} ({level:.3f})")
         ax.axhline(target, color="tab:red", linestyle=":", label=f"target ({target:.2f})")
-        ax.axvspan(min(minutes) / 1.5, BUDGET_MIN, color="0.9", zorder=0,
-                   label=f"within {BUDGET_MIN:g} min")
+        ax.axvspan(
+            min(minutes) / 1.5,
+            BUDGET_MIN,
+            color="0.9",
+            zorder=0,
+            label=f"within {BUDGET_MIN:g} min",
+        )
         ax.set_xscale("log", base=2)
         ax.set_xticks(minutes, [f"{m:.1f}" for m in minutes])
         ax.set_xlim(min(minutes) / 1.5, max(minutes) * 1.5)
@@ -98,8 +120,10 @@ def main(argv=None) -> int:
     print("| TIME_LIMIT | training job, min | epochs | U-Net OA | U-Net mIoU |")
     print("|---:|---:|---:|---:|---:|")
     for run in runs:
-        print(f"| {run['limit']:g} | {run['minutes']:.1f} | {run['epochs']} | "
-              f"{run['oa']:.3f} | {run['miou']:.3f} |")
+        print(
+            f"| {run['limit']:g} | {run['minutes']:.1f} | {run['epochs']} | "
+            f"{run['oa']:.3f} | {run['miou']:.3f} |"
+        )
     plot(runs, args.output)
     print(f"wrote {args.output}")
     return 0

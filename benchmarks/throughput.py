@@ -17,10 +17,18 @@ from wetland_unet_plugin.core.inference.spec import model_spec
 from wetland_unet_plugin.core.inference.tiling import default_tile_size
 
 
-def bare_model_throughput(model, n_tiles: int = 0, tile_size: int | None = None,
-                          batch_size: int = 4, tta: int = 1, precision: str = "float32",
-                          seed: int = 0, calls=None, fold: bool = True,
-                          portable: bool = False) -> dict:
+def bare_model_throughput(
+    model,
+    n_tiles: int = 0,
+    tile_size: int | None = None,
+    batch_size: int = 4,
+    tta: int = 1,
+    precision: str = "float32",
+    seed: int = 0,
+    calls=None,
+    fold: bool = True,
+    portable: bool = False,
+) -> dict:
     """Time the compiled model alone on random tiles (no reading, blending or writing).
 
     Args:
@@ -47,8 +55,9 @@ def bare_model_throughput(model, n_tiles: int = 0, tile_size: int | None = None,
     predictor = get_predictor(loaded, tta, precision, fold=fold, portable=portable)
     if calls is None:
         n_tiles = int(n_tiles)
-        calls = [(min(batch_size, n_tiles - done), tile, tile)
-                 for done in range(0, n_tiles, batch_size)]
+        calls = [
+            (min(batch_size, n_tiles - done), tile, tile) for done in range(0, n_tiles, batch_size)
+        ]
     calls = [tuple(int(v) for v in call) for call in calls]
     rng = np.random.default_rng(seed)
     inputs = {}
@@ -61,6 +70,11 @@ def bare_model_throughput(model, n_tiles: int = 0, tile_size: int | None = None,
         predictor(inputs[call])
     seconds = time.perf_counter() - start
     pixels = sum(b * r * c for b, r, c in calls)
-    return {"seconds": seconds, "tiles": sum(call[0] for call in calls), "tile_size": tile,
-            "batch_size": batch_size, "megapixels": pixels / 1e6,
-            "tile_megapixels_per_second": pixels / 1e6 / seconds if seconds else 0.0}
+    return {
+        "seconds": seconds,
+        "tiles": sum(call[0] for call in calls),
+        "tile_size": tile,
+        "batch_size": batch_size,
+        "megapixels": pixels / 1e6,
+        "tile_megapixels_per_second": pixels / 1e6 / seconds if seconds else 0.0,
+    }

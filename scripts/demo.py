@@ -59,14 +59,21 @@ def stack_bands(folder, output, window=None):
     import rasterio
     from rasterio.windows import Window
 
-    paths = [os.path.join(folder, "IMG_DATA",
-                          f"T33UUU_20170216T102101_{b}.jp2") for b in BANDS]
+    paths = [os.path.join(folder, "IMG_DATA", f"T33UUU_20170216T102101_{b}.jp2") for b in BANDS]
     with rasterio.open(paths[0]) as first:
         win = Window(*window) if window else Window(0, 0, first.width, first.height)
-        profile = dict(driver="GTiff", width=int(win.width), height=int(win.height),
-                       count=len(paths), dtype="uint16", crs=first.crs,
-                       transform=first.window_transform(win), nodata=0, tiled=True,
-                       compress="deflate")
+        profile = dict(
+            driver="GTiff",
+            width=int(win.width),
+            height=int(win.height),
+            count=len(paths),
+            dtype="uint16",
+            crs=first.crs,
+            transform=first.window_transform(win),
+            nodata=0,
+            tiled=True,
+            compress="deflate",
+        )
     with rasterio.open(output, "w", **profile) as dst:
         for index, path in enumerate(paths, start=1):
             with rasterio.open(path) as src:
@@ -99,24 +106,29 @@ def split_extents(path):
         b = ds.bounds
         mid = b.left + round(ds.width / 2) * ds.transform.a
         crs = ds.crs.to_string()
-    return (f"{b.left},{mid},{b.bottom},{b.top} [{crs}]",
-            f"{mid},{b.right},{b.bottom},{b.top} [{crs}]")
+    return (
+        f"{b.left},{mid},{b.bottom},{b.top} [{crs}]",
+        f"{mid},{b.right},{b.bottom},{b.top} [{crs}]",
+    )
 
 
 def rgb_layer(path, name):
     """The image as a true-colour layer (bands 3,2,1) stretched 2-98 %."""
-    from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsRasterLayer)
+    from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsRasterLayer
 
     layer = QgsRasterLayer(path, name, "gdal")
     provider = layer.dataProvider()
     renderer = QgsMultiBandColorRenderer(provider, 3, 2, 1)
-    for band, setter in ((3, renderer.setRedContrastEnhancement),
-                         (2, renderer.setGreenContrastEnhancement),
-                         (1, renderer.setBlueContrastEnhancement)):
+    for band, setter in (
+        (3, renderer.setRedContrastEnhancement),
+        (2, renderer.setGreenContrastEnhancement),
+        (1, renderer.setBlueContrastEnhancement),
+    ):
         low, high = provider.cumulativeCut(band, 0.02, 0.98, layer.extent(), 250000)
         enhancement = QgsContrastEnhancement(provider.dataType(band))
         enhancement.setContrastEnhancementAlgorithm(
-            QgsContrastEnhancement.StretchToMinimumMaximum, True)
+            QgsContrastEnhancement.StretchToMinimumMaximum, True
+        )
         enhancement.setMinimumValue(low)
         enhancement.setMaximumValue(high)
         setter(enhancement)
@@ -150,8 +162,9 @@ def side_by_side(left, right, path, labels=("Sentinel-2 (true colour)", "U-Net l
 
     a, b = QImage(left), QImage(right)
     gap, caption = 12, 28
-    out = QImage(a.width() + b.width() + gap, max(a.height(), b.height()) + caption,
-                 QImage.Format_ARGB32)
+    out = QImage(
+        a.width() + b.width() + gap, max(a.height(), b.height()) + caption, QImage.Format_ARGB32
+    )
     out.fill(QColor("white"))
     painter = QPainter(out)
     painter.setFont(QFont("Sans", 12))
@@ -184,11 +197,16 @@ def legend_png(names, colors, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=os.path.join(ROOT, "demo_output"))
-    parser.add_argument("--quick", action="store_true",
-                        help="one epoch on a small crop (the test suite runs this)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one epoch on a small crop (the test suite runs this)"
+    )
     parser.add_argument("--epochs", type=int, help="at most this many epochs (default 60, quick 1)")
-    parser.add_argument("--minutes", type=float, default=8.0,
-                        help="training time limit in minutes (default 8; none with --quick)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=8.0,
+        help="training time limit in minutes (default 8; none with --quick)",
+    )
     args = parser.parse_args(argv)
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
@@ -209,15 +227,27 @@ def main(argv=None):
     stack = stack_bands(data, os.path.join(out, "s2_stack.tif"), window)
 
     stage("wetlandunet:alignpair (OpenStreetMap polygons rasterised onto the image grid)")
-    aligned = processing.run("wetlandunet:alignpair", {
-        "IMAGE": stack, "MASK_VECTOR": osm, "CLASS_FIELD": "fclass", "CLASS_NAMES": CLASS_NAMES,
-        "OUTPUT_IMAGE": os.path.join(out, "image_aligned.tif"),
-        "OUTPUT_MASK": os.path.join(out, "labels.tif")})
+    aligned = processing.run(
+        "wetlandunet:alignpair",
+        {
+            "IMAGE": stack,
+            "MASK_VECTOR": osm,
+            "CLASS_FIELD": "fclass",
+            "CLASS_NAMES": CLASS_NAMES,
+            "OUTPUT_IMAGE": os.path.join(out, "image_aligned.tif"),
+            "OUTPUT_MASK": os.path.join(out, "labels.tif"),
+        },
+    )
 
     stage("wetlandunet:cleaninvalid")
-    cleaned = processing.run("wetlandunet:cleaninvalid", {
-        "INPUT": aligned["OUTPUT_IMAGE"], "INVALID_VALUES": "-1",
-        "OUTPUT": os.path.join(out, "image.tif")})
+    cleaned = processing.run(
+        "wetlandunet:cleaninvalid",
+        {
+            "INPUT": aligned["OUTPUT_IMAGE"],
+            "INVALID_VALUES": "-1",
+            "OUTPUT": os.path.join(out, "image.tif"),
+        },
+    )
     print(f"          invalid values: {cleaned['INVALID_COUNT']}")
 
     stage("splitting west (training) / east (held out)")
@@ -225,45 +255,79 @@ def main(argv=None):
     halves = {}
     for name, extent in (("west", west), ("east", east)):
         for kind, source in (("image", cleaned["OUTPUT"]), ("labels", aligned["OUTPUT_MASK"])):
-            halves[(name, kind)] = processing.run("gdal:cliprasterbyextent", {
-                "INPUT": source, "PROJWIN": extent, "NODATA": None, "DATA_TYPE": 0,
-                "OUTPUT": os.path.join(out, f"{kind}_{name}.tif")})["OUTPUT"]
+            halves[(name, kind)] = processing.run(
+                "gdal:cliprasterbyextent",
+                {
+                    "INPUT": source,
+                    "PROJWIN": extent,
+                    "NODATA": None,
+                    "DATA_TYPE": 0,
+                    "OUTPUT": os.path.join(out, f"{kind}_{name}.tif"),
+                },
+            )["OUTPUT"]
 
     epochs = args.epochs or (1 if args.quick else 60)
     minutes = 0 if args.quick else args.minutes
-    stage(f"wetlandunet:train on the west half (at most {epochs} epochs"
-          + (f", {minutes:g} minutes)" if minutes else ")"))
-    trained = processing.run("wetlandunet:train", {
-        "IMAGES": [halves[("west", "image")]], "MASKS": [halves[("west", "labels")]],
-        "CLASS_NAMES": CLASS_NAMES, "EPOCHS": epochs,
-        "PATCH_SIZE": 32, "BATCH_SIZE": 16,
-        "TRAIN_SIZE": 32 if args.quick else 2048, "VAL_SIZE": 16 if args.quick else 512,
-        "FILTERS": 8 if args.quick else 16, "DEPTH": 3,
-        "LEARNING_RATE": 0.002, "SEED": 7, "TIME_LIMIT": minutes,
-        "EARLY_STOPPING": 0,
-        "OUTPUT_MODEL": os.path.join(out, "model.keras"),
-        "OUTPUT_REPORT": os.path.join(out, "training_report.html")}, feedback=printing_feedback())
+    stage(
+        f"wetlandunet:train on the west half (at most {epochs} epochs"
+        + (f", {minutes:g} minutes)" if minutes else ")")
+    )
+    trained = processing.run(
+        "wetlandunet:train",
+        {
+            "IMAGES": [halves[("west", "image")]],
+            "MASKS": [halves[("west", "labels")]],
+            "CLASS_NAMES": CLASS_NAMES,
+            "EPOCHS": epochs,
+            "PATCH_SIZE": 32,
+            "BATCH_SIZE": 16,
+            "TRAIN_SIZE": 32 if args.quick else 2048,
+            "VAL_SIZE": 16 if args.quick else 512,
+            "FILTERS": 8 if args.quick else 16,
+            "DEPTH": 3,
+            "LEARNING_RATE": 0.002,
+            "SEED": 7,
+            "TIME_LIMIT": minutes,
+            "EARLY_STOPPING": 0,
+            "OUTPUT_MODEL": os.path.join(out, "model.keras"),
+            "OUTPUT_REPORT": os.path.join(out, "training_report.html"),
+        },
+        feedback=printing_feedback(),
+    )
 
     stage("wetlandunet:predict the east half")
-    predicted = processing.run("wetlandunet:predict", {
-        "MODEL": trained["OUTPUT_MODEL"], "INPUT": halves[("east", "image")],
-        "TTA": 1 if args.quick else 4,
-        "OUTPUT": os.path.join(out, "landcover_east.tif"),
-        "OUTPUT_PROBABILITIES": os.path.join(out, "probabilities_east.tif"),
-        "OUTPUT_MAP": os.path.join(out, "landcover_east_rgb.tif")}, feedback=printing_feedback())
+    predicted = processing.run(
+        "wetlandunet:predict",
+        {
+            "MODEL": trained["OUTPUT_MODEL"],
+            "INPUT": halves[("east", "image")],
+            "TTA": 1 if args.quick else 4,
+            "OUTPUT": os.path.join(out, "landcover_east.tif"),
+            "OUTPUT_PROBABILITIES": os.path.join(out, "probabilities_east.tif"),
+            "OUTPUT_MAP": os.path.join(out, "landcover_east_rgb.tif"),
+        },
+        feedback=printing_feedback(),
+    )
 
     stage("wetlandunet:evaluate against the east half's OpenStreetMap labels")
-    evaluated = processing.run("wetlandunet:evaluate", {
-        "PREDICTION": predicted["OUTPUT"], "REFERENCE": halves[("east", "labels")],
-        "MODEL": trained["OUTPUT_MODEL"],
-        "OUTPUT_HTML": os.path.join(out, "evaluation.html"),
-        "OUTPUT_TABLE": os.path.join(out, "confusion_matrix.csv")})
+    evaluated = processing.run(
+        "wetlandunet:evaluate",
+        {
+            "PREDICTION": predicted["OUTPUT"],
+            "REFERENCE": halves[("east", "labels")],
+            "MODEL": trained["OUTPUT_MODEL"],
+            "OUTPUT_HTML": os.path.join(out, "evaluation.html"),
+            "OUTPUT_TABLE": os.path.join(out, "confusion_matrix.csv"),
+        },
+    )
 
     stage("QGIS project and PNG maps (QGIS map renderer)")
     metadata = read_metadata(trained["OUTPUT_MODEL"])
     names, colors = metadata["class_names"], metadata["class_colors"]
-    processing.run("wetlandunet:styleclassified", {"INPUT": aligned["OUTPUT_MASK"],
-                                                   "MODEL": trained["OUTPUT_MODEL"]})
+    processing.run(
+        "wetlandunet:styleclassified",
+        {"INPUT": aligned["OUTPUT_MASK"], "MODEL": trained["OUTPUT_MODEL"]},
+    )
     project = QgsProject.instance()
     image_layer = rgb_layer(cleaned["OUTPUT"], "Sentinel-2 2017-02-16 (B04,B03,B02)")
     labels_layer = QgsRasterLayer(aligned["OUTPUT_MASK"], "OpenStreetMap labels", "gdal")
@@ -281,29 +345,39 @@ def main(argv=None):
         "map": render_png([map_layer], east_extent, os.path.join(out, "east_landcover.png")),
         "labels": render_png([labels_layer], east_extent, os.path.join(out, "east_labels.png")),
     }
-    pictures["side_by_side"] = side_by_side(pictures["image"], pictures["map"],
-                                            os.path.join(out, "east_image_and_map.png"))
+    pictures["side_by_side"] = side_by_side(
+        pictures["image"], pictures["map"], os.path.join(out, "east_image_and_map.png")
+    )
     pictures["legend"] = legend_png(names, colors, os.path.join(out, "legend.png"))
 
     summary = {
-        "output_folder": out, "model": trained["OUTPUT_MODEL"],
-        "training_report": trained["OUTPUT_REPORT"], "epochs_run": trained["EPOCHS_RUN"],
-        "validation_accuracy": trained["VAL_ACCURACY"], "validation_mean_iou": trained["VAL_MEAN_IOU"],
-        "class_map": predicted["OUTPUT"], "style": predicted["OUTPUT_STYLE"],
+        "output_folder": out,
+        "model": trained["OUTPUT_MODEL"],
+        "training_report": trained["OUTPUT_REPORT"],
+        "epochs_run": trained["EPOCHS_RUN"],
+        "validation_accuracy": trained["VAL_ACCURACY"],
+        "validation_mean_iou": trained["VAL_MEAN_IOU"],
+        "class_map": predicted["OUTPUT"],
+        "style": predicted["OUTPUT_STYLE"],
         "evaluation_report": evaluated["OUTPUT_HTML"],
-        "east_overall_accuracy": evaluated["OVERALL_ACCURACY"], "east_kappa": evaluated["KAPPA"],
-        "east_mean_iou": evaluated["MEAN_IOU"], "project": project_path, "pictures": pictures,
+        "east_overall_accuracy": evaluated["OVERALL_ACCURACY"],
+        "east_kappa": evaluated["KAPPA"],
+        "east_mean_iou": evaluated["MEAN_IOU"],
+        "project": project_path,
+        "pictures": pictures,
     }
     with open(os.path.join(out, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=1)
     stage("done")
-    print(f"\nResults in {out}:\n  model          {summary['model']}\n"
-          f"  training report {summary['training_report']}\n"
-          f"  class map      {summary['class_map']} (style {summary['style']})\n"
-          f"  evaluation     {summary['evaluation_report']}: OA "
-          f"{summary['east_overall_accuracy']:.3f}, kappa {summary['east_kappa']:.3f}, "
-          f"mean IoU {summary['east_mean_iou']:.3f}\n"
-          f"  QGIS project   {project_path}\n  pictures       {pictures['side_by_side']}")
+    print(
+        f"\nResults in {out}:\n  model          {summary['model']}\n"
+        f"  training report {summary['training_report']}\n"
+        f"  class map      {summary['class_map']} (style {summary['style']})\n"
+        f"  evaluation     {summary['evaluation_report']}: OA "
+        f"{summary['east_overall_accuracy']:.3f}, kappa {summary['east_kappa']:.3f}, "
+        f"mean IoU {summary['east_mean_iou']:.3f}\n"
+        f"  QGIS project   {project_path}\n  pictures       {pictures['side_by_side']}"
+    )
     stop_qgis(app, plugin)
     return 0
 

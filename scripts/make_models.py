@@ -51,19 +51,41 @@ def _output(child, name, description, x, y):
 
 def _common_inputs(model):
     """Scene/image, label polygons, their class field and class names."""
-    from qgis.core import (QgsProcessing, QgsProcessingParameterFeatureSource,
-                           QgsProcessingParameterField, QgsProcessingParameterRasterLayer,
-                           QgsProcessingParameterString)
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingParameterFeatureSource,
+        QgsProcessingParameterField,
+        QgsProcessingParameterRasterLayer,
+        QgsProcessingParameterString,
+    )
 
     _param(model, QgsProcessingParameterRasterLayer("scene", "Scene (multiband image)"), 60, 60)
-    _param(model, QgsProcessingParameterFeatureSource(
-        "labels", "Label polygons (field survey or OpenStreetMap)",
-        [QgsProcessing.TypeVectorPolygon]), 60, 140)
-    _param(model, QgsProcessingParameterField(
-        "class_field", "Class field of the polygons", parentLayerParameterName="labels"), 60, 220)
-    _param(model, QgsProcessingParameterString(
-        "class_names", "Class names in id order (for a text class field)", optional=True),
-        60, 300)
+    _param(
+        model,
+        QgsProcessingParameterFeatureSource(
+            "labels",
+            "Label polygons (field survey or OpenStreetMap)",
+            [QgsProcessing.TypeVectorPolygon],
+        ),
+        60,
+        140,
+    )
+    _param(
+        model,
+        QgsProcessingParameterField(
+            "class_field", "Class field of the polygons", parentLayerParameterName="labels"
+        ),
+        60,
+        220,
+    )
+    _param(
+        model,
+        QgsProcessingParameterString(
+            "class_names", "Class names in id order (for a text class field)", optional=True
+        ),
+        60,
+        300,
+    )
 
 
 def _align_and_clean(model, keep_labels=False):
@@ -90,19 +112,21 @@ def _align_and_clean(model, keep_labels=False):
 
 def map_new_scene():
     """align + clean + predict + load styled, for one new scene."""
-    from qgis.core import QgsProcessingModelAlgorithm
+    from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingParameterFile
     from qgis.core import QgsProcessingModelChildParameterSource as Source
-    from qgis.core import QgsProcessingParameterFile
 
-    model = QgsProcessingModelAlgorithm("map_new_scene", "Chains (modeler)",
-                                        "chains")
-    model.setHelpContent({"ALG_DESC": (
-        "Aligns a new scene with its label polygons, cleans invalid pixels and classifies "
-        "the cleaned scene with a trained model; the class map loads styled. The aligned "
-        "labels are kept for 'Evaluate class map'.")})
+    model = QgsProcessingModelAlgorithm("map_new_scene", "Chains (modeler)", "chains")
+    model.setHelpContent(
+        {
+            "ALG_DESC": (
+                "Aligns a new scene with its label polygons, cleans invalid pixels and classifies "
+                "the cleaned scene with a trained model; the class map loads styled. The aligned "
+                "labels are kept for 'Evaluate class map'."
+            )
+        }
+    )
     _common_inputs(model)
-    _param(model, QgsProcessingParameterFile("model", "Model (.keras)", extension="keras"),
-           60, 380)
+    _param(model, QgsProcessingParameterFile("model", "Model (.keras)", extension="keras"), 60, 380)
     _align_and_clean(model, keep_labels=True)
     predict = _child(model, "wetlandunet:predict", "predict", "Classify scene", 800, 100)
     predict.addParameterSources("MODEL", [Source.fromModelParameter("model")])
@@ -115,18 +139,25 @@ def map_new_scene():
 
 def train_from_polygons():
     """align + clean + train."""
-    from qgis.core import QgsProcessingModelAlgorithm
+    from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingParameterNumber
     from qgis.core import QgsProcessingModelChildParameterSource as Source
-    from qgis.core import QgsProcessingParameterNumber
 
-    model = QgsProcessingModelAlgorithm("train_from_polygons",
-                                        "Chains (modeler)", "chains")
-    model.setHelpContent({"ALG_DESC": (
-        "Aligns a scene with label polygons, cleans invalid pixels and trains a U-Net on the "
-        "pair; writes the model and its training report.")})
+    model = QgsProcessingModelAlgorithm("train_from_polygons", "Chains (modeler)", "chains")
+    model.setHelpContent(
+        {
+            "ALG_DESC": (
+                "Aligns a scene with label polygons, cleans invalid pixels and trains a U-Net on "
+                "the pair; writes the model and its training report."
+            )
+        }
+    )
     _common_inputs(model)
-    _param(model, QgsProcessingParameterNumber("epochs", "Epochs",
-                                               QgsProcessingParameterNumber.Integer, 20), 60, 380)
+    _param(
+        model,
+        QgsProcessingParameterNumber("epochs", "Epochs", QgsProcessingParameterNumber.Integer, 20),
+        60,
+        380,
+    )
     _align_and_clean(model)
     train = _child(model, "wetlandunet:train", "train", "Train U-Net", 800, 100)
     train.addParameterSources("IMAGES", [Source.fromChildOutput("clean", "OUTPUT")])
@@ -144,8 +175,10 @@ def main():
     app, plugin = start_qgis()
     folder = os.path.join(ROOT, "resources", "models")
     os.makedirs(folder, exist_ok=True)
-    for name, build in (("map_new_scene", map_new_scene),
-                        ("train_from_polygons", train_from_polygons)):
+    for name, build in (
+        ("map_new_scene", map_new_scene),
+        ("train_from_polygons", train_from_polygons),
+    ):
         model = build()
         model.updateDestinationParameters()
         path = os.path.join(folder, name + ".model3")

@@ -100,8 +100,13 @@ def deploy(python=None):
     qgis_process = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
     if os.path.exists(qgis_process):
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-        subprocess.run([qgis_process, "plugins", "enable", PACKAGE], env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            [qgis_process, "plugins", "enable", PACKAGE],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
     return target, python
 
 
@@ -117,8 +122,10 @@ def main(argv=None):
         print(build_zip(args.output))
     else:
         target, python = deploy(args.python)
-        print(f"deployed to {target}\nworker Python: {python}\n"
-              f"check: /usr/bin/qgis_process.bin list | grep wetlandunet")
+        print(
+            f"deployed to {target}\nworker Python: {python}\n"
+            f"check: /usr/bin/qgis_process.bin list | grep wetlandunet"
+        )
     return 0
 
 

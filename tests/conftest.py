@@ -22,4 +22,3 @@ def provider(qgis_processing):
     plugin.initProcessing()
     yield QgsApplication.processingRegistry().providerById("wetlandunet")
     plugin.unload()
-

@@ -5,16 +5,24 @@ import rasterio
 from rasterio.transform import from_origin
 
 
-def write_raster(path, data, crs="EPSG:32618", transform=None, nodata=None, descriptions=None,
-                 tiled=False):
+def write_raster(
+    path, data, crs="EPSG:32618", transform=None, nodata=None, descriptions=None, tiled=False
+):
     """Write a (bands, rows, cols) or (rows, cols) array as a GeoTIFF and return the path."""
     data = np.asarray(data)
     if data.ndim == 2:
         data = data[None]
     if transform is None:
         transform = from_origin(500000.0, 4000000.0, 10.0, 10.0)
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype, transform=transform, nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        transform=transform,
+        nodata=nodata,
+    )
     if crs is not None:
         profile["crs"] = crs
     if tiled:

@@ -10,7 +10,7 @@ class WetlandUNetPlugin:
         self.iface = iface
         self.provider = None
 
-    def initProcessing(self):  # noqa: N802 (QGIS's name)
+    def initProcessing(self):
         """Register the provider; qgis_process calls this without a GUI."""
         from .processing.provider import WetlandUNetProvider
 
@@ -18,7 +18,7 @@ class WetlandUNetPlugin:
             self.provider = WetlandUNetProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
-    def initGui(self):  # noqa: N802
+    def initGui(self):
         """Desktop start: same as headless, the algorithms live in the Toolbox."""
         self.initProcessing()
 

@@ -28,8 +28,8 @@ DESCRIPTIONS = ("Blue", "Green", "Red", "NIR")
 # The mask raster: EPSG:4326, non-square pixels, extent larger than the image.
 M_X0, M_Y0, M_DX, M_DY = -73.845, 39.752, 0.00015, 0.00012
 M_W, M_H = 250, 200
-LON_B = M_X0 + 110 * M_DX          # class boundary (meridian), on a mask pixel edge
-LAT_B = M_Y0 - 80 * M_DY           # class boundary (parallel), on a mask pixel edge
+LON_B = M_X0 + 110 * M_DX  # class boundary (meridian), on a mask pixel edge
+LAT_B = M_Y0 - 80 * M_DY  # class boundary (parallel), on a mask pixel edge
 # A block of mask nodata (255) inside the image: mask columns 140..150, rows 60..70.
 HOLE = (M_X0 + 140 * M_DX, M_Y0 - 70 * M_DY, M_X0 + 150 * M_DX, M_Y0 - 60 * M_DY)
 
@@ -37,8 +37,16 @@ M_PER_DEG_LAT = 111_000.0
 M_PER_DEG_LON = 111_320.0 * np.cos(np.radians(39.74))
 
 
-def write_vector(path, features, field, field_type, driver="GPKG", layer="classes",
-                 epsg=4326, extra_point_layer=False):
+def write_vector(
+    path,
+    features,
+    field,
+    field_type,
+    driver="GPKG",
+    layer="classes",
+    epsg=4326,
+    extra_point_layer=False,
+):
     """features: [(wkt, value)]; writes with OGR in the given EPSG."""
     from osgeo import ogr, osr
 
@@ -65,8 +73,7 @@ def write_vector(path, features, field, field_type, driver="GPKG", layer="classe
 
 
 def rect(lon0, lat0, lon1, lat1):
-    return (f"POLYGON (({lon0} {lat0}, {lon1} {lat0}, {lon1} {lat1}, {lon0} {lat1}, "
-            f"{lon0} {lat0}))")
+    return f"POLYGON (({lon0} {lat0}, {lon1} {lat0}, {lon1} {lat1}, {lon0} {lat1}, {lon0} {lat0}))"
 
 
 def image_data():
@@ -104,16 +111,20 @@ def pixel_centres_lonlat(ds):
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("align")
-    image = write_raster(folder / "image.tif", image_data(), IMG_CRS,
-                         from_origin(IMG_X0, IMG_Y0, IMG_PX, IMG_PX), nodata=0,
-                         descriptions=DESCRIPTIONS)
+    image = write_raster(
+        folder / "image.tif",
+        image_data(),
+        IMG_CRS,
+        from_origin(IMG_X0, IMG_Y0, IMG_PX, IMG_PX),
+        nodata=0,
+        descriptions=DESCRIPTIONS,
+    )
     cols, rows = np.meshgrid(np.arange(M_W) + 0.5, np.arange(M_H) + 0.5)
     lon, lat = M_X0 + cols * M_DX, M_Y0 - rows * M_DY
     mask = expected_mask_class(lon, lat).astype(np.uint8)
     mask[mask == 0] = 255
     transform = rasterio.transform.Affine(M_DX, 0, M_X0, 0, -M_DY, M_Y0)
-    mask_path = write_raster(folder / "mask_wgs84.tif", mask, "EPSG:4326", transform,
-                             nodata=255)
+    mask_path = write_raster(folder / "mask_wgs84.tif", mask, "EPSG:4326", transform, nodata=255)
     return {"folder": folder, "image": image, "mask": mask_path}
 
 
@@ -161,16 +172,25 @@ def test_partial_overlap_crops_to_intersection_on_image_grid(scene, tmp_path):
     # A mask covering only the south-east part of the image.
     west, north, dx, dy, w, h = -73.825, 39.741, 0.0001, 0.0001, 300, 120
     data = np.full((h, w), 3, np.uint8)
-    mask = write_raster(tmp_path / "part.tif", data, "EPSG:4326",
-                        rasterio.transform.Affine(dx, 0, west, 0, -dy, north))
+    mask = write_raster(
+        tmp_path / "part.tif",
+        data,
+        "EPSG:4326",
+        rasterio.transform.Affine(dx, 0, west, 0, -dy, north),
+    )
     out_img, out_mask = str(tmp_path / "img.tif"), str(tmp_path / "mask.tif")
     align_pair(scene["image"], out_img, out_mask, mask=mask)
     check_same_grid(out_img, out_mask)
     # The intersection, from pyproj: image bounds with the mask's bounds in UTM.
     mb = Transformer.from_crs("EPSG:4326", IMG_CRS, always_xy=True).transform_bounds(
-        west, north - h * dy, west + w * dx, north, densify_pts=21)
-    inter = (max(IMG_X0, mb[0]), max(IMG_Y0 - IMG_H * IMG_PX, mb[1]),
-             min(IMG_X0 + IMG_W * IMG_PX, mb[2]), min(IMG_Y0, mb[3]))
+        west, north - h * dy, west + w * dx, north, densify_pts=21
+    )
+    inter = (
+        max(IMG_X0, mb[0]),
+        max(IMG_Y0 - IMG_H * IMG_PX, mb[1]),
+        min(IMG_X0 + IMG_W * IMG_PX, mb[2]),
+        min(IMG_Y0, mb[3]),
+    )
     with rasterio.open(out_img) as ds, rasterio.open(scene["image"]) as src:
         t = ds.transform
         left, bottom, right, top = ds.bounds
@@ -188,8 +208,9 @@ def test_partial_overlap_crops_to_intersection_on_image_grid(scene, tmp_path):
         got = ds.read(1)
         lon, lat = pixel_centres_lonlat(ds)
     inside = (lon > west) & (lon < west + w * dx) & (lat > north - h * dy) & (lat < north)
-    margin = (np.abs(lon - west) * M_PER_DEG_LON > IMG_PX) & \
-             (np.abs(lat - north) * M_PER_DEG_LAT > IMG_PX)
+    margin = (np.abs(lon - west) * M_PER_DEG_LON > IMG_PX) & (
+        np.abs(lat - north) * M_PER_DEG_LAT > IMG_PX
+    )
     assert np.all(got[inside & margin] == 3)
     assert np.all(got[~inside & margin] == 0)
 
@@ -197,8 +218,15 @@ def test_partial_overlap_crops_to_intersection_on_image_grid(scene, tmp_path):
 def test_reprojection_to_other_crs_snapped_grid_and_nearest_values(scene, tmp_path):
     out_img, out_mask = str(tmp_path / "img.tif"), str(tmp_path / "mask.tif")
     px = 12.0
-    result = align_pair(scene["image"], out_img, out_mask, mask=scene["mask"],
-                        target_crs="EPSG:32617", pixel_size=px, resampling="nearest")
+    result = align_pair(
+        scene["image"],
+        out_img,
+        out_mask,
+        mask=scene["mask"],
+        target_crs="EPSG:32617",
+        pixel_size=px,
+        resampling="nearest",
+    )
     check_same_grid(out_img, out_mask)
     assert result["image_resampled"] is True
     with rasterio.open(out_img) as ds:
@@ -245,11 +273,22 @@ def test_bilinear_default_and_coarser_pixel_in_same_crs(scene, tmp_path):
 def test_integer_polygons_in_other_crs_multi_layer_geopackage(scene, tmp_path):
     a = (-73.830, 39.738, -73.825, 39.742)
     b = (-73.822, 39.739, -73.818, 39.7435)
-    gpkg = write_vector(tmp_path / "labels.gpkg", [(rect(*a), 2), (rect(*b), 5)], "cls", "int",
-                        extra_point_layer=True)
+    gpkg = write_vector(
+        tmp_path / "labels.gpkg",
+        [(rect(*a), 2), (rect(*b), 5)],
+        "cls",
+        "int",
+        extra_point_layer=True,
+    )
     out_img, out_mask = str(tmp_path / "img.tif"), str(tmp_path / "mask.tif")
-    result = align_pair(scene["image"], out_img, out_mask, mask_vector=gpkg,
-                        vector_layer="classes", class_field="cls")
+    result = align_pair(
+        scene["image"],
+        out_img,
+        out_mask,
+        mask_vector=gpkg,
+        vector_layer="classes",
+        class_field="cls",
+    )
     check_same_grid(out_img, out_mask)
     assert result["class_mapping"] is None
     with rasterio.open(out_mask) as ds:
@@ -258,7 +297,8 @@ def test_integer_polygons_in_other_crs_multi_layer_geopackage(scene, tmp_path):
         left, bottom, right, top = ds.bounds
     # Cropped to the polygons' extent (in UTM), within a pixel.
     pb = Transformer.from_crs("EPSG:4326", IMG_CRS, always_xy=True).transform_bounds(
-        a[0], a[1], b[2], b[3], densify_pts=21)
+        a[0], a[1], b[2], b[3], densify_pts=21
+    )
     assert left <= pb[0] < left + IMG_PX and right - IMG_PX < pb[2] <= right
     assert bottom <= pb[1] < bottom + IMG_PX and top - IMG_PX < pb[3] <= top
     expected = np.zeros(got.shape, int)
@@ -275,12 +315,18 @@ def test_integer_polygons_in_other_crs_multi_layer_geopackage(scene, tmp_path):
     with rasterio.open(out_img) as ds:
         col0 = int(round((ds.transform.c - IMG_X0) / IMG_PX))
         row0 = int(round((IMG_Y0 - ds.transform.f) / IMG_PX))
-        assert np.array_equal(ds.read(), image_data()[:, row0:row0 + ds.height,
-                                                      col0:col0 + ds.width])
+        assert np.array_equal(
+            ds.read(), image_data()[:, row0 : row0 + ds.height, col0 : col0 + ds.width]
+        )
     # QGIS-style layer URI works too.
     out2 = str(tmp_path / "mask2.tif")
-    align_pair(scene["image"], str(tmp_path / "img2.tif"), out2,
-               mask_vector=gpkg + "|layername=classes", class_field="cls")
+    align_pair(
+        scene["image"],
+        str(tmp_path / "img2.tif"),
+        out2,
+        mask_vector=gpkg + "|layername=classes",
+        class_field="cls",
+    )
     with rasterio.open(out2) as ds:
         assert np.array_equal(ds.read(1), got)
 
@@ -291,12 +337,17 @@ def test_long_polygon_edges_follow_their_curve_after_reprojection(tmp_path):
     crs, px = "EPSG:32635", 100.0
     box = (26.0, 60.0, 28.0, 60.5)
     corners = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform_bounds(
-        *box, densify_pts=101)
+        *box, densify_pts=101
+    )
     x0, y1 = corners[0] - 1000.0, corners[3] + 1000.0
     width = int((corners[2] + 1000.0 - x0) // px)
     height = int((y1 - (corners[1] - 1000.0)) // px)
-    image = write_raster(tmp_path / "img.tif", np.ones((1, height, width), np.uint16), crs=crs,
-                         transform=from_origin(x0, y1, px, px))
+    image = write_raster(
+        tmp_path / "img.tif",
+        np.ones((1, height, width), np.uint16),
+        crs=crs,
+        transform=from_origin(x0, y1, px, px),
+    )
     gpkg = write_vector(tmp_path / "box.gpkg", [(rect(*box), 1)], "cls", "int")
     out_mask = str(tmp_path / "mask.tif")
     align_pair(image, str(tmp_path / "out.tif"), out_mask, mask_vector=gpkg, class_field="cls")
@@ -327,8 +378,10 @@ def expected_text_classes(lon, lat, ids):
     expected = np.zeros(lon.shape, int)
     near = np.zeros(lon.shape, bool)
     for wkt, name in TEXT_POLYGONS:
-        nums = [float(v) for v in wkt.replace("POLYGON ((", "").replace("))", "")
-                .replace(",", " ").split()]
+        nums = [
+            float(v)
+            for v in wkt.replace("POLYGON ((", "").replace("))", "").replace(",", " ").split()
+        ]
         x0, y0, x1, y1 = nums[0], nums[1], nums[4], nums[5]
         expected[(lon > x0) & (lon < x1) & (lat > y0) & (lat < y1)] = ids.get(name, 0)
         for x in (x0, x1):
@@ -338,17 +391,28 @@ def expected_text_classes(lon, lat, ids):
     return expected, near
 
 
-@pytest.mark.parametrize("names,ids", [
-    ("water, wetland", {"water": 1, "wetland": 2}),          # forest not listed -> 0
-    (None, {"forest": 1, "water": 2, "wetland": 3}),          # sorted
-])
+@pytest.mark.parametrize(
+    "names,ids",
+    [
+        ("water, wetland", {"water": 1, "wetland": 2}),  # forest not listed -> 0
+        (None, {"forest": 1, "water": 2, "wetland": 3}),  # sorted
+    ],
+)
 def test_text_class_field_mapping(scene, tmp_path, names, ids):
-    geojson = write_vector(tmp_path / "osm.geojson", TEXT_POLYGONS, "fclass", "text",
-                           driver="GeoJSON")
+    geojson = write_vector(
+        tmp_path / "osm.geojson", TEXT_POLYGONS, "fclass", "text", driver="GeoJSON"
+    )
     out_img, out_mask = str(tmp_path / "img.tif"), str(tmp_path / "mask.tif")
     fb = Recorder()
-    result = align_pair(scene["image"], out_img, out_mask, mask_vector=geojson,
-                        class_field="fclass", class_names=names, feedback=fb)
+    result = align_pair(
+        scene["image"],
+        out_img,
+        out_mask,
+        mask_vector=geojson,
+        class_field="fclass",
+        class_names=names,
+        feedback=fb,
+    )
     assert result["class_mapping"] == ids
     assert result["class_names"] == sorted(ids, key=ids.get)
     with open(out_mask + ".classes.json", encoding="utf-8") as handle:
@@ -396,8 +460,12 @@ def run_bad(scene, tmp_path, **kwargs):
 
 
 def test_no_overlap_gives_both_extents(scene, tmp_path):
-    far = write_raster(tmp_path / "far.tif", np.ones((20, 20), np.uint8), "EPSG:4326",
-                       from_origin(10.0, 50.0, 0.001, 0.001))
+    far = write_raster(
+        tmp_path / "far.tif",
+        np.ones((20, 20), np.uint8),
+        "EPSG:4326",
+        from_origin(10.0, 50.0, 0.001, 0.001),
+    )
     message = run_bad(scene, tmp_path, mask=far)
     assert "do not overlap" in message
     assert "image covers" in message and "mask covers" in message and "EPSG:32618" in message
@@ -409,16 +477,16 @@ def test_no_overlap_polygons(scene, tmp_path):
 
 
 def test_missing_field_lists_fields(scene, tmp_path):
-    gpkg = write_vector(tmp_path / "l.gpkg", [(rect(-73.83, 39.738, -73.825, 39.742), 1)],
-                        "cls", "int")
+    gpkg = write_vector(
+        tmp_path / "l.gpkg", [(rect(-73.83, 39.738, -73.825, 39.742), 1)], "cls", "int"
+    )
     message = run_bad(scene, tmp_path, mask_vector=gpkg, class_field="klass")
     assert "klass" in message and "cls" in message
 
 
 def test_layer_without_polygons(scene, tmp_path):
     gpkg = write_vector(tmp_path / "p.gpkg", [], "cls", "int", extra_point_layer=True)
-    message = run_bad(scene, tmp_path, mask_vector=gpkg, vector_layer="points",
-                      class_field="cls")
+    message = run_bad(scene, tmp_path, mask_vector=gpkg, vector_layer="points", class_field="cls")
     assert "no polygons" in message
 
 
@@ -434,8 +502,12 @@ def test_non_raster_files(scene, tmp_path):
 
 
 def test_mask_or_image_without_crs(scene, tmp_path):
-    nocrs = write_raster(tmp_path / "nocrs.tif", np.ones((20, 20), np.uint8), None,
-                         from_origin(IMG_X0, IMG_Y0, 10, 10))
+    nocrs = write_raster(
+        tmp_path / "nocrs.tif",
+        np.ones((20, 20), np.uint8),
+        None,
+        from_origin(IMG_X0, IMG_Y0, 10, 10),
+    )
     message = run_bad(scene, tmp_path, mask=nocrs)
     assert "no coordinate reference system" in message and "Assign projection" in message
     message = run_bad(scene, tmp_path, image=nocrs, mask=scene["mask"])
@@ -461,8 +533,14 @@ def test_rpc_without_rpcs(scene, tmp_path):
 def test_cancel_leaves_nothing(scene, tmp_path):
     out_img, out_mask = str(tmp_path / "img.tif"), str(tmp_path / "mask.tif")
     with pytest.raises(Canceled):
-        align_pair(scene["image"], out_img, out_mask, mask=scene["mask"],
-                   target_crs="EPSG:3857", feedback=Recorder(cancel_after=0))
+        align_pair(
+            scene["image"],
+            out_img,
+            out_mask,
+            mask=scene["mask"],
+            target_crs="EPSG:3857",
+            feedback=Recorder(cancel_after=0),
+        )
     assert_nothing_written(tmp_path, out_img, out_mask)
 
 
@@ -474,26 +552,48 @@ def test_rpc_orthorectification(tmp_path):
     w, h = 120, 80
     lon0, lat0, span_lon, span_lat = -73.84, 39.75, 0.012, 0.008  # image covers this box
     # line = -P * h/2 + h/2 ; samp = L * w/2 + w/2 with P, L the normalised lat, lon.
-    rpcs = RPC(height_off=0, height_scale=100, lat_off=lat0 - span_lat / 2,
-               lat_scale=span_lat / 2, long_off=lon0 + span_lon / 2, long_scale=span_lon / 2,
-               line_off=h / 2, line_scale=h / 2, samp_off=w / 2, samp_scale=w / 2,
-               line_num_coeff=[0, 0, -1] + [0] * 17, line_den_coeff=[1] + [0] * 19,
-               samp_num_coeff=[0, 1] + [0] * 18, samp_den_coeff=[1] + [0] * 19,
-               err_bias=None, err_rand=None)
+    rpcs = RPC(
+        height_off=0,
+        height_scale=100,
+        lat_off=lat0 - span_lat / 2,
+        lat_scale=span_lat / 2,
+        long_off=lon0 + span_lon / 2,
+        long_scale=span_lon / 2,
+        line_off=h / 2,
+        line_scale=h / 2,
+        samp_off=w / 2,
+        samp_scale=w / 2,
+        line_num_coeff=[0, 0, -1] + [0] * 17,
+        line_den_coeff=[1] + [0] * 19,
+        samp_num_coeff=[0, 1] + [0] * 18,
+        samp_den_coeff=[1] + [0] * 19,
+        err_bias=None,
+        err_rand=None,
+    )
     cols = np.arange(w)[None, :].repeat(h, 0)
     rows = np.arange(h)[:, None].repeat(w, 1)
     data = (rows * 1000 + cols + 1).astype(np.int32)
     path = tmp_path / "rpc.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1,
-                       dtype="int32") as dst:
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="int32") as dst:
         dst.write(data[None])
         dst.rpcs = rpcs
-    mask = write_raster(tmp_path / "m.tif", np.ones((100, 100), np.uint8), "EPSG:4326",
-                        from_origin(lon0 - 0.01, lat0 + 0.01, 0.0004, 0.0004))
+    mask = write_raster(
+        tmp_path / "m.tif",
+        np.ones((100, 100), np.uint8),
+        "EPSG:4326",
+        from_origin(lon0 - 0.01, lat0 + 0.01, 0.0004, 0.0004),
+    )
     out_img, out_mask = str(tmp_path / "img.tif"), str(tmp_path / "mask.tif")
-    result = align_pair(str(path), out_img, out_mask, mask=mask, rpc=True,
-                        target_crs="EPSG:4326", pixel_size=span_lon / w / 2,
-                        resampling="nearest")
+    result = align_pair(
+        str(path),
+        out_img,
+        out_mask,
+        mask=mask,
+        rpc=True,
+        target_crs="EPSG:4326",
+        pixel_size=span_lon / w / 2,
+        resampling="nearest",
+    )
     check_same_grid(out_img, out_mask)
     with rasterio.open(out_img) as ds:
         got = ds.read(1)
@@ -501,8 +601,14 @@ def test_rpc_orthorectification(tmp_path):
     # RPC line/sample 0 is the centre of the first pixel (GDAL pixel coordinate 0.5).
     fc = (lon - lon0) / span_lon * w + 0.5
     fr = (lat0 - lat) / span_lat * h + 0.5
-    sure = (fc > 0.3) & (fc < w - 0.3) & (fr > 0.3) & (fr < h - 0.3) & \
-           (np.abs(fc - np.round(fc)) > 0.15) & (np.abs(fr - np.round(fr)) > 0.15)
+    sure = (
+        (fc > 0.3)
+        & (fc < w - 0.3)
+        & (fr > 0.3)
+        & (fr < h - 0.3)
+        & (np.abs(fc - np.round(fc)) > 0.15)
+        & (np.abs(fr - np.round(fr)) > 0.15)
+    )
     assert sure.sum() > 1000
     expected = data[fr[sure].astype(int), fc[sure].astype(int)]
     assert np.mean(got[sure] == expected) > 0.99
@@ -511,15 +617,26 @@ def test_rpc_orthorectification(tmp_path):
 
 def test_default_pixel_size_when_reprojecting(scene, tmp_path):
     # Metres to metres: the image's 10 m is kept.
-    result = align_pair(scene["image"], str(tmp_path / "a.tif"), str(tmp_path / "am.tif"),
-                        mask=scene["mask"], target_crs="EPSG:32617", class_names="a,b,c,d")
+    result = align_pair(
+        scene["image"],
+        str(tmp_path / "a.tif"),
+        str(tmp_path / "am.tif"),
+        mask=scene["mask"],
+        target_crs="EPSG:32617",
+        class_names="a,b,c,d",
+    )
     assert result["pixel_size"] == [10.0, 10.0]
     assert result["class_mapping"] == {"a": 1, "b": 2, "c": 3, "d": 4}
     with open(str(tmp_path / "am.tif") + ".classes.json") as handle:
         assert [c["name"] for c in json.load(handle)["classes"]] == ["a", "b", "c", "d"]
     # Metres to degrees: GDAL's suggestion (about 10 m in degrees), on a snapped grid.
-    result = align_pair(scene["image"], str(tmp_path / "b.tif"), str(tmp_path / "bm.tif"),
-                        mask=scene["mask"], target_crs="EPSG:4326")
+    result = align_pair(
+        scene["image"],
+        str(tmp_path / "b.tif"),
+        str(tmp_path / "bm.tif"),
+        mask=scene["mask"],
+        target_crs="EPSG:4326",
+    )
     px, py = result["pixel_size"]
     assert px == py and 5e-5 < px < 2e-4
     check_same_grid(str(tmp_path / "b.tif"), str(tmp_path / "bm.tif"))
@@ -534,9 +651,9 @@ def test_default_pixel_size_when_reprojecting(scene, tmp_path):
 def test_mask_values_nan_negative_wide_ids_and_decimals(scene, tmp_path):
     t = from_origin(IMG_X0 - 50, IMG_Y0 + 50, 5.0, 5.0)  # 5 m mask, same CRS, larger
     data = np.full((300, 400), 2.0, np.float32)
-    data[:40] = np.nan            # rows of NaN and of -1: unlabelled
+    data[:40] = np.nan  # rows of NaN and of -1: unlabelled
     data[40:80] = -1.0
-    data[150:] = 300.0            # an id above 255: uint16 output
+    data[150:] = 300.0  # an id above 255: uint16 output
     mask = write_raster(tmp_path / "f.tif", data, IMG_CRS, t)
     out_mask = str(tmp_path / "m.tif")
     result = align_pair(scene["image"], str(tmp_path / "i.tif"), out_mask, mask=mask)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
-import bench_quality  # noqa: E402
+import bench_quality
 
 
 def test_error_breakdown_counts_interior_boundary_and_speckle_pixels():
@@ -17,12 +17,12 @@ def test_error_breakdown_counts_interior_boundary_and_speckle_pixels():
     # Interior by hand: class 1 pixels away from column 2 and from the speckle's ring;
     # edges repeat themselves, so (0, 0) has the speckle as a neighbour and is boundary.
     interior = np.zeros((6, 6), bool)
-    interior[3:, :2] = True          # rows 3-5, columns 0-1 (no speckle, no column 3)
-    interior[:, 4:] = True           # class 2 columns 4-5
+    interior[3:, :2] = True  # rows 3-5, columns 0-1 (no speckle, no column 3)
+    interior[:, 4:] = True  # class 2 columns 4-5
     prediction = reference.copy()
-    prediction[1, 1] = 1             # the speckle missed: an error on a speckle pixel
-    prediction[4, 2] = 2             # a boundary pixel (column 2 touches class 2)
-    prediction[5, 5] = 1             # an interior pixel
+    prediction[1, 1] = 1  # the speckle missed: an error on a speckle pixel
+    prediction[4, 2] = 2  # a boundary pixel (column 2 touches class 2)
+    prediction[5, 5] = 1  # an interior pixel
     result = bench_quality.error_breakdown([(reference, prediction)])
 
     assert result["errors"] == 3
@@ -48,5 +48,5 @@ def test_error_breakdown_ignores_unlabelled_pixels():
     # neither scored nor counted, whatever the prediction says there.
     assert result["interior"]["pixels"] == 1
     assert result["boundary"]["pixels"] == 3
-    assert result["boundary"]["errors"] == 1       # (1, 2) predicted 2
+    assert result["boundary"]["errors"] == 1  # (1, 2) predicted 2
     assert result["speckle"]["pixels"] == 0

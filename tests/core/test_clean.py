@@ -12,15 +12,22 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from wetland_unet_plugin.core.clean import clean_invalid
 from tests.rasters import write_raster
 from tests.recorder import Recorder
+from wetland_unet_plugin.core.clean import clean_invalid
 from wetland_unet_plugin.core.feedback import Canceled, CoreError
 
 
 def write(path, data, nodata=None, descriptions=None, tiled=False):
-    return write_raster(path, data, "EPSG:32633", from_origin(400000, 5800000, 10, 10), nodata,
-                        descriptions, tiled=tiled)
+    return write_raster(
+        path,
+        data,
+        "EPSG:32633",
+        from_origin(400000, 5800000, 10, 10),
+        nodata,
+        descriptions,
+        tiled=tiled,
+    )
 
 
 def read(path):
@@ -59,17 +66,18 @@ def planted_float(bands, nodata=-9999.0):
 @pytest.mark.parametrize("bands", [1, 4])
 def test_float32_nan_inf_minus_one_nodata(tmp_path, bands):
     data, bad = planted_float(bands)
-    src = write(tmp_path / "in.tif", data, nodata=-9999.0,
-                descriptions=["B", "G", "R", "NIR"][:bands])
+    src = write(
+        tmp_path / "in.tif", data, nodata=-9999.0, descriptions=["B", "G", "R", "NIR"][:bands]
+    )
     out = str(tmp_path / "out.tif")
     fb = Recorder()
     result = clean_invalid(src, out, feedback=fb)
     got, nodata, profile, descriptions = read(out)
-    assert nodata == -9999.0                     # the input's nodata is kept
+    assert nodata == -9999.0  # the input's nodata is kept
     assert profile["dtype"] == "float32" and profile["count"] == bands
     assert descriptions == tuple(["B", "G", "R", "NIR"][:bands])
     assert np.all(got[bad] == -9999.0)
-    assert np.array_equal(bits(got[~bad]), bits(data[~bad]))   # valid values bit for bit
+    assert np.array_equal(bits(got[~bad]), bits(data[~bad]))  # valid values bit for bit
     assert result["invalid_count"] == int(bad.sum())
     assert result["per_band"] == [int(v) for v in bad.sum(axis=(1, 2))]
     assert result["invalid_pixels"] == int(bad.any(axis=0).sum())
@@ -131,14 +139,13 @@ def test_uint8_mask_and_image(tmp_path, bands):
     rng = np.random.default_rng(3)
     data = rng.integers(1, 6, size=(bands, 30, 40)).astype(np.uint8)
     bad = np.zeros(data.shape, bool)
-    data[0, 2, 3] = 0                 # nodata
+    data[0, 2, 3] = 0  # nodata
     bad[0, 2, 3] = True
-    data[bands - 1, 4, 4] = 255       # listed
+    data[bands - 1, 4, 4] = 255  # listed
     bad[bands - 1, 4, 4] = True
     src = write(tmp_path / "in.tif", data, nodata=0)
     fb = Recorder()
-    result = clean_invalid(src, str(tmp_path / "out.tif"), invalid_values="-1, 255",
-                           feedback=fb)
+    result = clean_invalid(src, str(tmp_path / "out.tif"), invalid_values="-1, 255", feedback=fb)
     got, nodata, profile, _ = read(str(tmp_path / "out.tif"))
     assert profile["dtype"] == "uint8" and nodata == 0
     assert np.all(got[bad] == 0) and np.array_equal(got[~bad], data[~bad])
@@ -177,8 +184,12 @@ def test_constant_mode(tmp_path):
     assert np.array_equal(bits(got[~bad]), bits(data[~bad]))
     assert result["invalid_count"] == int(bad.sum()) and result["fill_value"] == 0.0
     with pytest.raises(CoreError, match="FILL_VALUE"):
-        clean_invalid(write(tmp_path / "u8.tif", np.ones((4, 4), np.uint8)),
-                      str(tmp_path / "o2.tif"), mode="constant", fill_value=-5)
+        clean_invalid(
+            write(tmp_path / "u8.tif", np.ones((4, 4), np.uint8)),
+            str(tmp_path / "o2.tif"),
+            mode="constant",
+            fill_value=-5,
+        )
     assert not os.path.exists(tmp_path / "o2.tif")
 
 
@@ -198,7 +209,7 @@ def test_interpolate_mode(tmp_path):
     got = read(out)[0][0]
     assert np.array_equal(bits(got[~bad]), bits(data[~bad]))
     for r, c in holes + [(25, 10)]:
-        around = data[r - 1:r + 2, c - 1:c + 2]
+        around = data[r - 1 : r + 2, c - 1 : c + 2]
         around = around[np.isfinite(around) & (around != -1)]
         assert around.min() <= got[r, c] <= around.max(), (r, c, got[r, c])
     assert result["invalid_count"] == 5 and result["unfilled"] == [0]

@@ -24,8 +24,9 @@ print("imported", len(names), "modules;", "tensorflow loaded:", "tensorflow" in 
 
 def test_core_imports_with_qgis_blocked():
     """Every core module imports with qgis unavailable, and none pulls in TensorFlow."""
-    result = subprocess.run([sys.executable, "-c", BLOCK_QGIS], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_QGIS], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tensorflow loaded: False" in result.stdout
     count = int(result.stdout.split("imported ")[1].split()[0])
@@ -34,8 +35,13 @@ def test_core_imports_with_qgis_blocked():
 
 def test_cli_help_runs_without_qgis():
     """The core CLI lists its jobs."""
-    result = subprocess.run([sys.executable, "-m", "wetland_unet_plugin.core", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "wetland_unet_plugin.core", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     for command in ("align", "clean", "train", "predict", "evaluate", "info", "worker"):
         assert command in result.stdout
@@ -53,17 +59,52 @@ def test_cli_runs_a_job_with_a_summary_line(tmp_path):
     data = np.arange(100, dtype="float32").reshape(1, 10, 10)
     data[0, 3, 4] = np.nan
     data[0, 5, 5] = -1
-    with rasterio.open(src, "w", driver="GTiff", width=10, height=10, count=1, dtype="float32",
-                       crs="EPSG:32633", transform=from_origin(0, 100, 10, 10)) as ds:
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        width=10,
+        height=10,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=from_origin(0, 100, 10, 10),
+    ) as ds:
         ds.write(data)
     out = str(tmp_path / "out.tif")
-    result = subprocess.run([sys.executable, "-m", "wetland_unet_plugin.core", "clean",
-                             "--input", src, "--output", out], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wetland_unet_plugin.core",
+            "clean",
+            "--input",
+            src,
+            "--output",
+            out,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["invalid_count"] == 2
     assert "clean done in" in result.stderr
-    bad = subprocess.run([sys.executable, "-m", "wetland_unet_plugin.core", "clean",
-                          "--input", str(tmp_path / "missing.tif"), "--output", out], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wetland_unet_plugin.core",
+            "clean",
+            "--input",
+            str(tmp_path / "missing.tif"),
+            "--output",
+            out,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "does not exist" in bad.stderr

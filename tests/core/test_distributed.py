@@ -40,10 +40,14 @@ print(json.dumps({"log": log.lines, "val": result["validation"]["overall_accurac
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     """Training replicates over two devices and still writes a model that learned."""
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path),
-                             os.path.dirname(os.path.abspath(__file__))], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), os.path.dirname(os.path.abspath(__file__))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2

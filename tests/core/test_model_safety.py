@@ -40,8 +40,13 @@ keras.saving.load_model(sys.argv[1], safe_mode=False, compile=False)
 def lambda_model(tmp_path):
     marker = str(tmp_path / "marker.txt")
     path = str(tmp_path / "evil.keras")
-    subprocess.run([sys.executable, "-c", CRAFT, marker, path], check=True, cwd=ROOT,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", CRAFT, marker, path],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
     assert os.path.isfile(path) and not os.path.exists(marker)
     return path, marker
 
@@ -58,8 +63,9 @@ def test_lambda_model_is_refused_and_its_code_never_runs(lambda_model):
 def test_the_crafted_file_really_would_run_code_if_loaded_unsafely(lambda_model):
     """Control: Keras with safe mode off does run the Lambda, so the test above means something."""
     path, marker = lambda_model
-    subprocess.run([sys.executable, "-c", UNSAFE_LOAD, path], cwd=ROOT, capture_output=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", UNSAFE_LOAD, path], cwd=ROOT, capture_output=True, timeout=120
+    )
     assert os.path.exists(marker)
 
 
@@ -109,8 +115,21 @@ def test_training_that_diverges_stops_with_advice(tmp_path):
     mask = write_mask(str(tmp_path / "mask.tif"), classes, image)
     model = str(tmp_path / "m.keras")
     with pytest.raises(CoreError, match="LEARNING_RATE"):
-        train_model([image], [mask], "a,b,c", model, patch_size=32, batch_size=4, train_size=32,
-                    val_size=8, epochs=3, filters=4, depth=2, learning_rate=1e30, seed=1)
+        train_model(
+            [image],
+            [mask],
+            "a,b,c",
+            model,
+            patch_size=32,
+            batch_size=4,
+            train_size=32,
+            val_size=8,
+            epochs=3,
+            filters=4,
+            depth=2,
+            learning_rate=1e30,
+            seed=1,
+        )
     assert not os.path.exists(model)
 
 

@@ -41,12 +41,22 @@ CRS = "EPSG:32633"
 
 # --------------------------------------------------------------------------- helpers
 
+
 def write_raster(path, array, nodata=None, res=10.0, crs=CRS):
     """Write (bands, rows, cols) to a GeoTIFF; return the path."""
     array = np.asarray(array)
-    with rasterio.open(path, "w", driver="GTiff", width=array.shape[2], height=array.shape[1],
-                       count=array.shape[0], dtype=array.dtype, crs=crs, nodata=nodata,
-                       transform=from_origin(500000, 5800000, res, res)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=array.shape[2],
+        height=array.shape[1],
+        count=array.shape[0],
+        dtype=array.dtype,
+        crs=crs,
+        nodata=nodata,
+        transform=from_origin(500000, 5800000, res, res),
+    ) as dst:
         dst.write(array)
     return str(path)
 
@@ -56,8 +66,18 @@ def read(path):
         return src.read()
 
 
-def save(keras_model, path, n_classes, depth, bands=None, n_bands=None, low=0.0, high=1.0,
-         patch=64, pixel_size=(10, 10)):
+def save(
+    keras_model,
+    path,
+    n_classes,
+    depth,
+    bands=None,
+    n_bands=None,
+    low=0.0,
+    high=1.0,
+    patch=64,
+    pixel_size=(10, 10),
+):
     """Save a model with hand-written metadata like the training step writes."""
     channels = int(keras_model.inputs[0].shape[-1])
     names = [f"c{i + 1}" for i in range(n_classes)]
@@ -114,6 +134,7 @@ def shift_expectations(x):
     """What ``shift_model`` gives on the interior of ``x`` (rows, cols) seen by each
     transform: class-1 probability of the right, left, lower and upper neighbour
     (TTA averages them: 1 -> right, 2 -> right and left, 4 and 8 -> all four)."""
+
     def p1(values):
         return sigmoid(8.0 * values)
 
@@ -204,6 +225,7 @@ def pointwise_file(tmp_path_factory):
 
 # --------------------------------------------------------------------------- pure functions
 
+
 def test_dihedral_pairs_invert_and_match_tensorflow():
     """The one dihedral table: numpy, TensorFlow (the TensorFlow predictor) and Keras ops
     (the portable predictor of the JAX and PyTorch backends) agree."""
@@ -232,9 +254,12 @@ def test_identity_transform_set_is_the_plain_model(unet_file, pointwise_file):
     x = np.random.default_rng(9).random((2, 32, 32, 3)).astype(np.float32)
     assert dihedral.tta_transforms(1) == (0,)
     # the predictor runs the folded inference graph: float32 rounding differs, no more
-    np.testing.assert_allclose(get_predictor(loaded, tta=1)(x),
-                               np.asarray(loaded.keras_model(x, training=False)),
-                               rtol=0, atol=2e-5)
+    np.testing.assert_allclose(
+        get_predictor(loaded, tta=1)(x),
+        np.asarray(loaded.keras_model(x, training=False)),
+        rtol=0,
+        atol=2e-5,
+    )
     # a pointwise model is equivariant: every TTA set gives the plain prediction back
     point = load_model(pointwise_file)
     x = np.random.default_rng(10).random((3, 32, 32, 1)).astype(np.float32)
@@ -246,17 +271,18 @@ def test_identity_transform_set_is_the_plain_model(unet_file, pointwise_file):
 def test_weight_window_is_partition_of_unity_and_grid_covers_scene():
     grid = plan_tiles(157, 203, 64, 16, depth=2)
     w = weight_window_1d(grid.tile, grid.margin, grid.ramp)
-    assert w[:grid.margin].max() == 0 and w[grid.tile // 2] == 1
+    assert w[: grid.margin].max() == 0 and w[grid.tile // 2] == 1
     total = np.zeros(grid.padded_width)
     for j in range(grid.n_cols):
-        total[j * grid.stride:j * grid.stride + grid.tile] += w
-    scene = total[grid.pad:grid.pad + grid.width]
+        total[j * grid.stride : j * grid.stride + grid.tile] += w
+    scene = total[grid.pad : grid.pad + grid.width]
     assert scene.min() > 0
-    inner = scene[grid.margin + grid.ramp:-(grid.margin + grid.ramp)]
+    inner = scene[grid.margin + grid.ramp : -(grid.margin + grid.ramp)]
     np.testing.assert_allclose(inner, 1.0, atol=1e-6)
     assert grid.pad % 4 == 0 and grid.stride % 4 == 0
-    np.testing.assert_array_equal(reflect_index(np.arange(-3, 8), 5),
-                                  [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1])
+    np.testing.assert_array_equal(
+        reflect_index(np.arange(-3, 8), 5), [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1]
+    )
     assert default_tile_size(160, 5) == 512 and default_tile_size(600, 5) == 608
     assert default_overlap(256, 5) == 64 and default_overlap(64, 2) == 16
     # the overlap does not grow with the tile: its dead zone and ramp are edge distances
@@ -275,10 +301,14 @@ def test_inference_graph_folds_batchnorm_and_matches_the_model():
     for layer in model.layers:  # trained-looking statistics, so folding is not a no-op
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([gamma * rng.uniform(0.5, 2, gamma.shape),
-                               beta + rng.normal(0, 0.3, beta.shape),
-                               mean + rng.normal(0, 0.3, mean.shape),
-                               var * rng.uniform(0.3, 3, var.shape)])
+            layer.set_weights(
+                [
+                    gamma * rng.uniform(0.5, 2, gamma.shape),
+                    beta + rng.normal(0, 0.3, beta.shape),
+                    mean + rng.normal(0, 0.3, mean.shape),
+                    var * rng.uniform(0.3, 3, var.shape),
+                ]
+            )
             n_bn += 1
     n_drop = sum(isinstance(layer, keras.layers.SpatialDropout2D) for layer in model.layers)
     forward, info = inference_function(model)
@@ -303,13 +333,15 @@ def test_inference_graph_falls_back_for_graphs_it_does_not_handle(tmp_path):
     shared = layers.Conv2D(1, 1, name="shared")
     x = shared(shared(inputs))  # one layer called twice
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(
-        layers.Conv2D(2, 1, name="logits")(x))
+        layers.Conv2D(2, 1, name="logits")(x)
+    )
     model = keras.Model(inputs, outputs)
     assert inference_function(model) is None
     loaded = load_model(save(model, tmp_path / "shared.keras", 2, depth=1))
     x = np.random.default_rng(12).random((1, 8, 8, 1)).astype(np.float32)
-    np.testing.assert_allclose(get_predictor(loaded)(x),
-                               np.asarray(loaded.keras_model(x, training=False)), atol=1e-6)
+    np.testing.assert_allclose(
+        get_predictor(loaded)(x), np.asarray(loaded.keras_model(x, training=False)), atol=1e-6
+    )
 
 
 def test_valid_crop_covers_every_weighted_valid_pixel_with_context():
@@ -318,15 +350,15 @@ def test_valid_crop_covers_every_weighted_valid_pixel_with_context():
     valid = np.zeros((grid.tile, grid.width), bool)
     assert valid_crop(valid, grid, 1) is None  # nothing valid: skipped
     x0 = grid.col_origin(1)
-    valid[50:60, x0 + 70:x0 + 75] = True
+    valid[50:60, x0 + 70 : x0 + 75] = True
     r0, r1, c0, c1 = valid_crop(valid, grid, 1)
     assert all(v % 8 == 0 for v in (r0, r1, c0, c1))
     assert grid.crop_step == 16 and (r1 - r0) % 16 == 0 and (c1 - c0) % 16 == 0
     c = grid.crop_context
     assert r0 <= 50 - c and r1 >= 60 + c and c0 <= 70 - c and c1 >= 75 + c
-    assert (r1 - r0) * (c1 - c0) <= grid.tile ** 2 / 4
+    assert (r1 - r0) * (c1 - c0) <= grid.tile**2 / 4
     valid[:, :] = False
-    valid[110:118, x0 + 60:x0 + 62] = True  # near the tile's bottom: the box stays inside
+    valid[110:118, x0 + 60 : x0 + 62] = True  # near the tile's bottom: the box stays inside
     r0, r1, c0, c1 = valid_crop(valid, grid, 1)
     assert r1 == 128 and r0 <= 110 - c and (r1 - r0) % 16 == 0
     assert valid_crop(valid, grid, 1, crop=False) == (0, 128, 0, 128)
@@ -343,8 +375,9 @@ def footprint_scene(rows, cols, bands=1, seed=13):
     y = (np.arange(rows)[:, None] + 0.5) / rows - 0.5
     x = (np.arange(cols)[None, :] + 0.5) / cols - 0.5
     a = np.radians(15)
-    inside = (np.abs(x * np.cos(a) + y * np.sin(a)) < 0.3) & \
-        (np.abs(-x * np.sin(a) + y * np.cos(a)) < 0.35)
+    inside = (np.abs(x * np.cos(a) + y * np.sin(a)) < 0.3) & (
+        np.abs(-x * np.sin(a) + y * np.cos(a)) < 0.35
+    )
     img[:, ~inside] = np.nan
     return img, inside
 
@@ -357,9 +390,15 @@ def test_cropped_tiles_give_the_whole_tile_result(tmp_path, unet_file, pointwise
         for name, model in (("unet", unet_file), ("point", pointwise_file)):
             scene = src if name == "unet" else write_raster(tmp_path / "one.tif", img[:1])
             key = (name, crop)
-            results[key] = run_scene(model, scene, str(tmp_path / f"c{key}.tif"),
-                                     str(tmp_path / f"p{key}.tif"), tile_size=64,
-                                     probability_dtype="float32", crop=crop)
+            results[key] = run_scene(
+                model,
+                scene,
+                str(tmp_path / f"c{key}.tif"),
+                str(tmp_path / f"p{key}.tif"),
+                tile_size=64,
+                probability_dtype="float32",
+                crop=crop,
+            )
             probs[key] = read(tmp_path / f"p{key}.tif")
     for name in ("unet", "point"):
         whole, cut = results[(name, False)], results[(name, True)]
@@ -368,8 +407,7 @@ def test_cropped_tiles_give_the_whole_tile_result(tmp_path, unet_file, pointwise
         assert cut["valid_pixels"] == whole["valid_pixels"] == int(inside.sum())
         assert cut["class_pixel_counts"].keys() == whole["class_pixel_counts"].keys()
     # a pointwise model cannot tell: the same up to float32 rounding
-    np.testing.assert_allclose(probs[("point", True)], probs[("point", False)], rtol=0,
-                               atol=1e-6)
+    np.testing.assert_allclose(probs[("point", True)], probs[("point", False)], rtol=0, atol=1e-6)
     # a U-Net sees zero padding instead of zero (invalid) input beyond the context
     a, b = probs[("unet", True)][:, inside], probs[("unet", False)][:, inside]
     assert np.abs(a - b).max() < 0.05
@@ -388,9 +426,15 @@ def test_tta_on_cropped_tiles_with_an_asymmetric_model(tmp_path, monkeypatch):
     pixels = {}
     for tta, want in expected.items():
         sent.clear()
-        result = predict_scene(path, src, str(tmp_path / f"c{tta}.tif"),
-                               str(tmp_path / f"p{tta}.tif"), tile_size=32, tta=tta,
-                               probability_dtype="float32")
+        result = predict_scene(
+            path,
+            src,
+            str(tmp_path / f"c{tta}.tif"),
+            str(tmp_path / f"p{tta}.tif"),
+            tile_size=32,
+            tta=tta,
+            probability_dtype="float32",
+        )
         assert any(shape[1] != shape[2] for shape in sent)  # some tiles were cut
         got = read(tmp_path / f"p{tta}.tif")[0][1:-1, 1:-1]
         keep = inside[1:-1, 1:-1]
@@ -403,14 +447,22 @@ def test_tta_on_cropped_tiles_with_an_asymmetric_model(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- tiling
 
+
 @pytest.mark.parametrize("tile,overlap", [(64, 32), (256, None)])
 def test_tiled_equals_whole_scene_prediction(tmp_path, unet_file, tile, overlap):
     rng = np.random.default_rng(1)
     img = smooth_scene(rng, 3, 283, 131)  # > 256 rows: several strips and output flushes
     src = write_raster(tmp_path / "in.tif", img)
     loaded = load_model(unet_file)
-    result = predict_scene(loaded, src, str(tmp_path / "c.tif"), str(tmp_path / "p.tif"),
-                           tile_size=tile, overlap=overlap, probability_dtype="float32")
+    result = predict_scene(
+        loaded,
+        src,
+        str(tmp_path / "c.tif"),
+        str(tmp_path / "p.tif"),
+        tile_size=tile,
+        overlap=overlap,
+        probability_dtype="float32",
+    )
     x = np.moveaxis(img, 0, -1)
     padded = np.pad(x, ((0, 1), (0, 1), (0, 0)), mode="reflect")  # to a multiple of 2
     whole = np.asarray(loaded.keras_model(padded[None], training=False))[0, :283, :131]
@@ -440,7 +492,7 @@ def test_odd_scene_grid_identical_and_outputs_described(tmp_path, unet_file):
         assert c.dtypes[0] == "uint8" and c.nodata == 0
         classes = c.read(1)
         assert classes.min() >= 1 and classes.max() <= 3
-        assert c.colormap(1)[1][:3] == (0x1f, 0x78, 0xb4)
+        assert c.colormap(1)[1][:3] == (0x1F, 0x78, 0xB4)
     with rasterio.open(prob) as p:
         assert p.count == 3 and p.descriptions == ("c1", "c2", "c3") and p.nodata == 255
         total = p.read().astype(int).sum(axis=0)
@@ -452,15 +504,17 @@ def test_odd_scene_grid_identical_and_outputs_described(tmp_path, unet_file):
 
 # --------------------------------------------------------------------------- nodata
 
+
 def test_nodata_and_nan_propagate_to_every_output(tmp_path, unet_file):
     img = smooth_scene(np.random.default_rng(3), 3, 120, 140)
-    img[:, 10:30, 20:50] = np.nan          # NaN block
-    img[1, 60:80, 70:100] = -1.0           # nodata on one band only
+    img[:, 10:30, 20:50] = np.nan  # NaN block
+    img[1, 60:80, 70:100] = -1.0  # nodata on one band only
     src = write_raster(tmp_path / "in.tif", img, nodata=-1.0)
     for dtype, nodata in (("uint8", 255), ("float32", -1.0)):
         out, prob, rgb = (str(tmp_path / f"{dtype}{n}") for n in ("c.tif", "p.tif", "m.tif"))
-        result = predict_scene(unet_file, src, out, prob, rgb, tile_size=64,
-                               probability_dtype=dtype)
+        result = predict_scene(
+            unet_file, src, out, prob, rgb, tile_size=64, probability_dtype=dtype
+        )
         invalid = np.zeros((120, 140), bool)
         invalid[10:30, 20:50] = True
         invalid[60:80, 70:100] = True
@@ -488,7 +542,7 @@ def test_tiles_without_valid_pixels_are_skipped(tmp_path, pointwise_file, monkey
     # one small valid block at the centre of tile (1, 2): inside that tile's core only
     cy = grid.row_origin(1) + 32
     cx = grid.col_origin(2) + 32
-    img[0, cy - 2:cy + 2, cx - 2:cx + 2] = 0.7
+    img[0, cy - 2 : cy + 2, cx - 2 : cx + 2] = 0.7
     src = write_raster(tmp_path / "in.tif", img)
     sent = []
     real = inference_scene.get_predictor
@@ -498,8 +552,7 @@ def test_tiles_without_valid_pixels_are_skipped(tmp_path, pointwise_file, monkey
         return lambda batch: sent.append(len(batch)) or predictor(batch)
 
     monkeypatch.setattr(inference_scene, "get_predictor", counting)
-    result = predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=64,
-                           overlap=16)
+    result = predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=64, overlap=16)
     assert result["tiles_total"] == grid.tiles_total
     assert result["tiles_predicted"] == 1 == sum(sent)
     assert result["tiles_skipped"] == grid.tiles_total - 1
@@ -508,8 +561,9 @@ def test_tiles_without_valid_pixels_are_skipped(tmp_path, pointwise_file, monkey
 
     empty = write_raster(tmp_path / "empty.tif", np.full((1, 50, 60), np.nan, np.float32))
     fb = Recorder()
-    result = predict_scene(pointwise_file, empty, str(tmp_path / "e.tif"), tile_size=32,
-                           feedback=fb)
+    result = predict_scene(
+        pointwise_file, empty, str(tmp_path / "e.tif"), tile_size=32, feedback=fb
+    )
     assert result["tiles_predicted"] == 0 and result["valid_pixels"] == 0
     assert (read(tmp_path / "e.tif") == 0).all()
     assert any("no valid pixel" in w for w in fb.warnings)
@@ -517,17 +571,25 @@ def test_tiles_without_valid_pixels_are_skipped(tmp_path, pointwise_file, monkey
 
 # --------------------------------------------------------------------------- TTA
 
+
 def ramp_scene(rows, cols):
     """A position-dependent band: every pixel a different value in 0..1."""
-    return (np.arange(rows * cols, dtype=np.float32).reshape(1, rows, cols) / (rows * cols))
+    return np.arange(rows * cols, dtype=np.float32).reshape(1, rows, cols) / (rows * cols)
 
 
 @pytest.mark.parametrize("tta", [1, 2, 4, 8])
 def test_tta_inverts_transforms_with_position_dependent_input(tmp_path, pointwise_file, tta):
     img = ramp_scene(70, 90)
     src = write_raster(tmp_path / "in.tif", img)
-    predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), str(tmp_path / "p.tif"),
-                  tile_size=32, tta=tta, probability_dtype="float32")
+    predict_scene(
+        pointwise_file,
+        src,
+        str(tmp_path / "c.tif"),
+        str(tmp_path / "p.tif"),
+        tile_size=32,
+        tta=tta,
+        probability_dtype="float32",
+    )
     probs = read(tmp_path / "p.tif")
     expected = sigmoid(16.0 * (img[0] - 0.5))  # the pixel's own value: any misplacement shows
     np.testing.assert_allclose(probs[0], expected, atol=2e-6)
@@ -539,11 +601,22 @@ def test_tta_averages_transformed_predictions_of_an_asymmetric_model(tmp_path):
     src = write_raster(tmp_path / "in.tif", img)
     x = img[0]
     right, left, down, up = shift_expectations(x)
-    expected = {1: right, 2: (right + left) / 2, 4: (right + left + up + down) / 4,
-                8: (right + left + up + down) / 4}
+    expected = {
+        1: right,
+        2: (right + left) / 2,
+        4: (right + left + up + down) / 4,
+        8: (right + left + up + down) / 4,
+    }
     for tta, want in expected.items():
-        predict_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
-                      tile_size=32, tta=tta, probability_dtype="float32")
+        predict_scene(
+            path,
+            src,
+            str(tmp_path / f"c{tta}.tif"),
+            str(tmp_path / f"p{tta}.tif"),
+            tile_size=32,
+            tta=tta,
+            probability_dtype="float32",
+        )
         got = read(tmp_path / f"p{tta}.tif")[0]
         np.testing.assert_allclose(got[1:-1, 1:-1], want, atol=2e-6, err_msg=f"TTA {tta}")
 
@@ -560,9 +633,17 @@ def test_portable_predictor_runs_whole_tiles_with_the_expected_tta(tmp_path, mon
     sent = record_model_calls(monkeypatch)
     for tta, want in expected.items():
         sent.clear()
-        run_scene(path, src, str(tmp_path / f"c{tta}.tif"), str(tmp_path / f"p{tta}.tif"),
-                  tile_size=32, tta=tta, batch_size=3, probability_dtype="float32",
-                  portable=True)
+        run_scene(
+            path,
+            src,
+            str(tmp_path / f"c{tta}.tif"),
+            str(tmp_path / f"p{tta}.tif"),
+            tile_size=32,
+            tta=tta,
+            batch_size=3,
+            probability_dtype="float32",
+            portable=True,
+        )
         assert {shape[1:3] for shape in sent} == {(32, 32)}  # whole tiles, never cut
         assert sent[-1][0] < 3  # a last, smaller batch (padded inside the predictor)
         got = read(tmp_path / f"p{tta}.tif")[0][1:-1, 1:-1]
@@ -572,6 +653,7 @@ def test_portable_predictor_runs_whole_tiles_with_the_expected_tta(tmp_path, mon
 
 # --------------------------------------------------------------------------- bands, checks
 
+
 def test_band_selection_matches_scene_of_those_bands(tmp_path):
     import keras
 
@@ -579,17 +661,30 @@ def test_band_selection_matches_scene_of_those_bands(tmp_path):
 
     keras.utils.set_random_seed(5)
     net = build_unet(2, 2, filters=4, depth=1, dropout=0.0)
-    picked = save(net, tmp_path / "b24.keras", 2, depth=1, bands=[2, 4], n_bands=4,
-                  low=100.0, high=900.0)
+    picked = save(
+        net, tmp_path / "b24.keras", 2, depth=1, bands=[2, 4], n_bands=4, low=100.0, high=900.0
+    )
     plain = save(net, tmp_path / "plain.keras", 2, depth=1, low=100.0, high=900.0)
     rng = np.random.default_rng(6)
     four = (rng.random((4, 90, 70)) * 1000).astype(np.uint16)
     src4 = write_raster(tmp_path / "four.tif", four)
     src2 = write_raster(tmp_path / "two.tif", four[[1, 3]])
-    predict_scene(picked, src4, str(tmp_path / "a.tif"), str(tmp_path / "pa.tif"),
-                  tile_size=32, probability_dtype="float32")
-    predict_scene(plain, src2, str(tmp_path / "b.tif"), str(tmp_path / "pb.tif"),
-                  tile_size=32, probability_dtype="float32")
+    predict_scene(
+        picked,
+        src4,
+        str(tmp_path / "a.tif"),
+        str(tmp_path / "pa.tif"),
+        tile_size=32,
+        probability_dtype="float32",
+    )
+    predict_scene(
+        plain,
+        src2,
+        str(tmp_path / "b.tif"),
+        str(tmp_path / "pb.tif"),
+        tile_size=32,
+        probability_dtype="float32",
+    )
     np.testing.assert_array_equal(read(tmp_path / "a.tif"), read(tmp_path / "b.tif"))
     np.testing.assert_array_equal(read(tmp_path / "pa.tif"), read(tmp_path / "pb.tif"))
 
@@ -638,15 +733,14 @@ def test_pixel_size_or_crs_units_far_from_training_warn(tmp_path, pointwise_file
     predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32, feedback=fb)
     assert any("pixel size" in w for w in fb.warnings)
     assert fb.fractions and fb.fractions[-1] == 1.0
-    geographic = write_raster(tmp_path / "geo.tif", ramp_scene(40, 40), res=0.0001,
-                              crs="EPSG:4326")
+    geographic = write_raster(tmp_path / "geo.tif", ramp_scene(40, 40), res=0.0001, crs="EPSG:4326")
     fb = Recorder()
-    predict_scene(pointwise_file, geographic, str(tmp_path / "g.tif"), tile_size=32,
-                  feedback=fb)
+    predict_scene(pointwise_file, geographic, str(tmp_path / "g.tif"), tile_size=32, feedback=fb)
     assert any("degree" in w and "metre" in w for w in fb.warnings)
 
 
 # --------------------------------------------------------------------------- cancel, cache
+
 
 def test_cancel_mid_run_leaves_no_output(tmp_path, unet_file):
     src = write_raster(tmp_path / "in.tif", smooth_scene(np.random.default_rng(7), 3, 200, 200))
@@ -673,10 +767,23 @@ def test_model_cache_loads_once_for_a_batch_of_scenes(tmp_path, pointwise_file):
 
 def test_mixed_precision_close_to_float32(tmp_path, unet_file):
     src = write_raster(tmp_path / "in.tif", smooth_scene(np.random.default_rng(8), 3, 64, 64))
-    predict_scene(unet_file, src, str(tmp_path / "a.tif"), str(tmp_path / "pa.tif"),
-                  tile_size=32, probability_dtype="float32")
-    predict_scene(unet_file, src, str(tmp_path / "b.tif"), str(tmp_path / "pb.tif"),
-                  tile_size=32, probability_dtype="float32", precision="mixed_bfloat16")
+    predict_scene(
+        unet_file,
+        src,
+        str(tmp_path / "a.tif"),
+        str(tmp_path / "pa.tif"),
+        tile_size=32,
+        probability_dtype="float32",
+    )
+    predict_scene(
+        unet_file,
+        src,
+        str(tmp_path / "b.tif"),
+        str(tmp_path / "pb.tif"),
+        tile_size=32,
+        probability_dtype="float32",
+        precision="mixed_bfloat16",
+    )
     a, b = read(tmp_path / "pa.tif"), read(tmp_path / "pb.tif")
     assert np.abs(a - b).mean() < 0.05
     assert (read(tmp_path / "a.tif") == read(tmp_path / "b.tif")).mean() > 0.9

@@ -37,8 +37,9 @@ def test_numbers_booleans_and_paths_are_checked_with_their_names():
 
 
 def test_check_fills_defaults_refuses_unknown_and_missing():
-    values = TRAIN.check(dict(images=["a.tif"], masks=["m.tif"], class_names="a,b",
-                              output_model="m.keras"))
+    values = TRAIN.check(
+        dict(images=["a.tif"], masks=["m.tif"], class_names="a,b", output_model="m.keras")
+    )
     assert values["epochs"] == 20 and values["lr_schedule"] == "cosine"
     assert values["early_stopping_patience"] == 8 and values["seed"] is None
     with pytest.raises(CoreError, match="Unknown parameter.*epoch\\b"):
@@ -55,9 +56,15 @@ def test_a_parameter_is_declared_once():
 def test_cli_has_one_option_per_parameter_with_schema_defaults():
     parser = build_parser()
     for job in (j for j in JOBS if j.function):
-        args = parser.parse_args([job.name] + [
-            arg for p in job.params if p.required and p.cli
-            for arg in (f"--{p.name.lower().replace('_', '-')}", "x")])
+        args = parser.parse_args(
+            [job.name]
+            + [
+                arg
+                for p in job.params
+                if p.required and p.cli
+                for arg in (f"--{p.name.lower().replace('_', '-')}", "x")
+            ]
+        )
         for p in job.params:
             if p.cli and not p.required:
                 assert getattr(args, p.key) == p.default, (job.name, p.name)
@@ -65,14 +72,19 @@ def test_cli_has_one_option_per_parameter_with_schema_defaults():
 
 def test_cli_refuses_a_choice_that_is_not_allowed(capsys):
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["predict", "--model", "m", "--input", "i", "--output", "o",
-                                   "--tta", "3"])
+        build_parser().parse_args(
+            ["predict", "--model", "m", "--input", "i", "--output", "o", "--tta", "3"]
+        )
     assert "TTA must be one of 1, 2, 4, 8" in capsys.readouterr().err
 
 
 def test_train_help_lists_every_train_parameter():
-    help_text = subprocess.run([sys.executable, "-m", "wetland_unet_plugin.core", "train",
-                                "--help"], capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "wetland_unet_plugin.core", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for p in TRAIN.params:
         assert f"--{p.name.lower().replace('_', '-')}" in help_text, p.name
     assert "--time-limit" in help_text and "--lr-schedule {plateau,cosine}" in help_text

@@ -41,8 +41,17 @@ NAMES = "water,wetland,forest"
 #: A tiny, fast configuration (about 1 s per epoch on 2 cores after tracing). XLA is off:
 #: its compilation (about 10 s) outweighs a tiny model's whole training; the shared
 #: ``trained`` model and the seed test train with it, as the default does.
-TINY = dict(patch_size=32, batch_size=8, train_size=160, val_size=32, epochs=3, filters=8,
-            depth=2, learning_rate=3e-3, xla=False)
+TINY = dict(
+    patch_size=32,
+    batch_size=8,
+    train_size=160,
+    val_size=32,
+    epochs=3,
+    filters=8,
+    depth=2,
+    learning_rate=3e-3,
+    xla=False,
+)
 
 
 class Recorder(Feedback):
@@ -82,10 +91,17 @@ def trained(scenes):
     """One tiny training with a report and a CSV log, shared by several tests."""
     folder = scenes["folder"]
     feedback = Recorder()
-    result = train_model([scenes["train"]], [scenes["train_mask"]], NAMES,
-                         str(folder / "model.keras"), str(folder / "report.html"), seed=3,
-                         csv_log=str(folder / "log.csv"), feedback=feedback,
-                         **dict(TINY, xla=True))
+    result = train_model(
+        [scenes["train"]],
+        [scenes["train_mask"]],
+        NAMES,
+        str(folder / "model.keras"),
+        str(folder / "report.html"),
+        seed=3,
+        csv_log=str(folder / "log.csv"),
+        feedback=feedback,
+        **dict(TINY, xla=True),
+    )
     return result, feedback
 
 
@@ -108,6 +124,7 @@ def _no_outputs(folder, *paths) -> None:
 
 # --- training -------------------------------------------------------------------------------
 
+
 def test_model_learns_and_generalises_to_a_separate_scene(scenes, trained):
     result, feedback = trained
     assert result["epochs_run"] == 3 and not result["canceled"]
@@ -119,7 +136,7 @@ def test_model_learns_and_generalises_to_a_separate_scene(scenes, trained):
     assert any(line.startswith("U-Net:") and "spectral skip" in line for line in feedback.lines)
     meta = read_metadata(result["output_model"])
     assert meta["training"]["xla"] is True
-    assert meta["spectral_skip"] is True                        # the default
+    assert meta["spectral_skip"] is True  # the default
     assert feedback.fractions[-1] == 1.0
     assert all(b >= a - 1e-9 for a, b in zip(feedback.fractions, feedback.fractions[1:]))
 
@@ -140,15 +157,18 @@ def test_metadata_round_trip(scenes, trained):
     assert len(meta["history"]["loss"]) == len(meta["history"]["val_loss"]) == 3
     assert np.array(meta["validation"]["confusion_matrix"]).shape == (3, 3)
     assert meta["validation"]["scores"]["overall_accuracy"] == pytest.approx(
-        result["validation"]["overall_accuracy"])
-    assert "median" in meta["class_weights"]["formula"] and len(
-        meta["class_weights"]["values"]) == 3
-    assert meta["data"]["pixels_per_class"] == [int((scenes["train_map"] == c).sum())
-                                                for c in (1, 2, 3)]
+        result["validation"]["overall_accuracy"]
+    )
+    assert (
+        "median" in meta["class_weights"]["formula"] and len(meta["class_weights"]["values"]) == 3
+    )
+    assert meta["data"]["pixels_per_class"] == [
+        int((scenes["train_map"] == c).sum()) for c in (1, 2, 3)
+    ]
     assert meta["training"]["seed"] == 3 and meta["training"]["train_size"] == 160
     assert {"tensorflow", "keras", "numpy", "rasterio", "python"} <= set(meta["versions"])
     assert meta["training_time_s"] > 0 and meta["created"]
-    json.dumps(meta, allow_nan=False)          # strict JSON: no NaN anywhere
+    json.dumps(meta, allow_nan=False)  # strict JSON: no NaN anywhere
     json.dumps(result, allow_nan=False)
     assert loaded.keras_model.output_shape[-1] == 3
 
@@ -156,7 +176,7 @@ def test_metadata_round_trip(scenes, trained):
 def test_report_and_csv_log(trained):
     result, _ = trained
     text = open(result["output_report"], encoding="utf-8").read()
-    assert text.count("data:image/png;base64,") >= 2           # curves + confusion matrix
+    assert text.count("data:image/png;base64,") >= 2  # curves + confusion matrix
     for needle in ("wetland", "IoU", "median", "Parameters", "Data"):
         assert needle in text
     log = open(os.path.join(os.path.dirname(result["output_model"]), "log.csv")).read()
@@ -179,11 +199,14 @@ def test_same_seed_gives_identical_weights_with_xla(scenes, trained, tmp_path):
     """With XLA (the default; no op determinism then): the shared model, trained again."""
     result, _ = trained
     out = str(tmp_path / "again.keras")
-    train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out, seed=3,
-                **dict(TINY, xla=True))
+    train_model(
+        [scenes["train"]], [scenes["train_mask"]], NAMES, out, seed=3, **dict(TINY, xla=True)
+    )
     assert read_metadata(out)["training"]["xla"] is True
-    _assert_same_weights(load_model(result["output_model"]).keras_model.get_weights(),
-                         load_model(out).keras_model.get_weights())
+    _assert_same_weights(
+        load_model(result["output_model"]).keras_model.get_weights(),
+        load_model(out).keras_model.get_weights(),
+    )
 
 
 def _assert_same_weights(first, second) -> None:
@@ -210,6 +233,7 @@ def test_xla_compiles_the_training_step_on_cpu():
         assert compile_model(model, "categorical", 1e-3, xla=True).jit_compile is False
     finally:
         from tensorflow.python.framework import config as tf_config
+
         tf_config.disable_op_determinism()
 
 
@@ -224,8 +248,15 @@ def test_onehot_masks_binary_loss_and_unlabelled_garbage(scenes, tmp_path):
     labels = class_map.copy()
     labels[:, :64] = 0
     mask = write_onehot_mask(str(tmp_path / "mask.tif"), labels, str(tmp_path / "img.tif"))
-    result = train_model([str(tmp_path / "img.tif")], [mask], NAMES, str(tmp_path / "b.keras"),
-                         loss="binary", seed=2, **dict(TINY, epochs=5))
+    result = train_model(
+        [str(tmp_path / "img.tif")],
+        [mask],
+        NAMES,
+        str(tmp_path / "b.keras"),
+        loss="binary",
+        seed=2,
+        **dict(TINY, epochs=5),
+    )
     meta = read_metadata(result["output_model"])
     assert meta["activation"] == "sigmoid" and meta["loss"] == "binary"
     assert meta["data"]["images"][0]["mask_kind"] == "onehot"
@@ -254,31 +285,63 @@ def test_fine_tune_from_init_model(scenes, trained, tmp_path):
     result, _ = trained
     init = read_metadata(result["output_model"])
     out = str(tmp_path / "tuned.keras")
-    train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out, init_model=
-                result["output_model"], seed=4, **dict(TINY, epochs=1, filters=16, depth=3))
+    train_model(
+        [scenes["train"]],
+        [scenes["train_mask"]],
+        NAMES,
+        out,
+        init_model=result["output_model"],
+        seed=4,
+        **dict(TINY, epochs=1, filters=16, depth=3),
+    )
     meta = read_metadata(out)
     assert meta["training"]["init_model"] == result["output_model"]
     assert meta["normalization"] == init["normalization"]
-    assert (meta["filters"], meta["depth"]) == (8, 2)          # the init model's architecture
+    assert (meta["filters"], meta["depth"]) == (8, 2)  # the init model's architecture
     assert meta["spectral_skip"] is True
     # A model without the spectral skip stays without it when fine-tuned (asked for or not).
     plain = str(tmp_path / "plain.keras")
-    train_model([scenes["train"]], [scenes["train_mask"]], NAMES, plain, seed=4,
-                **dict(TINY, epochs=1, spectral_skip=False))
+    train_model(
+        [scenes["train"]],
+        [scenes["train_mask"]],
+        NAMES,
+        plain,
+        seed=4,
+        **dict(TINY, epochs=1, spectral_skip=False),
+    )
     plain_tuned = str(tmp_path / "plain_tuned.keras")
-    train_model([scenes["train"]], [scenes["train_mask"]], NAMES, plain_tuned, seed=4,
-                init_model=plain, **dict(TINY, epochs=1, spectral_skip=True))
+    train_model(
+        [scenes["train"]],
+        [scenes["train_mask"]],
+        NAMES,
+        plain_tuned,
+        seed=4,
+        init_model=plain,
+        **dict(TINY, epochs=1, spectral_skip=True),
+    )
     assert read_metadata(plain)["spectral_skip"] is False
     assert read_metadata(plain_tuned)["spectral_skip"] is False
     layer_names = {layer.name for layer in load_model(plain_tuned).keras_model.layers}
     assert "spectral_head" not in layer_names and "down0_conv1" in layer_names
     with pytest.raises(CoreError, match="INIT_MODEL .* 3 classes"):
-        train_model([scenes["train"]], [scenes["train_mask"]], "a,b,c,d",
-                    str(tmp_path / "x.keras"), init_model=result["output_model"], **TINY)
+        train_model(
+            [scenes["train"]],
+            [scenes["train_mask"]],
+            "a,b,c,d",
+            str(tmp_path / "x.keras"),
+            init_model=result["output_model"],
+            **TINY,
+        )
     with pytest.raises(CoreError, match="BANDS"):
-        train_model([scenes["train"]], [scenes["train_mask"]], NAMES,
-                    str(tmp_path / "x.keras"), init_model=result["output_model"], bands="1,2",
-                    **TINY)
+        train_model(
+            [scenes["train"]],
+            [scenes["train_mask"]],
+            NAMES,
+            str(tmp_path / "x.keras"),
+            init_model=result["output_model"],
+            bands="1,2",
+            **TINY,
+        )
     _no_outputs(tmp_path, str(tmp_path / "x.keras"))
 
 
@@ -286,26 +349,41 @@ def test_cancel_keeps_best_model_so_far_or_nothing(scenes, tmp_path):
     out = str(tmp_path / "c.keras")
     feedback = Recorder(cancel_on="Epoch 1/")
     with pytest.raises(Canceled) as info:
-        train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out, seed=1,
-                    feedback=feedback, **dict(TINY, epochs=5))
+        train_model(
+            [scenes["train"]],
+            [scenes["train_mask"]],
+            NAMES,
+            out,
+            seed=1,
+            feedback=feedback,
+            **dict(TINY, epochs=5),
+        )
     assert os.path.exists(out) and info.value.result["canceled"]
     meta = read_metadata(out)
     assert meta["canceled"] and meta["epochs_run"] == 1 and meta["best_epoch"] == 1
 
     out2 = str(tmp_path / "c2.keras")
-    feedback = Recorder(cancel_on="U-Net:")                       # cancel in the first epoch
+    feedback = Recorder(cancel_on="U-Net:")  # cancel in the first epoch
     with pytest.raises(Canceled, match="no model was written"):
-        train_model([scenes["train"]], [scenes["train_mask"]], NAMES, out2, seed=1,
-                    feedback=feedback, **TINY)
+        train_model(
+            [scenes["train"]],
+            [scenes["train_mask"]],
+            NAMES,
+            out2,
+            seed=1,
+            feedback=feedback,
+            **TINY,
+        )
     _no_outputs(tmp_path, out2)
 
 
 # --- the loss and the data pipeline ------------------------------------------------------------
 
+
 def test_loss_ignores_unlabelled_pixels():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, (2, 8, 8))
-    y_true = np.eye(4, dtype=np.float32)[labels][..., 1:]          # label 0 -> all zeros
+    y_true = np.eye(4, dtype=np.float32)[labels][..., 1:]  # label 0 -> all zeros
     weights = np.array([0.0, 1.0, 2.0, 0.5], np.float32)[labels]
     y_pred = rng.dirichlet(np.ones(3), (2, 8, 8)).astype(np.float32)
     changed = y_pred.copy()
@@ -366,8 +444,7 @@ def test_patches_come_from_separate_regions_and_datasets_weight_labels(scenes):
         a = sampler.patch("val", 3, VAL_STREAM)
         b = sampler.patch("val", 3, VAL_STREAM)
         np.testing.assert_array_equal(a[0], b[0])
-        dataset = make_dataset(sampler, "val", 4, 3, [1.0, 2.0, 3.0], count=8,
-                               stream=VAL_STREAM)
+        dataset = make_dataset(sampler, "val", 4, 3, [1.0, 2.0, 3.0], count=8, stream=VAL_STREAM)
         batches = list(dataset.as_numpy_iterator())
         assert len(batches) == 2
         x, y, w = batches[0]
@@ -378,8 +455,23 @@ def test_patches_come_from_separate_regions_and_datasets_weight_labels(scenes):
 
 
 def test_short_wide_image_is_split_along_columns():
-    pair = PairInfo(0, "img.tif", "mask.tif", 200, 64, 4, "float32", None, 1, None,
-                    "classes", "", "", (3.0, 3.0), [])
+    pair = PairInfo(
+        0,
+        "img.tif",
+        "mask.tif",
+        200,
+        64,
+        4,
+        "float32",
+        None,
+        1,
+        None,
+        "classes",
+        "",
+        "",
+        (3.0, 3.0),
+        [],
+    )
     split_regions(pair, 32, 0.25)
     assert pair.split == "columns"
     assert pair.train.as_list() == [0, 64, 0, 134] and pair.val.as_list() == [0, 64, 150, 200]
@@ -401,27 +493,34 @@ def test_dihedral_gives_eight_distinct_transforms():
     assert len(outs) == 8
     stack = np.stack([a, a * 2], axis=-1)
     for k in range(8):
-        np.testing.assert_array_equal(dihedral.augment(stack, k)[..., 1],
-                                      dihedral.augment(a, k) * 2)
+        np.testing.assert_array_equal(
+            dihedral.augment(stack, k)[..., 1], dihedral.augment(a, k) * 2
+        )
 
 
 def test_auto_class_weights_median_frequency():
     weights = auto_class_weights([100, 300, 600, 0])
     assert weights[1] == pytest.approx(1.0) and weights[0] == pytest.approx(3.0)
     assert weights[2] == pytest.approx(0.5) and weights[3] == 1.0
-    assert max(auto_class_weights([1, 10 ** 6, 10 ** 6])) == 10.0
+    assert max(auto_class_weights([1, 10**6, 10**6])) == 10.0
 
 
 # --- bad inputs: a CoreError that says what to do, and no model file ----------------------------
 
 # --- validation split by whole images, radiometric jitter, cosine schedule ----------------
 
+
 def test_validation_images_are_spread_and_leave_training_images():
-    for n, fraction, expected in ((12, 0.25, [2, 6, 10]), (2, 0.25, [1]), (2, 0.9, [1]),
-                                  (5, 0.9, [0, 1, 3, 4]), (10, 0.1, [5])):
+    for n, fraction, expected in (
+        (12, 0.25, [2, 6, 10]),
+        (2, 0.25, [1]),
+        (2, 0.9, [1]),
+        (5, 0.9, [0, 1, 3, 4]),
+        (10, 0.1, [5]),
+    ):
         held = validation_image_indices(n, fraction)
         assert held == expected
-        n_val = min(max(1, round(n * fraction)), n - 1)        # at least 1, never all
+        n_val = min(max(1, round(n * fraction)), n - 1)  # at least 1, never all
         assert len(held) == n_val and len(set(held)) == n_val
         assert all(0 <= i < n for i in held)
 
@@ -431,22 +530,25 @@ def test_image_split_keeps_training_and_validation_pixels_disjoint(tmp_path):
     for seed in (1, 2, 3, 4):
         image = str(tmp_path / f"img{seed}.tif")
         class_map = make_scene(image, 96, 80, seed=seed)
-        paths.append((image, write_mask(str(tmp_path / f"mask{seed}.tif"), class_map, image),
-                      class_map))
+        paths.append(
+            (image, write_mask(str(tmp_path / f"mask{seed}.tif"), class_map, image), class_map)
+        )
     pairs, bands = check_pairs([p[0] for p in paths], [p[1] for p in paths], 3)
-    split_images(pairs, 32, 0.25)                          # 1 of 4 images: index 2
-    assert [p.split for p in pairs] == ["training image"] * 2 + ["validation image",
-                                                                 "training image"]
+    split_images(pairs, 32, 0.25)  # 1 of 4 images: index 2
+    assert [p.split for p in pairs] == ["training image"] * 2 + [
+        "validation image",
+        "training image",
+    ]
     rng = np.random.default_rng(0)
     scans = [scan_mask(p, 3, rng, keep_labels=True) for p in pairs]
     for pair, scan, (_, _, class_map) in zip(pairs, scans, paths):
         whole = [int((class_map == c).sum()) for c in (0, 1, 2, 3)]
         assert scan.counts.tolist() == whole
-        if pair.train is None:                             # the validation image, whole
+        if pair.train is None:  # the validation image, whole
             assert pair.val.as_list() == [0, 80, 0, 96]
             assert scan.train_counts.sum() == 0 and scan.val_counts.tolist() == whole
             assert not any(key[0] == "train" for key in scan.pools)
-        else:                                              # training images, whole
+        else:  # training images, whole
             assert pair.val is None and pair.train.as_list() == [0, 80, 0, 96]
             assert scan.val_counts.sum() == 0 and scan.train_counts.tolist() == whole
             assert not any(key[0] == "val" for key in scan.pools)
@@ -466,8 +568,23 @@ def test_image_split_keeps_training_and_validation_pixels_disjoint(tmp_path):
 
 
 def test_image_split_needs_two_images():
-    pair = PairInfo(0, "img.tif", "mask.tif", 200, 64, 4, "float32", None, 1, None,
-                    "classes", "", "", (3.0, 3.0), [])
+    pair = PairInfo(
+        0,
+        "img.tif",
+        "mask.tif",
+        200,
+        64,
+        4,
+        "float32",
+        None,
+        1,
+        None,
+        "classes",
+        "",
+        "",
+        (3.0, 3.0),
+        [],
+    )
     with pytest.raises(CoreError, match="at least two image/mask pairs"):
         split_images([pair], 32, 0.25)
 
@@ -475,28 +592,28 @@ def test_image_split_needs_two_images():
 def test_radiometric_jitter_is_a_bounded_gain_and_offset_per_band():
     rng = np.random.default_rng(4)
     image = rng.uniform(-0.5, 1.5, (32, 32, 4)).astype(np.float32)
-    image[:5, :5] = 0.0                                    # invalid pixels (all bands 0)
+    image[:5, :5] = 0.0  # invalid pixels (all bands 0)
     before = image.copy()
     amount = 0.05
     gains, offsets = [], []
     for seed in range(20):
         out = radiometric_jitter(image, amount, np.random.default_rng(seed))
-        np.testing.assert_array_equal(image, before)       # the input is not modified
+        np.testing.assert_array_equal(image, before)  # the input is not modified
         assert out.dtype == np.float32 and out.shape == image.shape
-        assert (out[:5, :5] == 0).all()                    # invalid pixels stay 0
+        assert (out[:5, :5] == 0).all()  # invalid pixels stay 0
         valid = np.ones((32, 32), bool)
         valid[:5, :5] = False
         for b in range(4):
             x, y = image[..., b][valid], out[..., b][valid]
             gain, offset = np.polyfit(x.astype(np.float64), y.astype(np.float64), 1)
-            np.testing.assert_allclose(y, gain * x + offset, atol=1e-5)   # exactly affine
+            np.testing.assert_allclose(y, gain * x + offset, atol=1e-5)  # exactly affine
             assert abs(gain - 1) <= amount + 1e-6 and abs(offset) <= amount + 1e-6
             # band statistics move by bounded amounts
             assert abs(y.mean() - x.mean()) <= amount * abs(x.mean()) + amount + 1e-5
             assert abs(y.std() / x.std() - 1) <= amount + 1e-5
             gains.append(gain)
             offsets.append(offset)
-    assert np.std(gains) > amount / 5 and np.std(offsets) > amount / 5    # really random
+    assert np.std(gains) > amount / 5 and np.std(offsets) > amount / 5  # really random
 
 
 def test_jittered_patches_keep_their_labels(scenes):
@@ -507,7 +624,7 @@ def test_jittered_patches_keep_their_labels(scenes):
         for i in range(10):
             x0, y0 = plain.patch("train", i, TRAIN_STREAM, augment=True)
             x1, y1 = jittery.patch("train", i, TRAIN_STREAM, augment=True)
-            np.testing.assert_array_equal(y0, y1)          # same patch, same labels
+            np.testing.assert_array_equal(y0, y1)  # same patch, same labels
             for b in range(x0.shape[-1]):
                 gain, offset = np.polyfit(x0[..., b].ravel(), x1[..., b].ravel(), 1)
                 np.testing.assert_allclose(x1[..., b], gain * x0[..., b] + offset, atol=1e-5)
@@ -534,14 +651,15 @@ def _cosine(progress, lr):
 def test_cosine_schedule_follows_the_formula():
     lr = 0.002
     for progress in (0.0, 0.01, 0.025, 0.049, 0.05, 0.1, 0.3, 0.525, 0.8, 0.99, 1.0):
-        assert cosine_rate(progress, lr) == pytest.approx(_cosine(progress, lr), rel=1e-12,
-                                                          abs=1e-15)
+        assert cosine_rate(progress, lr) == pytest.approx(
+            _cosine(progress, lr), rel=1e-12, abs=1e-15
+        )
     assert cosine_rate(0.05, lr) == pytest.approx(lr)
-    assert cosine_rate(0.525, lr) == pytest.approx(lr * (0.01 + 0.99 * 0.5))   # half-way
+    assert cosine_rate(0.525, lr) == pytest.approx(lr * (0.01 + 0.99 * 0.5))  # half-way
     assert cosine_rate(1.0, lr) == pytest.approx(lr * 0.01)
     assert cosine_rate(1.7, lr) == cosine_rate(1.0, lr) and cosine_rate(-1, lr) == 0.0
     rates = [cosine_rate(k / 100, lr) for k in range(5, 101)]
-    assert all(b <= a for a, b in zip(rates, rates[1:]))            # decays monotonically
+    assert all(b <= a for a, b in zip(rates, rates[1:]))  # decays monotonically
     # progress of step k (0-based) of N: (k + 1) / N, or the share of the time limit used
     assert schedule_progress(0, 200) == pytest.approx(1 / 200)
     assert schedule_progress(99, 200) == pytest.approx(0.5)
@@ -552,12 +670,20 @@ def test_cosine_schedule_follows_the_formula():
 
 def test_training_with_image_split_cosine_schedule_and_jitter(scenes, tmp_path):
     feedback = Recorder()
-    kwargs = dict(TINY, train_size=64, val_size=16, epochs=3, seed=2)   # 8 steps per epoch
-    result = train_model([scenes["train"], scenes["eval"]],
-                         [scenes["train_mask"], scenes["eval_mask"]], NAMES,
-                         str(tmp_path / "m.keras"), val_split="images", lr_schedule="cosine",
-                         jitter=0.05, dropout=0.0, reduce_lr_patience=1, feedback=feedback,
-                         **kwargs)
+    kwargs = dict(TINY, train_size=64, val_size=16, epochs=3, seed=2)  # 8 steps per epoch
+    result = train_model(
+        [scenes["train"], scenes["eval"]],
+        [scenes["train_mask"], scenes["eval_mask"]],
+        NAMES,
+        str(tmp_path / "m.keras"),
+        val_split="images",
+        lr_schedule="cosine",
+        jitter=0.05,
+        dropout=0.0,
+        reduce_lr_patience=1,
+        feedback=feedback,
+        **kwargs,
+    )
     meta = read_metadata(result["output_model"])
     training = meta["training"]
     assert training["val_split"] == "images" and training["lr_schedule"] == "cosine"
@@ -578,9 +704,16 @@ def test_training_with_image_split_cosine_schedule_and_jitter(scenes, tmp_path):
 def test_time_limit_stops_training_after_an_epoch(scenes, tmp_path):
     feedback = Recorder()
     kwargs = dict(TINY, train_size=16, val_size=8, epochs=4, filters=4, seed=2)
-    result = train_model([scenes["train"]], [scenes["train_mask"]], NAMES,
-                         str(tmp_path / "m.keras"), time_limit=1e-4, lr_schedule="cosine",
-                         feedback=feedback, **kwargs)      # 6 ms: one epoch, then stop
+    result = train_model(
+        [scenes["train"]],
+        [scenes["train_mask"]],
+        NAMES,
+        str(tmp_path / "m.keras"),
+        time_limit=1e-4,
+        lr_schedule="cosine",
+        feedback=feedback,
+        **kwargs,
+    )  # 6 ms: one epoch, then stop
     assert result["epochs_run"] == 1 and result["stopped_early"]
     meta = read_metadata(result["output_model"])
     assert meta["training"]["time_limit_min"] == 1e-4
@@ -591,9 +724,15 @@ def test_time_limit_stops_training_after_an_epoch(scenes, tmp_path):
 
 
 def _write(path, array, like=None, **profile):
-    base = dict(driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0],
-                dtype=str(array.dtype), crs="EPSG:32618",
-                transform=from_origin(500000.0, 4500000.0, 3.0, 3.0))
+    base = dict(
+        driver="GTiff",
+        width=array.shape[2],
+        height=array.shape[1],
+        count=array.shape[0],
+        dtype=str(array.dtype),
+        crs="EPSG:32618",
+        transform=from_origin(500000.0, 4500000.0, 3.0, 3.0),
+    )
     base.update(profile)
     with rasterio.open(path, "w", **base) as dst:
         dst.write(array)
@@ -606,17 +745,23 @@ def bad(scenes, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad")
     d = {"folder": folder}
     train_map = scenes["train_map"]
-    d["shifted_mask"] = _write(str(folder / "shifted.tif"), train_map[None],
-                               transform=from_origin(500003.0, 4500000.0, 3.0, 3.0))
-    d["mask_values"] = _write(str(folder / "values.tif"),
-                              np.where(train_map == 3, 5, train_map).astype(np.uint8)[None])
+    d["shifted_mask"] = _write(
+        str(folder / "shifted.tif"),
+        train_map[None],
+        transform=from_origin(500003.0, 4500000.0, 3.0, 3.0),
+    )
+    d["mask_values"] = _write(
+        str(folder / "values.tif"), np.where(train_map == 3, 5, train_map).astype(np.uint8)[None]
+    )
     d["image8"] = str(folder / "img8.tif")
     make_scene(d["image8"], 160, 160, n_bands=8, seed=1)
     d["empty_mask"] = _write(str(folder / "empty.tif"), np.zeros((1, 160, 160), np.uint8))
-    d["nodata_image"] = _write(str(folder / "nodata.tif"), np.full((4, 160, 160), -1, np.float32),
-                               nodata=-1)
-    d["two_band_mask"] = _write(str(folder / "twoband.tif"),
-                                np.stack([train_map, train_map]).astype(np.uint8))
+    d["nodata_image"] = _write(
+        str(folder / "nodata.tif"), np.full((4, 160, 160), -1, np.float32), nodata=-1
+    )
+    d["two_band_mask"] = _write(
+        str(folder / "twoband.tif"), np.stack([train_map, train_map]).astype(np.uint8)
+    )
     top_only = train_map.copy()
     top_only[100:] = 0
     d["top_only_mask"] = _write(str(folder / "top.tif"), top_only.astype(np.uint8)[None])
@@ -627,44 +772,66 @@ def bad(scenes, tmp_path_factory):
 
 
 BAD_CASES = {
-    "count mismatch": (lambda s, b: dict(images=[s["train"], s["eval"]],
-                                         masks=[s["train_mask"]]), "2 IMAGES but 1 MASKS"),
-    "different grids": (lambda s, b: dict(masks=[b["shifted_mask"]]),
-                        "not on the same pixel grid.*wetlandunet:alignpair"),
-    "mask values above N": (lambda s, b: dict(masks=[b["mask_values"]]),
-                            "values that are not class ids: 5.*CLASS_NAMES"),
-    "band counts differ": (lambda s, b: dict(images=[s["train"], b["image8"]],
-                                             masks=[s["train_mask"], s["train_mask"]]),
-                           "different band counts"),
+    "count mismatch": (
+        lambda s, b: dict(images=[s["train"], s["eval"]], masks=[s["train_mask"]]),
+        "2 IMAGES but 1 MASKS",
+    ),
+    "different grids": (
+        lambda s, b: dict(masks=[b["shifted_mask"]]),
+        "not on the same pixel grid.*wetlandunet:alignpair",
+    ),
+    "mask values above N": (
+        lambda s, b: dict(masks=[b["mask_values"]]),
+        "values that are not class ids: 5.*CLASS_NAMES",
+    ),
+    "band counts differ": (
+        lambda s, b: dict(
+            images=[s["train"], b["image8"]], masks=[s["train_mask"], s["train_mask"]]
+        ),
+        "different band counts",
+    ),
     "bands out of range": (lambda s, b: dict(bands="1,5"), "BANDS 5 out of range.*1..4"),
     "band zero": (lambda s, b: dict(bands="0,1"), "BANDS 0 out of range.*start at 1"),
     "patch not multiple": (lambda s, b: dict(patch_size=30), "not a multiple of 2\\*\\*DEPTH"),
-    "patch larger than image": (lambda s, b: dict(patch_size=192),
-                                "PATCH_SIZE 192 is larger than the image"),
+    "patch larger than image": (
+        lambda s, b: dict(patch_size=192),
+        "PATCH_SIZE 192 is larger than the image",
+    ),
     "no labelled pixels": (lambda s, b: dict(masks=[b["empty_mask"]]), "no labelled pixels"),
-    "all-nodata image": (lambda s, b: dict(images=[b["nodata_image"]]),
-                         "no valid pixel.*cleaninvalid"),
+    "all-nodata image": (
+        lambda s, b: dict(images=[b["nodata_image"]]),
+        "no valid pixel.*cleaninvalid",
+    ),
     "mask band count": (lambda s, b: dict(masks=[b["two_band_mask"]]), "has 2 bands"),
-    "no labels in validation strip": (lambda s, b: dict(masks=[b["top_only_mask"]]),
-                                      "validation strips.*VAL_FRACTION"),
+    "no labels in validation strip": (
+        lambda s, b: dict(masks=[b["top_only_mask"]]),
+        "validation strips.*VAL_FRACTION",
+    ),
     "image too small for a validation strip": (
         lambda s, b: dict(images=[b["small"]], masks=[b["small_mask"]]),
-        "too small for a training part and a separate validation strip"),
-    "report overwrites an input": (lambda s, b: dict(output_report=s["train"]),
-                                   "is also an input"),
-    "model extension": (lambda s, b: dict(output_model=str(b["folder"] / "model.h5")),
-                        "must end in .keras"),
+        "too small for a training part and a separate validation strip",
+    ),
+    "report overwrites an input": (lambda s, b: dict(output_report=s["train"]), "is also an input"),
+    "model extension": (
+        lambda s, b: dict(output_model=str(b["folder"] / "model.h5")),
+        "must end in .keras",
+    ),
     "class weights count": (lambda s, b: dict(class_weights="1,2"), "CLASS_WEIGHTS has 2"),
     "class colours": (lambda s, b: dict(class_colors="#ff0000"), "CLASS_COLORS has 1"),
     "val fraction": (lambda s, b: dict(val_fraction=0), "VAL_FRACTION must be above 0"),
-    "missing image": (lambda s, b: dict(images=[str(b["folder"] / "nope.tif")]),
-                      "does not exist"),
-    "image split of one image": (lambda s, b: dict(val_split="images"),
-                                 "at least two image/mask pairs"),
+    "missing image": (lambda s, b: dict(images=[str(b["folder"] / "nope.tif")]), "does not exist"),
+    "image split of one image": (
+        lambda s, b: dict(val_split="images"),
+        "at least two image/mask pairs",
+    ),
     "no labels in validation images": (
-        lambda s, b: dict(images=[s["train"], s["train"]], val_split="images",
-                          masks=[s["train_mask"], b["empty_mask"]]),
-        "validation images.*VAL_SPLIT"),
+        lambda s, b: dict(
+            images=[s["train"], s["train"]],
+            val_split="images",
+            masks=[s["train_mask"], b["empty_mask"]],
+        ),
+        "validation images.*VAL_SPLIT",
+    ),
     "lr schedule": (lambda s, b: dict(lr_schedule="step"), "LR_SCHEDULE must be one of"),
     "val split": (lambda s, b: dict(val_split="columns"), "VAL_SPLIT must be one of"),
     "jitter": (lambda s, b: dict(jitter=0.8), "JITTER must be"),
@@ -677,8 +844,13 @@ BAD_CASES = {
 def test_bad_inputs_fail_before_training(scenes, bad, case):
     make_args, message = BAD_CASES[case]
     output = str(bad["folder"] / "model.keras")
-    args = dict(images=[scenes["train"]], masks=[scenes["train_mask"]], class_names=NAMES,
-                output_model=output, **TINY)
+    args = dict(
+        images=[scenes["train"]],
+        masks=[scenes["train_mask"]],
+        class_names=NAMES,
+        output_model=output,
+        **TINY,
+    )
     args.update(make_args(scenes, bad))
     with pytest.raises(CoreError, match=message):
         train_model(**args)

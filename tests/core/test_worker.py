@@ -59,9 +59,14 @@ def test_a_killed_worker_is_reported_and_replaced(client):
 def test_worker_exits_when_its_stdin_closes():
     """A worker whose parent is gone (stdin closed) exits by itself."""
     env = dict(os.environ, PYTHONPATH=ROOT)
-    process = subprocess.Popen([sys.executable, "-m", "wetland_unet_plugin.core", "worker"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wetland_unet_plugin.core", "worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
     ready = json.loads(process.stdout.readline())
     assert ready["type"] == "ready" and ready["pid"] == process.pid
     process.stdin.close()

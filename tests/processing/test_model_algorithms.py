@@ -20,11 +20,10 @@ from qgis.core import (
 )
 
 from tests.core.synthetic import make_scene
+from tests.processing.conftest import COLORS, NAMES, TINY
 from wetland_unet_plugin.core.modelfile import read_metadata
 
 pytestmark = pytest.mark.usefixtures("provider")
-
-from tests.processing.conftest import COLORS, NAMES, TINY
 
 
 def test_train_writes_a_self_describing_model_and_a_report(trained):
@@ -36,8 +35,8 @@ def test_train_writes_a_self_describing_model_and_a_report(trained):
     assert meta["bands"] == [1, 2, 3, 4]
     assert len(meta["normalization"]["low"]) == 4
     assert meta["patch_size"] == 32 and meta["depth"] == 2
-    assert meta["training"]["xla"] is True                 # the default, in the worker
-    assert meta["spectral_skip"] is True                   # the default, in the worker
+    assert meta["training"]["xla"] is True  # the default, in the worker
+    assert meta["spectral_skip"] is True  # the default, in the worker
     assert trained["EPOCHS_RUN"] >= 1 and trained["CANCELED"] is False
     assert trained["VAL_ACCURACY"] > 0.6
     html = open(trained["OUTPUT_REPORT"], encoding="utf-8").read()
@@ -47,13 +46,20 @@ def test_train_writes_a_self_describing_model_and_a_report(trained):
 def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_path):
     """The advanced VAL_SPLIT, LR_SCHEDULE, JITTER, DROPOUT, TIME_LIMIT, BALANCE_CLASSES,
     XLA and SPECTRAL_SKIP reach the core."""
+    import processing
     from qgis.core import QgsApplication, QgsProcessingParameterDefinition
 
-    import processing
-
     alg = QgsApplication.processingRegistry().algorithmById("wetlandunet:train")
-    for name in ("VAL_SPLIT", "LR_SCHEDULE", "JITTER", "DROPOUT", "TIME_LIMIT",
-                 "BALANCE_CLASSES", "XLA", "SPECTRAL_SKIP"):
+    for name in (
+        "VAL_SPLIT",
+        "LR_SCHEDULE",
+        "JITTER",
+        "DROPOUT",
+        "TIME_LIMIT",
+        "BALANCE_CLASSES",
+        "XLA",
+        "SPECTRAL_SKIP",
+    ):
         definition = alg.parameterDefinition(name)
         assert definition is not None, name
         assert definition.flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
@@ -65,12 +71,25 @@ def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_p
     assert alg.parameterDefinition("BALANCE_CLASSES").defaultValue() is True
     assert alg.parameterDefinition("XLA").defaultValue() is True
     assert alg.parameterDefinition("SPECTRAL_SKIP").defaultValue() is True
-    result = processing.run("wetlandunet:train", dict(
-        TINY, EPOCHS=2, IMAGES=[p[0] for p in scenes["pairs"]],
-        MASKS=[p[1] for p in scenes["pairs"]], CLASS_NAMES=NAMES, VAL_SPLIT=1, LR_SCHEDULE=0,
-        JITTER=0.05, DROPOUT=0.0, TIME_LIMIT=5, BALANCE_CLASSES=False, XLA=False,
-        SPECTRAL_SKIP=False,
-        OUTPUT_MODEL=str(tmp_path / "m.keras")))
+    result = processing.run(
+        "wetlandunet:train",
+        dict(
+            TINY,
+            EPOCHS=2,
+            IMAGES=[p[0] for p in scenes["pairs"]],
+            MASKS=[p[1] for p in scenes["pairs"]],
+            CLASS_NAMES=NAMES,
+            VAL_SPLIT=1,
+            LR_SCHEDULE=0,
+            JITTER=0.05,
+            DROPOUT=0.0,
+            TIME_LIMIT=5,
+            BALANCE_CLASSES=False,
+            XLA=False,
+            SPECTRAL_SKIP=False,
+            OUTPUT_MODEL=str(tmp_path / "m.keras"),
+        ),
+    )
     meta = read_metadata(result["OUTPUT_MODEL"])
     assert meta["training"]["val_split"] == "images"
     assert meta["training"]["lr_schedule"] == "plateau"
@@ -79,8 +98,7 @@ def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_p
     assert meta["training"]["balance_classes"] is False
     assert meta["training"]["xla"] is False
     assert meta["spectral_skip"] is False
-    assert [i["split"] for i in meta["data"]["images"]] == ["training image",
-                                                            "validation image"]
+    assert [i["split"] for i in meta["data"]["images"]] == ["training image", "validation image"]
 
 
 def test_predict_maps_an_unseen_scene_and_loads_it_styled(trained, scenes, tmp_path):
@@ -91,10 +109,18 @@ def test_predict_maps_an_unseen_scene_and_loads_it_styled(trained, scenes, tmp_p
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     feedback = QgsProcessingFeedback()
-    result = processing.run("wetlandunet:predict", {
-        "MODEL": trained["OUTPUT_MODEL"], "INPUT": scenes["test"], "TTA": 2,
-        "OUTPUT": QgsProcessingOutputLayerDefinition(output, QgsProject.instance()),
-        "OUTPUT_MAP": str(tmp_path / "map.tif")}, context=context, feedback=feedback)
+    result = processing.run(
+        "wetlandunet:predict",
+        {
+            "MODEL": trained["OUTPUT_MODEL"],
+            "INPUT": scenes["test"],
+            "TTA": 2,
+            "OUTPUT": QgsProcessingOutputLayerDefinition(output, QgsProject.instance()),
+            "OUTPUT_MAP": str(tmp_path / "map.tif"),
+        },
+        context=context,
+        feedback=feedback,
+    )
     assert result["OUTPUT"] == output
     with rasterio.open(output) as out, rasterio.open(scenes["test"]) as src:
         assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
@@ -120,18 +146,29 @@ def test_predict_maps_an_unseen_scene_and_loads_it_styled(trained, scenes, tmp_p
 def test_batch_of_scenes_reuses_the_worker(trained, scenes, tmp_path):
     """Several scenes in a row: one worker process, no restart between scenes."""
     import processing
+
     from wetland_unet_plugin.processing.settings import worker_python
     from wetland_unet_plugin.processing.worker_client import get_client
 
     client = get_client(worker_python())
-    processing.run("wetlandunet:predict", {"MODEL": trained["OUTPUT_MODEL"],
-                                           "INPUT": scenes["test"],
-                                           "OUTPUT": str(tmp_path / "a.tif")})
+    processing.run(
+        "wetlandunet:predict",
+        {
+            "MODEL": trained["OUTPUT_MODEL"],
+            "INPUT": scenes["test"],
+            "OUTPUT": str(tmp_path / "a.tif"),
+        },
+    )
     pid, starts = client.pid, client.starts
     for name in ("b.tif", "c.tif"):
-        processing.run("wetlandunet:predict", {"MODEL": trained["OUTPUT_MODEL"],
-                                               "INPUT": scenes["test"],
-                                               "OUTPUT": str(tmp_path / name)})
+        processing.run(
+            "wetlandunet:predict",
+            {
+                "MODEL": trained["OUTPUT_MODEL"],
+                "INPUT": scenes["test"],
+                "OUTPUT": str(tmp_path / name),
+            },
+        )
     assert client.pid == pid and client.starts == starts
     a = rasterio.open(str(tmp_path / "a.tif")).read(1)
     np.testing.assert_array_equal(a, rasterio.open(str(tmp_path / "c.tif")).read(1))
@@ -145,8 +182,10 @@ def test_predict_rejects_a_scene_with_too_few_bands(trained, tmp_path):
     make_scene(scene, 64, 64, n_bands=2, seed=4)
     output = str(tmp_path / "never.tif")
     with pytest.raises(QgsProcessingException, match="(?i)band"):
-        processing.run("wetlandunet:predict", {"MODEL": trained["OUTPUT_MODEL"],
-                                               "INPUT": scene, "OUTPUT": output})
+        processing.run(
+            "wetlandunet:predict",
+            {"MODEL": trained["OUTPUT_MODEL"], "INPUT": scene, "OUTPUT": output},
+        )
     assert not os.path.exists(output)
 
 
@@ -158,8 +197,9 @@ def test_predict_rejects_a_file_that_is_not_a_model(scenes, tmp_path):
     bogus.write_bytes(b"PK\x03\x04 this is not a zip")
     output = str(tmp_path / "never.tif")
     with pytest.raises(QgsProcessingException, match="(?i)model"):
-        processing.run("wetlandunet:predict", {"MODEL": str(bogus), "INPUT": scenes["test"],
-                                               "OUTPUT": output})
+        processing.run(
+            "wetlandunet:predict", {"MODEL": str(bogus), "INPUT": scenes["test"], "OUTPUT": output}
+        )
     assert not os.path.exists(output)
 
 
@@ -169,9 +209,16 @@ def test_train_rejects_image_mask_count_mismatch(scenes, tmp_path):
 
     model = str(tmp_path / "m.keras")
     with pytest.raises(QgsProcessingException, match="(?i)mask"):
-        processing.run("wetlandunet:train", dict(
-            TINY, IMAGES=[p[0] for p in scenes["pairs"]], MASKS=[scenes["pairs"][0][1]],
-            CLASS_NAMES=NAMES, OUTPUT_MODEL=model))
+        processing.run(
+            "wetlandunet:train",
+            dict(
+                TINY,
+                IMAGES=[p[0] for p in scenes["pairs"]],
+                MASKS=[scenes["pairs"][0][1]],
+                CLASS_NAMES=NAMES,
+                OUTPUT_MODEL=model,
+            ),
+        )
     assert not os.path.exists(model)
 
 
@@ -181,9 +228,16 @@ def test_train_rejects_mask_classes_beyond_the_names(scenes, tmp_path):
 
     model = str(tmp_path / "m.keras")
     with pytest.raises(QgsProcessingException, match="CLASS_NAMES"):
-        processing.run("wetlandunet:train", dict(
-            TINY, IMAGES=[scenes["pairs"][0][0]], MASKS=[scenes["pairs"][0][1]],
-            CLASS_NAMES="water,wetland", OUTPUT_MODEL=model))
+        processing.run(
+            "wetlandunet:train",
+            dict(
+                TINY,
+                IMAGES=[scenes["pairs"][0][0]],
+                MASKS=[scenes["pairs"][0][1]],
+                CLASS_NAMES="water,wetland",
+                OUTPUT_MODEL=model,
+            ),
+        )
     assert not os.path.exists(model)
 
 
@@ -199,11 +253,18 @@ def test_evaluate_known_confusion_matrix(tmp_path):
 
     ref_path = write_raster(tmp_path / "ref.tif", ref, nodata=0)
     pred_path = write_raster(tmp_path / "pred.tif", pred, nodata=0)
-    result = processing.run("wetlandunet:evaluate", {
-        "PREDICTION": pred_path, "REFERENCE": ref_path, "CLASS_NAMES": "water,forest",
-        "OUTPUT_HTML": str(tmp_path / "eval.html"), "OUTPUT_TABLE": str(tmp_path / "cm.csv")})
+    result = processing.run(
+        "wetlandunet:evaluate",
+        {
+            "PREDICTION": pred_path,
+            "REFERENCE": ref_path,
+            "CLASS_NAMES": "water,forest",
+            "OUTPUT_HTML": str(tmp_path / "eval.html"),
+            "OUTPUT_TABLE": str(tmp_path / "cm.csv"),
+        },
+    )
     oa = 85 / 100
-    pe = (50 * 45 + 50 * 55) / 100 ** 2
+    pe = (50 * 45 + 50 * 55) / 100**2
     assert result["OVERALL_ACCURACY"] == pytest.approx(oa)
     assert result["KAPPA"] == pytest.approx((oa - pe) / (1 - pe))
     assert result["MEAN_IOU"] == pytest.approx((40 / 55 + 45 / 60) / 2)
@@ -215,11 +276,14 @@ def test_evaluate_known_confusion_matrix(tmp_path):
 def test_styleclassified_from_names_and_colours(tmp_path):
     """A .qml with a paletted renderer that QGIS reads back with the same entries."""
     import processing
+
     from tests.rasters import write_raster
 
     raster = write_raster(tmp_path / "classes.tif", np.array([[1, 2], [2, 1]], "uint8"), nodata=0)
-    result = processing.run("wetlandunet:styleclassified", {
-        "INPUT": raster, "CLASS_NAMES": "open water,marsh", "CLASS_COLORS": "#112233,#445566"})
+    result = processing.run(
+        "wetlandunet:styleclassified",
+        {"INPUT": raster, "CLASS_NAMES": "open water,marsh", "CLASS_COLORS": "#112233,#445566"},
+    )
     assert result["OUTPUT_STYLE"] == str(tmp_path / "classes.qml")
     layer = QgsRasterLayer(raster, "c", "gdal")
     layer.loadNamedStyle(result["OUTPUT_STYLE"])
@@ -230,12 +294,15 @@ def test_styleclassified_from_names_and_colours(tmp_path):
 def test_styleclassified_rejects_bad_colours(tmp_path):
     """CLASS_COLORS that are not #rrggbb: the message shows the expected form."""
     import processing
+
     from tests.rasters import write_raster
 
     raster = write_raster(tmp_path / "classes.tif", np.array([[1, 2]], "uint8"), nodata=0)
     with pytest.raises(QgsProcessingException, match="#rrggbb"):
-        processing.run("wetlandunet:styleclassified", {
-            "INPUT": raster, "CLASS_NAMES": "a,b", "CLASS_COLORS": "blue,#zzzzzz"})
+        processing.run(
+            "wetlandunet:styleclassified",
+            {"INPUT": raster, "CLASS_NAMES": "a,b", "CLASS_COLORS": "blue,#zzzzzz"},
+        )
     assert not os.path.exists(tmp_path / "classes.qml")
 
 

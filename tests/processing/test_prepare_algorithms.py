@@ -19,15 +19,21 @@ ORIGIN_X, ORIGIN_Y, PIXEL = 499000.0, 4001000.0, 10.0  # UTM 18N, near 36.15N 75
 def _image(tmp_path, width=137, height=91, name="image.tif"):
     rng = np.random.default_rng(3)
     data = rng.integers(100, 4000, size=(4, height, width)).astype("uint16")
-    return write_raster(tmp_path / name, data, crs="EPSG:32618",
-                        transform=from_origin(ORIGIN_X, ORIGIN_Y, PIXEL, PIXEL), nodata=0,
-                        descriptions=["blue", "green", "red", "nir"]), data
+    return write_raster(
+        tmp_path / name,
+        data,
+        crs="EPSG:32618",
+        transform=from_origin(ORIGIN_X, ORIGIN_Y, PIXEL, PIXEL),
+        nodata=0,
+        descriptions=["blue", "green", "red", "nir"],
+    ), data
 
 
 def _lonlat_of_pixel_centres(transform, width, height):
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    xs, ys = rasterio.transform.xy(transform, rows.ravel() - 0.5, cols.ravel() - 0.5,
-                                   offset="center")
+    xs, ys = rasterio.transform.xy(
+        transform, rows.ravel() - 0.5, cols.ravel() - 0.5, offset="center"
+    )
     lon, lat = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True).transform(xs, ys)
     return np.reshape(lon, (height, width)), np.reshape(lat, (height, width))
 
@@ -47,12 +53,25 @@ def test_alignpair_polygons_in_another_crs(tmp_path):
     split = (lon0 + lon1) / 2
     west = f"POLYGON(({lon0} {lat1},{split} {lat1},{split} {lat0},{lon0} {lat0},{lon0} {lat1}))"
     east = f"POLYGON(({split} {lat1},{lon1} {lat1},{lon1} {lat0},{split} {lat0},{split} {lat1}))"
-    gpkg = write_polygons(tmp_path / "labels.gpkg", [(west, "water"), (east, "wetland")],
-                          "fclass", 4326, field_type="str")
+    gpkg = write_polygons(
+        tmp_path / "labels.gpkg",
+        [(west, "water"), (east, "wetland")],
+        "fclass",
+        4326,
+        field_type="str",
+    )
     out_img, out_mask = str(tmp_path / "img_out.tif"), str(tmp_path / "mask_out.tif")
-    result = processing.run("wetlandunet:alignpair", {
-        "IMAGE": image, "MASK_VECTOR": gpkg, "CLASS_FIELD": "fclass",
-        "CLASS_NAMES": "wetland,water", "OUTPUT_IMAGE": out_img, "OUTPUT_MASK": out_mask})
+    result = processing.run(
+        "wetlandunet:alignpair",
+        {
+            "IMAGE": image,
+            "MASK_VECTOR": gpkg,
+            "CLASS_FIELD": "fclass",
+            "CLASS_NAMES": "wetland,water",
+            "OUTPUT_IMAGE": out_img,
+            "OUTPUT_MASK": out_mask,
+        },
+    )
     assert result["OUTPUT_IMAGE"] == out_img
     with rasterio.open(out_img) as img, rasterio.open(out_mask) as msk:
         assert img.crs == msk.crs and img.transform == msk.transform
@@ -78,11 +97,22 @@ def test_alignpair_raster_mask_larger_and_coarser(tmp_path):
     mask = np.ones((60, 80), dtype="uint8")
     mask[:, 40:] = 3
     res = 0.0003
-    mask_path = write_raster(tmp_path / "mask4326.tif", mask, crs="EPSG:4326",
-                             transform=from_origin(lon0, lat0, res, res), nodata=0)
-    result = processing.run("wetlandunet:alignpair", {
-        "IMAGE": image, "MASK": mask_path, "OUTPUT_IMAGE": str(tmp_path / "a.tif"),
-        "OUTPUT_MASK": str(tmp_path / "b.tif")})
+    mask_path = write_raster(
+        tmp_path / "mask4326.tif",
+        mask,
+        crs="EPSG:4326",
+        transform=from_origin(lon0, lat0, res, res),
+        nodata=0,
+    )
+    result = processing.run(
+        "wetlandunet:alignpair",
+        {
+            "IMAGE": image,
+            "MASK": mask_path,
+            "OUTPUT_IMAGE": str(tmp_path / "a.tif"),
+            "OUTPUT_MASK": str(tmp_path / "b.tif"),
+        },
+    )
     with rasterio.open(result["OUTPUT_IMAGE"]) as img, rasterio.open(result["OUTPUT_MASK"]) as msk:
         assert img.crs.to_epsg() == 32618 and msk.crs.to_epsg() == 32618
         assert img.transform == msk.transform and img.shape == msk.shape
@@ -100,12 +130,19 @@ def test_alignpair_rejects_pairs_that_do_not_overlap(tmp_path):
     import processing
 
     image, _ = _image(tmp_path)
-    far = write_raster(tmp_path / "far.tif", np.ones((20, 20), "uint8"), crs="EPSG:32618",
-                       transform=from_origin(ORIGIN_X + 1e6, ORIGIN_Y, 10, 10), nodata=0)
+    far = write_raster(
+        tmp_path / "far.tif",
+        np.ones((20, 20), "uint8"),
+        crs="EPSG:32618",
+        transform=from_origin(ORIGIN_X + 1e6, ORIGIN_Y, 10, 10),
+        nodata=0,
+    )
     outs = [str(tmp_path / "o1.tif"), str(tmp_path / "o2.tif")]
     with pytest.raises(QgsProcessingException, match="(?i)overlap"):
-        processing.run("wetlandunet:alignpair", {"IMAGE": image, "MASK": far,
-                                                 "OUTPUT_IMAGE": outs[0], "OUTPUT_MASK": outs[1]})
+        processing.run(
+            "wetlandunet:alignpair",
+            {"IMAGE": image, "MASK": far, "OUTPUT_IMAGE": outs[0], "OUTPUT_MASK": outs[1]},
+        )
     assert not any(os.path.exists(p) for p in outs)
     assert not [f for f in os.listdir(tmp_path) if ".partial-" in f]
 
@@ -121,9 +158,16 @@ def test_alignpair_rejects_missing_class_field(tmp_path):
     gpkg = write_polygons(tmp_path / "p.gpkg", [(square, 1)], "class_id", 4326)
     outs = [str(tmp_path / "o1.tif"), str(tmp_path / "o2.tif")]
     with pytest.raises(QgsProcessingException, match="class_id"):
-        processing.run("wetlandunet:alignpair", {"IMAGE": image, "MASK_VECTOR": gpkg,
-                                                 "CLASS_FIELD": "landcover",
-                                                 "OUTPUT_IMAGE": outs[0], "OUTPUT_MASK": outs[1]})
+        processing.run(
+            "wetlandunet:alignpair",
+            {
+                "IMAGE": image,
+                "MASK_VECTOR": gpkg,
+                "CLASS_FIELD": "landcover",
+                "OUTPUT_IMAGE": outs[0],
+                "OUTPUT_MASK": outs[1],
+            },
+        )
     assert not any(os.path.exists(p) for p in outs)
 
 
@@ -132,12 +176,18 @@ def test_alignpair_rejects_mask_without_crs(tmp_path):
     import processing
 
     image, _ = _image(tmp_path)
-    nocrs = write_raster(tmp_path / "nocrs.tif", np.ones((91, 137), "uint8"), crs=None,
-                         transform=from_origin(ORIGIN_X, ORIGIN_Y, PIXEL, PIXEL))
+    nocrs = write_raster(
+        tmp_path / "nocrs.tif",
+        np.ones((91, 137), "uint8"),
+        crs=None,
+        transform=from_origin(ORIGIN_X, ORIGIN_Y, PIXEL, PIXEL),
+    )
     outs = [str(tmp_path / "o1.tif"), str(tmp_path / "o2.tif")]
     with pytest.raises(QgsProcessingException, match="(?i)CRS"):
-        processing.run("wetlandunet:alignpair", {"IMAGE": image, "MASK": nocrs,
-                                                 "OUTPUT_IMAGE": outs[0], "OUTPUT_MASK": outs[1]})
+        processing.run(
+            "wetlandunet:alignpair",
+            {"IMAGE": image, "MASK": nocrs, "OUTPUT_IMAGE": outs[0], "OUTPUT_MASK": outs[1]},
+        )
     assert not any(os.path.exists(p) for p in outs)
 
 
@@ -150,8 +200,10 @@ def test_alignpair_rejects_a_file_that_is_not_a_raster(tmp_path):
     mask = write_raster(tmp_path / "m.tif", np.ones((10, 10), "uint8"))
     outs = [str(tmp_path / "o1.tif"), str(tmp_path / "o2.tif")]
     with pytest.raises(QgsProcessingException):
-        processing.run("wetlandunet:alignpair", {"IMAGE": str(bogus), "MASK": mask,
-                                                 "OUTPUT_IMAGE": outs[0], "OUTPUT_MASK": outs[1]})
+        processing.run(
+            "wetlandunet:alignpair",
+            {"IMAGE": str(bogus), "MASK": mask, "OUTPUT_IMAGE": outs[0], "OUTPUT_MASK": outs[1]},
+        )
     assert not any(os.path.exists(p) for p in outs)
 
 
@@ -161,8 +213,14 @@ def test_cleaninvalid_counts_and_keeps_valid_values(tmp_path):
 
     rng = np.random.default_rng(0)
     data = rng.normal(500, 100, size=(3, 40, 50)).astype("float32")
-    bad = {(0, 1, 2): np.nan, (1, 5, 5): np.inf, (2, 7, 9): -np.inf, (0, 10, 10): -1.0,
-           (1, 20, 30): -9999.0, (2, 39, 49): -1.0}
+    bad = {
+        (0, 1, 2): np.nan,
+        (1, 5, 5): np.inf,
+        (2, 7, 9): -np.inf,
+        (0, 10, 10): -1.0,
+        (1, 20, 30): -9999.0,
+        (2, 39, 49): -1.0,
+    }
     for index, value in bad.items():
         data[index] = value
     src = write_raster(tmp_path / "in.tif", data, nodata=-9999.0)
@@ -191,8 +249,10 @@ def test_cleaninvalid_constant_mode(tmp_path):
     data[0, 4, 4] = -1
     src = write_raster(tmp_path / "i.tif", data)
     out = str(tmp_path / "o.tif")
-    result = processing.run("wetlandunet:cleaninvalid", {"INPUT": src, "MODE": "constant",
-                                                          "FILL_VALUE": 42, "OUTPUT": out})
+    result = processing.run(
+        "wetlandunet:cleaninvalid",
+        {"INPUT": src, "MODE": "constant", "FILL_VALUE": 42, "OUTPUT": out},
+    )
     assert result["INVALID_COUNT"] == 2
     with rasterio.open(out) as ds:
         cleaned = ds.read(1)

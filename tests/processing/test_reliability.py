@@ -46,13 +46,13 @@ class CancelAt(QgsProcessingFeedback):
             self.fired = True
             (self.action or self.cancel)()
 
-    def setProgress(self, progress):  # noqa: N802 (QGIS's name)
+    def setProgress(self, progress):
         super().setProgress(progress)
         self.max_progress = max(self.max_progress, progress)
         if progress >= self.percent:
             self._fire()
 
-    def pushInfo(self, text):  # noqa: N802
+    def pushInfo(self, text):
         super().pushInfo(text)
         if self.on_text and self.on_text in text:
             self._fire()
@@ -67,8 +67,17 @@ def big_scene(tmp_path_factory):
 
 
 def predict_params(model, scene, output, **extra):
-    return dict({"MODEL": model, "INPUT": scene, "OUTPUT": output, "TILE_SIZE": 64,
-                 "OVERLAP": 8, "BATCH_SIZE": 1}, **extra)
+    return dict(
+        {
+            "MODEL": model,
+            "INPUT": scene,
+            "OUTPUT": output,
+            "TILE_SIZE": 64,
+            "OVERLAP": 8,
+            "BATCH_SIZE": 1,
+        },
+        **extra,
+    )
 
 
 def test_cancel_prediction_leaves_nothing(trained, big_scene, tmp_path):
@@ -79,9 +88,13 @@ def test_cancel_prediction_leaves_nothing(trained, big_scene, tmp_path):
     probabilities = str(tmp_path / "prob.tif")
     feedback = CancelAt(20)
     with pytest.raises(QgsProcessingException, match="(?i)cancel"):
-        processing.run("wetlandunet:predict", predict_params(
-            trained["OUTPUT_MODEL"], big_scene, output, OUTPUT_PROBABILITIES=probabilities),
-            feedback=feedback)
+        processing.run(
+            "wetlandunet:predict",
+            predict_params(
+                trained["OUTPUT_MODEL"], big_scene, output, OUTPUT_PROBABILITIES=probabilities
+            ),
+            feedback=feedback,
+        )
     assert feedback.fired and feedback.max_progress < 60
     assert not os.path.exists(output) and not os.path.exists(probabilities)
     assert leftovers(tmp_path) == []
@@ -94,10 +107,20 @@ def test_cancel_training_without_keeping_leaves_no_model(scenes, tmp_path):
     model = str(tmp_path / "m.keras")
     feedback = CancelAt(3)
     with pytest.raises(QgsProcessingException, match="(?i)cancel"):
-        processing.run("wetlandunet:train", dict(
-            TINY, EPOCHS=40, TRAIN_SIZE=400, IMAGES=[scenes["pairs"][0][0]],
-            MASKS=[scenes["pairs"][0][1]], CLASS_NAMES=NAMES, KEEP_BEST_ON_CANCEL=False,
-            OUTPUT_MODEL=model), feedback=feedback)
+        processing.run(
+            "wetlandunet:train",
+            dict(
+                TINY,
+                EPOCHS=40,
+                TRAIN_SIZE=400,
+                IMAGES=[scenes["pairs"][0][0]],
+                MASKS=[scenes["pairs"][0][1]],
+                CLASS_NAMES=NAMES,
+                KEEP_BEST_ON_CANCEL=False,
+                OUTPUT_MODEL=model,
+            ),
+            feedback=feedback,
+        )
     assert not os.path.exists(model) and leftovers(tmp_path) == []
 
 
@@ -107,10 +130,20 @@ def test_cancel_training_keeps_the_best_model_when_asked(scenes, tmp_path):
 
     model = str(tmp_path / "m.keras")
     feedback = CancelAt(on_text="Epoch 2/")  # cancel during the third epoch
-    result = processing.run("wetlandunet:train", dict(
-        TINY, EPOCHS=20, IMAGES=[scenes["pairs"][0][0]], MASKS=[scenes["pairs"][0][1]],
-        CLASS_NAMES=NAMES, KEEP_BEST_ON_CANCEL=True, EARLY_STOPPING=0,
-        OUTPUT_MODEL=model), feedback=feedback)
+    result = processing.run(
+        "wetlandunet:train",
+        dict(
+            TINY,
+            EPOCHS=20,
+            IMAGES=[scenes["pairs"][0][0]],
+            MASKS=[scenes["pairs"][0][1]],
+            CLASS_NAMES=NAMES,
+            KEEP_BEST_ON_CANCEL=True,
+            EARLY_STOPPING=0,
+            OUTPUT_MODEL=model,
+        ),
+        feedback=feedback,
+    )
     assert result["OUTPUT_MODEL"] == model and result["CANCELED"] is True
     meta = read_metadata(model)
     assert meta["canceled"] is True
@@ -118,10 +151,12 @@ def test_cancel_training_keeps_the_best_model_when_asked(scenes, tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_worker_killed_mid_prediction_is_reported_and_the_next_job_works(trained, big_scene,
-                                                                         tmp_path):
+def test_worker_killed_mid_prediction_is_reported_and_the_next_job_works(
+    trained, big_scene, tmp_path
+):
     """SIGKILL of the worker at 20 %: a QgsProcessingException naming it; next job runs."""
     import processing
+
     from wetland_unet_plugin.processing.settings import worker_python
     from wetland_unet_plugin.processing.worker_client import get_client
 
@@ -129,13 +164,18 @@ def test_worker_killed_mid_prediction_is_reported_and_the_next_job_works(trained
     output = str(tmp_path / "map.tif")
     feedback = CancelAt(20, action=lambda: os.kill(client.pid, signal.SIGKILL))
     with pytest.raises(QgsProcessingException, match="killed"):
-        processing.run("wetlandunet:predict", predict_params(trained["OUTPUT_MODEL"], big_scene,
-                                                             output), feedback=feedback)
+        processing.run(
+            "wetlandunet:predict",
+            predict_params(trained["OUTPUT_MODEL"], big_scene, output),
+            feedback=feedback,
+        )
     assert not os.path.exists(output)
     time.sleep(0.5)
     assert leftovers(tmp_path) == []  # nothing completes later either
-    result = processing.run("wetlandunet:predict", {"MODEL": trained["OUTPUT_MODEL"],
-                                                    "INPUT": big_scene, "OUTPUT": output})
+    result = processing.run(
+        "wetlandunet:predict",
+        {"MODEL": trained["OUTPUT_MODEL"], "INPUT": big_scene, "OUTPUT": output},
+    )
     assert os.path.isfile(result["OUTPUT"])
 
 
@@ -168,15 +208,27 @@ def _alive(pid):
         return handle.read().split()[2] != "Z"
 
 
-def test_killing_the_qgis_side_mid_prediction_leaves_nothing_then_or_later(trained, big_scene,
-                                                                           tmp_path):
+def test_killing_the_qgis_side_mid_prediction_leaves_nothing_then_or_later(
+    trained, big_scene, tmp_path
+):
     """SIGKILL the process that runs predict half way: the worker stops and cleans up."""
     output = str(tmp_path / "map.tif")
     script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT.format(root=ROOT, params=predict_params(
-        trained["OUTPUT_MODEL"], big_scene, output, OUTPUT_MAP=str(tmp_path / "rgb.tif"))))
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, cwd=str(tmp_path))
+    script.write_text(
+        KILL_SCRIPT.format(
+            root=ROOT,
+            params=predict_params(
+                trained["OUTPUT_MODEL"], big_scene, output, OUTPUT_MAP=str(tmp_path / "rgb.tif")
+            ),
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=str(tmp_path),
+    )
     worker = None
     for line in process.stdout:
         if line.startswith("PROGRESS"):
@@ -206,11 +258,14 @@ def test_two_qgis_processes_never_share_a_worker(trained):
     mine = client.pid
     with open(f"/proc/{mine}/stat") as handle:
         assert int(handle.read().split()[3]) == os.getpid()
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from wetland_unet_plugin.processing.worker_client import WorkerClient\n"
-            "c = WorkerClient(sys.executable); c.run('ping', {}); print(c.pid); c.stop()" % ROOT)
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           timeout=120)
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from wetland_unet_plugin.processing.worker_client import WorkerClient\n"
+        "c = WorkerClient(sys.executable); c.run('ping', {}); print(c.pid); c.stop()" % ROOT
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert int(other.stdout.split()[-1]) != mine
 
 
@@ -234,9 +289,16 @@ def test_train_refuses_pairs_on_different_grids(scenes, tmp_path):
     make_scene(image, 100, 100, seed=3)
     model = str(tmp_path / "m.keras")
     with pytest.raises(QgsProcessingException, match="alignpair"):
-        processing.run("wetlandunet:train", dict(TINY, IMAGES=[image],
-                                                 MASKS=[scenes["pairs"][0][1]],
-                                                 CLASS_NAMES=NAMES, OUTPUT_MODEL=model))
+        processing.run(
+            "wetlandunet:train",
+            dict(
+                TINY,
+                IMAGES=[image],
+                MASKS=[scenes["pairs"][0][1]],
+                CLASS_NAMES=NAMES,
+                OUTPUT_MODEL=model,
+            ),
+        )
     assert not os.path.exists(model)
 
 
@@ -248,8 +310,10 @@ def test_train_refuses_an_all_nodata_image(tmp_path):
     mask = write_raster(tmp_path / "mask.tif", np.ones((128, 128), "uint8"), nodata=0)
     model = str(tmp_path / "m.keras")
     with pytest.raises(QgsProcessingException, match="(?i)nodata|no valid"):
-        processing.run("wetlandunet:train", dict(TINY, IMAGES=[image], MASKS=[mask],
-                                                 CLASS_NAMES=NAMES, OUTPUT_MODEL=model))
+        processing.run(
+            "wetlandunet:train",
+            dict(TINY, IMAGES=[image], MASKS=[mask], CLASS_NAMES=NAMES, OUTPUT_MODEL=model),
+        )
     assert not os.path.exists(model)
 
 
@@ -259,9 +323,18 @@ def test_train_refuses_a_patch_size_the_depth_cannot_halve(scenes, tmp_path):
 
     model = str(tmp_path / "m.keras")
     with pytest.raises(QgsProcessingException, match="(?i)multiple"):
-        processing.run("wetlandunet:train", dict(
-            TINY, PATCH_SIZE=36, DEPTH=3, IMAGES=[scenes["pairs"][0][0]],
-            MASKS=[scenes["pairs"][0][1]], CLASS_NAMES=NAMES, OUTPUT_MODEL=model))
+        processing.run(
+            "wetlandunet:train",
+            dict(
+                TINY,
+                PATCH_SIZE=36,
+                DEPTH=3,
+                IMAGES=[scenes["pairs"][0][0]],
+                MASKS=[scenes["pairs"][0][1]],
+                CLASS_NAMES=NAMES,
+                OUTPUT_MODEL=model,
+            ),
+        )
     assert not os.path.exists(model)
 
 
@@ -271,9 +344,17 @@ def test_train_refuses_bands_out_of_range(scenes, tmp_path):
 
     model = str(tmp_path / "m.keras")
     with pytest.raises(QgsProcessingException, match="(?i)band"):
-        processing.run("wetlandunet:train", dict(
-            TINY, BANDS="1,2,9", IMAGES=[scenes["pairs"][0][0]], MASKS=[scenes["pairs"][0][1]],
-            CLASS_NAMES=NAMES, OUTPUT_MODEL=model))
+        processing.run(
+            "wetlandunet:train",
+            dict(
+                TINY,
+                BANDS="1,2,9",
+                IMAGES=[scenes["pairs"][0][0]],
+                MASKS=[scenes["pairs"][0][1]],
+                CLASS_NAMES=NAMES,
+                OUTPUT_MODEL=model,
+            ),
+        )
     assert not os.path.exists(model)
 
 
@@ -283,9 +364,17 @@ def test_train_refuses_unparseable_colours(scenes, tmp_path):
 
     model = str(tmp_path / "m.keras")
     with pytest.raises(QgsProcessingException, match="#rrggbb"):
-        processing.run("wetlandunet:train", dict(
-            TINY, CLASS_COLORS="red,green,blue", IMAGES=[scenes["pairs"][0][0]],
-            MASKS=[scenes["pairs"][0][1]], CLASS_NAMES=NAMES, OUTPUT_MODEL=model))
+        processing.run(
+            "wetlandunet:train",
+            dict(
+                TINY,
+                CLASS_COLORS="red,green,blue",
+                IMAGES=[scenes["pairs"][0][0]],
+                MASKS=[scenes["pairs"][0][1]],
+                CLASS_NAMES=NAMES,
+                OUTPUT_MODEL=model,
+            ),
+        )
     assert not os.path.exists(model)
 
 
@@ -295,9 +384,15 @@ def test_predict_refuses_a_tile_size_the_model_cannot_use(trained, scenes, tmp_p
 
     output = str(tmp_path / "m.tif")
     with pytest.raises(QgsProcessingException, match="(?i)multiple"):
-        processing.run("wetlandunet:predict", {"MODEL": trained["OUTPUT_MODEL"],
-                                               "INPUT": scenes["test"], "TILE_SIZE": 50,
-                                               "OUTPUT": output})
+        processing.run(
+            "wetlandunet:predict",
+            {
+                "MODEL": trained["OUTPUT_MODEL"],
+                "INPUT": scenes["test"],
+                "TILE_SIZE": 50,
+                "OUTPUT": output,
+            },
+        )
     assert not os.path.exists(output)
 
 
@@ -307,8 +402,10 @@ def test_predict_refuses_an_unwritable_output_folder(trained, scenes, tmp_path):
 
     output = str(tmp_path / "missing" / "deeper" / "map.tif")
     with pytest.raises(QgsProcessingException, match="(?i)folder|directory|writ"):
-        processing.run("wetlandunet:predict", {"MODEL": trained["OUTPUT_MODEL"],
-                                               "INPUT": scenes["test"], "OUTPUT": output})
+        processing.run(
+            "wetlandunet:predict",
+            {"MODEL": trained["OUTPUT_MODEL"], "INPUT": scenes["test"], "OUTPUT": output},
+        )
     assert not os.path.exists(output)
 
 
@@ -318,12 +415,20 @@ def test_predict_is_deterministic(trained, scenes, tmp_path):
 
     outputs = []
     for name in ("a", "b"):
-        result = processing.run("wetlandunet:predict", {
-            "MODEL": trained["OUTPUT_MODEL"], "INPUT": scenes["test"], "TTA": 4,
-            "OUTPUT": str(tmp_path / f"{name}.tif"),
-            "OUTPUT_PROBABILITIES": str(tmp_path / f"{name}_p.tif")})
-        with rasterio.open(result["OUTPUT"]) as c, rasterio.open(
-                result["OUTPUT_PROBABILITIES"]) as p:
+        result = processing.run(
+            "wetlandunet:predict",
+            {
+                "MODEL": trained["OUTPUT_MODEL"],
+                "INPUT": scenes["test"],
+                "TTA": 4,
+                "OUTPUT": str(tmp_path / f"{name}.tif"),
+                "OUTPUT_PROBABILITIES": str(tmp_path / f"{name}_p.tif"),
+            },
+        )
+        with (
+            rasterio.open(result["OUTPUT"]) as c,
+            rasterio.open(result["OUTPUT_PROBABILITIES"]) as p,
+        ):
             outputs.append((c.read(), p.read()))
     np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
     np.testing.assert_array_equal(outputs[0][1], outputs[1][1])

@@ -13,19 +13,69 @@ pytestmark = pytest.mark.usefixtures("provider")
 #: Hand-written: what each algorithm must offer, so the generated lists cannot
 #: both lose a parameter unnoticed.
 PUBLIC = {
-    "alignpair": {"IMAGE", "MASK", "MASK_VECTOR", "CLASS_FIELD", "CLASS_NAMES", "TARGET_CRS",
-                  "PIXEL_SIZE", "RESAMPLING", "RPC", "OUTPUT_IMAGE", "OUTPUT_MASK"},
+    "alignpair": {
+        "IMAGE",
+        "MASK",
+        "MASK_VECTOR",
+        "CLASS_FIELD",
+        "CLASS_NAMES",
+        "TARGET_CRS",
+        "PIXEL_SIZE",
+        "RESAMPLING",
+        "RPC",
+        "OUTPUT_IMAGE",
+        "OUTPUT_MASK",
+    },
     "cleaninvalid": {"INPUT", "INVALID_VALUES", "MODE", "FILL_VALUE", "OUTPUT"},
-    "train": {"IMAGES", "MASKS", "CLASS_NAMES", "CLASS_COLORS", "CLASS_WEIGHTS", "PATCH_SIZE",
-              "BATCH_SIZE", "TRAIN_SIZE", "VAL_SIZE", "EPOCHS", "VAL_FRACTION", "AUGMENT",
-              "FILTERS", "DEPTH", "LEARNING_RATE", "SEED", "INIT_MODEL", "BANDS", "LOSS",
-              "EARLY_STOPPING", "REDUCE_LR", "LR_SCHEDULE", "VAL_SPLIT", "JITTER", "DROPOUT",
-              "TIME_LIMIT", "XLA", "SPECTRAL_SKIP", "BALANCE_CLASSES", "KEEP_BEST_ON_CANCEL",
-              "TENSORBOARD_DIR", "OUTPUT_MODEL", "OUTPUT_REPORT"},
-    "predict": {"MODEL", "INPUT", "TILE_SIZE", "OVERLAP", "TTA", "BATCH_SIZE", "PRECISION",
-                "PROBABILITY_TYPE", "OUTPUT", "OUTPUT_PROBABILITIES", "OUTPUT_MAP"},
-    "evaluate": {"PREDICTION", "REFERENCE", "MODEL", "CLASS_NAMES", "OUTPUT_HTML",
-                 "OUTPUT_TABLE"},
+    "train": {
+        "IMAGES",
+        "MASKS",
+        "CLASS_NAMES",
+        "CLASS_COLORS",
+        "CLASS_WEIGHTS",
+        "PATCH_SIZE",
+        "BATCH_SIZE",
+        "TRAIN_SIZE",
+        "VAL_SIZE",
+        "EPOCHS",
+        "VAL_FRACTION",
+        "AUGMENT",
+        "FILTERS",
+        "DEPTH",
+        "LEARNING_RATE",
+        "SEED",
+        "INIT_MODEL",
+        "BANDS",
+        "LOSS",
+        "EARLY_STOPPING",
+        "REDUCE_LR",
+        "LR_SCHEDULE",
+        "VAL_SPLIT",
+        "JITTER",
+        "DROPOUT",
+        "TIME_LIMIT",
+        "XLA",
+        "SPECTRAL_SKIP",
+        "BALANCE_CLASSES",
+        "KEEP_BEST_ON_CANCEL",
+        "TENSORBOARD_DIR",
+        "OUTPUT_MODEL",
+        "OUTPUT_REPORT",
+    },
+    "predict": {
+        "MODEL",
+        "INPUT",
+        "TILE_SIZE",
+        "OVERLAP",
+        "TTA",
+        "BATCH_SIZE",
+        "PRECISION",
+        "PROBABILITY_TYPE",
+        "OUTPUT",
+        "OUTPUT_PROBABILITIES",
+        "OUTPUT_MAP",
+    },
+    "evaluate": {"PREDICTION", "REFERENCE", "MODEL", "CLASS_NAMES", "OUTPUT_HTML", "OUTPUT_TABLE"},
     "styleclassified": {"INPUT", "MODEL", "CLASS_NAMES", "CLASS_COLORS", "OUTPUT_STYLE"},
 }
 
@@ -69,15 +119,20 @@ def test_cli_lists_every_processing_parameter_with_the_same_default(job):
         if definition.isDestination():
             continue
         expected = definition.defaultValue()
-        assert normal(action.default) == normal(expected), (definition.name(), action.default,
-                                                            expected)
+        assert normal(action.default) == normal(expected), (
+            definition.name(),
+            action.default,
+            expected,
+        )
         advanced = bool(definition.flags() & QgsProcessingParameterDefinition.FlagAdvanced)
         assert advanced == job.param(definition.name()).advanced
 
 
-@pytest.mark.parametrize("job, name", [(j, p.name) for j in JOBS for p in j.params
-                                       if p.kind == "choice" and p.processing],
-                         ids=lambda x: getattr(x, "alg_id", x))
+@pytest.mark.parametrize(
+    "job, name",
+    [(j, p.name) for j in JOBS for p in j.params if p.kind == "choice" and p.processing],
+    ids=lambda x: getattr(x, "alg_id", x),
+)
 def test_choices_are_the_values_users_type(job, name):
     """Every allowed value is accepted as typed; anything else fails naming them all."""
     from qgis.core import QgsProcessingContext
@@ -107,12 +162,19 @@ def test_tta_as_a_number_or_text_runs_that_many_transforms(trained, scenes, tmp_
     class Log(QgsProcessingFeedback):
         lines = []
 
-        def pushInfo(self, text):  # noqa: N802 (QGIS's name)
+        def pushInfo(self, text):
             self.lines.append(text)
 
     for tta in (4, "8"):
         log = Log()
-        processing.run("wetlandunet:predict", {
-            "MODEL": trained["OUTPUT_MODEL"], "INPUT": scenes["test"], "TTA": tta,
-            "OUTPUT": str(tmp_path / f"map{tta}.tif")}, feedback=log)
+        processing.run(
+            "wetlandunet:predict",
+            {
+                "MODEL": trained["OUTPUT_MODEL"],
+                "INPUT": scenes["test"],
+                "TTA": tta,
+                "OUTPUT": str(tmp_path / f"map{tta}.tif"),
+            },
+            feedback=log,
+        )
         assert any(f"TTA {tta}," in line for line in log.lines), log.lines

@@ -36,8 +36,18 @@ _KNOWN_COLORS = {
     "shadow": "#404040",
 }
 # Fallback palette (matplotlib's tab10 without the two reds/greens used above).
-_FALLBACK = ["#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-             "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#c5b0d5"]
+_FALLBACK = [
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#c5b0d5",
+]
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
@@ -54,8 +64,10 @@ def parse_class_names(text) -> list[str]:
         names = [n.strip() for n in str(text or "").split(",")]
     names = [n for n in names if n]
     if not names:
-        raise CoreError("No class names given: list them in order of their ids, "
-                        "for example CLASS_NAMES=\"water,wetland,forest\" for ids 1, 2, 3.")
+        raise CoreError(
+            "No class names given: list them in order of their ids, "
+            'for example CLASS_NAMES="water,wetland,forest" for ids 1, 2, 3.'
+        )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise CoreError(f"Class names repeat ({', '.join(dupes)}): give each class one name.")
@@ -88,12 +100,16 @@ def parse_colors(text, count: int) -> list[str] | None:
     for item in items:
         match = _HEX.match(item)
         if not match:
-            raise CoreError(f"CLASS_COLORS: '{item}' is not a colour; write colours as "
-                            "#rrggbb separated by commas, e.g. \"#1f78b4,#33a5a0\".")
+            raise CoreError(
+                f"CLASS_COLORS: '{item}' is not a colour; write colours as "
+                '#rrggbb separated by commas, e.g. "#1f78b4,#33a5a0".'
+            )
         colors.append("#" + match.group(1).lower())
     if len(colors) != count:
-        raise CoreError(f"CLASS_COLORS has {len(colors)} colours but there are {count} "
-                        "classes: give one colour per class name, in the same order.")
+        raise CoreError(
+            f"CLASS_COLORS has {len(colors)} colours but there are {count} "
+            "classes: give one colour per class name, in the same order."
+        )
     return colors
 
 
@@ -118,8 +134,10 @@ def parse_int_list(text, what: str) -> list[int] | None:
     try:
         return [int(t) for t in items]
     except (TypeError, ValueError):
-        raise CoreError(f"{what}: '{text}' is not a list of whole numbers; "
-                        "write them separated by commas, e.g. \"1,2,3,7\".") from None
+        raise CoreError(
+            f"{what}: '{text}' is not a list of whole numbers; "
+            'write them separated by commas, e.g. "1,2,3,7".'
+        ) from None
 
 
 def parse_float_list(text, what: str) -> list[float] | None:
@@ -130,10 +148,15 @@ def parse_float_list(text, what: str) -> list[float] | None:
     """
     if text is None or (isinstance(text, str) and not text.strip()):
         return None
-    items = text if isinstance(text, (list, tuple)) else [
-        t for t in re.split(r"[,\s;]+", str(text).strip()) if t]
+    items = (
+        text
+        if isinstance(text, (list, tuple))
+        else [t for t in re.split(r"[,\s;]+", str(text).strip()) if t]
+    )
     try:
         return [float(t) for t in items]
     except (TypeError, ValueError):
-        raise CoreError(f"{what}: '{text}' is not a list of numbers; "
-                        "write them separated by commas, e.g. \"-1, 65535\".") from None
+        raise CoreError(
+            f"{what}: '{text}' is not a list of numbers; "
+            'write them separated by commas, e.g. "-1, 65535".'
+        ) from None

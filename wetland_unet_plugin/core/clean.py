@@ -51,12 +51,11 @@ from .raster import (
     open_raster,
     valid_pixels,
 )
-
-#: The cleaning modes, in the order the Processing dialog lists them.
-MODES = ["nodata", "constant", "interpolate"]
+from .schema import CLEAN
 
 #: Output nodata for a floating-point raster that has none and no listed value.
 FLOAT_FALLBACK_NODATA = -9999.0
+
 
 def representable(value: float, dtype) -> bool:
     """True when ``value`` can be stored exactly in ``dtype`` (NaN/Inf only in floats)."""
@@ -74,26 +73,15 @@ def _is_nan(value) -> bool:
     return value is not None and isinstance(value, float) and math.isnan(value)
 
 
-def _parse_mode(mode) -> str:
-    if isinstance(mode, (int, np.integer)) and not isinstance(mode, bool):
-        if 0 <= int(mode) < len(MODES):
-            return MODES[int(mode)]
-    text = str(mode if mode is not None else "nodata").strip().lower()
-    if text in MODES:
-        return text
-    raise CoreError(f"MODE '{mode}' is not known: choose one of {', '.join(MODES)} "
-                    "(nodata = mark invalid values as nodata, constant = write FILL_VALUE, "
-                    "interpolate = fill from neighbouring valid values).")
-
-
 def _parse_optional_number(value, what: str):
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise CoreError(f"{what} '{value}' is not a number: give a number such as -9999, "
-                        "or leave it empty.") from None
+        raise CoreError(
+            f"{what} '{value}' is not a number: give a number such as -9999, or leave it empty."
+        ) from None
 
 
 def _format(value) -> str:
@@ -131,22 +119,18 @@ def invalid_mask(data: np.ndarray, values) -> np.ndarray:
     return bad
 
 
-def clean_invalid(input, output, invalid_values="-1", mode="nodata", fill_value=0,
-                  nodata=None, feedback=None, max_distance=100) -> dict:
+def clean_invalid(input=None, output=None, *, feedback=None, **params) -> dict:
     """Make NaN, +-Inf, the raster's nodata and listed values nodata, or fill them.
 
     Args:
-        input: raster path (any band count and numeric type; images or masks).
-        output: GeoTIFF path to write (tiled, compressed; written atomically).
-        invalid_values: values that are invalid besides NaN/Inf/nodata, as text
-            ``"-1, 65535"`` or a list; empty or None for none. Default ``"-1"``.
-        mode: ``"nodata"`` (default), ``"constant"`` or ``"interpolate"``
-            (or their index 0, 1, 2).
-        fill_value: the value written by mode ``constant``.
-        nodata: output nodata value; default: see the module's decisions.
         feedback: a :class:`Feedback` for progress, log and cancel.
-        max_distance: mode ``interpolate``: how far (pixels) to search for
-            valid values.
+        **params: the parameters of ``schema.CLEAN`` by keyword: ``input`` (any band
+            count and numeric type; images or masks), ``output`` (GeoTIFF, tiled,
+            compressed, written atomically), ``invalid_values`` (besides NaN/Inf/nodata,
+            as text ``"-1, 65535"`` or a list; empty for none), ``mode`` (nodata,
+            constant or interpolate), ``fill_value`` (mode constant), ``nodata`` (the
+            output's; default: see docs/decisions.md), ``max_distance`` (mode
+            interpolate: how far, in pixels, to search for valid values).
 
     Returns:
         ``{"output", "mode", "nodata", "fill_value", "invalid_values",
@@ -160,31 +144,39 @@ def clean_invalid(input, output, invalid_values="-1", mode="nodata", fill_value=
             nodata value the data type cannot hold; Canceled when canceled.
     """
     feedback = feedback or Feedback()
-    mode = _parse_mode(mode)
-    listed = parse_float_list(invalid_values, "INVALID_VALUES") or []
-    explicit_nodata = _parse_optional_number(nodata, "NODATA")
+    p = CLEAN.check(dict(params, input=input, output=output))
+    input, output, mode = p["input"], p["output"], p["mode"]
+    fill_value, max_distance = p["fill_value"], p["max_distance"]
+    listed = parse_float_list(p["invalid_values"], "INVALID_VALUES") or []
+    explicit_nodata = _parse_optional_number(p["nodata"], "NODATA")
     check_output_path(output, [input], "output")
 
     with open_raster(input, "input raster") as src:
         dtypes = {np.dtype(d) for d in src.dtypes}
         if any(np.issubdtype(d, np.complexfloating) for d in dtypes):
-            raise CoreError(f"The input '{input}' holds complex numbers: cleaning works on real "
-                            "bands; convert it (e.g. with the raster calculator) first.")
+            raise CoreError(
+                f"The input '{input}' holds complex numbers: cleaning works on real "
+                "bands; convert it (e.g. with the raster calculator) first."
+            )
         dtype = np.result_type(*dtypes) if len(dtypes) > 1 else next(iter(dtypes))
         if dtype == np.dtype(bool):
             dtype = np.dtype(np.uint8)
         src_nodata = src.nodata
         if src_nodata is not None and not representable(src_nodata, dtype):
-            feedback.warning(f"The input's nodata value {_format(src_nodata)} cannot occur in "
-                             f"{dtype.name} data; it is ignored.")
+            feedback.warning(
+                f"The input's nodata value {_format(src_nodata)} cannot occur in "
+                f"{dtype.name} data; it is ignored."
+            )
             src_nodata = None
 
         usable, skipped = [], []
         for value in listed:
             (usable if representable(value, dtype) else skipped).append(value)
         if skipped:
-            feedback.info(f"Listed invalid value(s) {', '.join(_format(v) for v in skipped)} "
-                          f"cannot occur in {dtype.name} data and are skipped.")
+            feedback.info(
+                f"Listed invalid value(s) {', '.join(_format(v) for v in skipped)} "
+                f"cannot occur in {dtype.name} data and are skipped."
+            )
         invalid_set = list(usable)
         if src_nodata is not None:
             invalid_set.append(src_nodata)
@@ -197,21 +189,28 @@ def clean_invalid(input, output, invalid_values="-1", mode="nodata", fill_value=
         # Output nodata and the replacement value of invalid values.
         fill = None
         if explicit_nodata is not None and not representable(explicit_nodata, dtype):
-            raise CoreError(f"NODATA {_format(explicit_nodata)} cannot be stored in this "
-                            f"{dtype.name} raster: choose a value in its range.")
+            raise CoreError(
+                f"NODATA {_format(explicit_nodata)} cannot be stored in this "
+                f"{dtype.name} raster: choose a value in its range."
+            )
         if mode == "constant":
             fill_number = _parse_optional_number(fill_value, "FILL_VALUE")
             if fill_number is None:
-                raise CoreError("Mode constant needs a FILL_VALUE: give the number to write "
-                                "into invalid values, e.g. 0.")
+                raise CoreError(
+                    "Mode constant needs a FILL_VALUE: give the number to write "
+                    "into invalid values, e.g. 0."
+                )
             if not representable(fill_number, dtype) or (
-                    not np.issubdtype(dtype, np.floating) and not math.isfinite(fill_number)):
-                raise CoreError(f"FILL_VALUE {_format(fill_number)} cannot be stored in this "
-                                f"{dtype.name} raster: choose a whole number in "
-                                f"{np.iinfo(dtype).min}..{np.iinfo(dtype).max}."
-                                if np.issubdtype(dtype, np.integer) else
-                                f"FILL_VALUE {_format(fill_number)} cannot be stored in this "
-                                f"{dtype.name} raster: choose a smaller number.")
+                not np.issubdtype(dtype, np.floating) and not math.isfinite(fill_number)
+            ):
+                raise CoreError(
+                    f"FILL_VALUE {_format(fill_number)} cannot be stored in this "
+                    f"{dtype.name} raster: choose a whole number in "
+                    f"{np.iinfo(dtype).min}..{np.iinfo(dtype).max}."
+                    if np.issubdtype(dtype, np.integer)
+                    else f"FILL_VALUE {_format(fill_number)} cannot be stored in this "
+                    f"{dtype.name} raster: choose a smaller number."
+                )
             fill = fill_number
             out_nodata = explicit_nodata
             how = f"filled with {_format(fill)}"
@@ -229,19 +228,26 @@ def clean_invalid(input, output, invalid_values="-1", mode="nodata", fill_value=
                 out_nodata, why = None, ""
             fill = out_nodata
             if out_nodata is None:
-                feedback.info(f"This {dtype.name} raster has no nodata value and no listed "
-                              "invalid value can occur in it, so it has no invalid values; "
-                              "the output gets no nodata value.")
+                feedback.info(
+                    f"This {dtype.name} raster has no nodata value and no listed "
+                    "invalid value can occur in it, so it has no invalid values; "
+                    "the output gets no nodata value."
+                )
             else:
                 feedback.info(f"Output nodata value: {_format(out_nodata)} ({why}).")
             how = "made nodata"
         # Valid values that equal the output nodata would silently turn into nodata.
-        watch_collision = out_nodata is not None and not any(
-            out_nodata == v or (_is_nan(out_nodata) and _is_nan(v)) for v in invalid_set) \
+        watch_collision = (
+            out_nodata is not None
+            and not any(
+                out_nodata == v or (_is_nan(out_nodata) and _is_nan(v)) for v in invalid_set
+            )
             and not _is_nan(out_nodata)
+        )
 
-        kinds = ((["NaN, +Inf, -Inf"] if np.issubdtype(dtype, np.floating) else [])
-                 + [_format(v) for v in invalid_set if not _is_nan(v)])
+        kinds = (["NaN, +Inf, -Inf"] if np.issubdtype(dtype, np.floating) else []) + [
+            _format(v) for v in invalid_set if not _is_nan(v)
+        ]
         if kinds:
             feedback.info("Invalid: " + ", ".join(kinds) + f"; they are {how}.")
 
@@ -274,22 +280,34 @@ def clean_invalid(input, output, invalid_values="-1", mode="nodata", fill_value=
                     done += window.width * window.height
                     steps.progress(done / total)
             if mode == "interpolate" and out_nodata is not None and per_band.any():
-                unfilled = _interpolate(tmp, per_band, out_nodata, max_distance,
-                                        SubFeedback(feedback, 0.6, 1.0))
+                unfilled = _interpolate(
+                    tmp, per_band, out_nodata, max_distance, SubFeedback(feedback, 0.6, 1.0)
+                )
             feedback.check_canceled()
     feedback.progress(1.0)
 
     invalid_count = int(per_band.sum())
     for index, value in enumerate(per_band, start=1):
-        feedback.info(f"Band {index}: {int(value):,} invalid value(s) {how}"
-                      + (f", {unfilled[index - 1]:,} left as nodata (farther than "
-                         f"{max_distance} px from valid data)" if unfilled else "") + ".")
-    feedback.info(f"Invalid values in all: {invalid_count:,} ({invalid_pixels:,} pixel(s) with "
-                  "at least one invalid band).")
+        feedback.info(
+            f"Band {index}: {int(value):,} invalid value(s) {how}"
+            + (
+                f", {unfilled[index - 1]:,} left as nodata (farther than "
+                f"{max_distance} px from valid data)"
+                if unfilled
+                else ""
+            )
+            + "."
+        )
+    feedback.info(
+        f"Invalid values in all: {invalid_count:,} ({invalid_pixels:,} pixel(s) with "
+        "at least one invalid band)."
+    )
     if collisions:
-        feedback.warning(f"{collisions:,} valid value(s) equal the output nodata value "
-                         f"{_format(out_nodata)} and now read as nodata: give another NODATA "
-                         "value that does not occur in the data.")
+        feedback.warning(
+            f"{collisions:,} valid value(s) equal the output nodata value "
+            f"{_format(out_nodata)} and now read as nodata: give another NODATA "
+            "value that does not occur in the data."
+        )
     return {
         "output": output,
         "mode": mode,
@@ -342,8 +360,10 @@ def _interpolate(path, per_band, nodata, max_distance, feedback) -> list:
                 if feedback.is_canceled():
                     raise Canceled()
                 if result != 0:
-                    raise CoreError("Interpolation of band %d failed (%s): try mode nodata or "
-                                    "constant." % (index, "; ".join(errors) or "GDAL error"))
+                    raise CoreError(
+                        "Interpolation of band %d failed (%s): try mode nodata or "
+                        "constant." % (index, "; ".join(errors) or "GDAL error")
+                    )
             dataset.FlushCache()
         finally:
             dataset = None

@@ -20,10 +20,16 @@ from .feedback import Canceled, ConsoleFeedback, CoreError
 from .schema import JOBS
 
 #: Extra words for the help of each kind of parameter.
-_KIND_HELP = {"rasters": "one or more rasters", "raster": "raster file",
-              "vector": "vector file (GeoPackage, Shapefile, ...)", "crs": "EPSG:xxxx or WKT",
-              "field": "attribute name", "folder_out": "folder", "file_out": "file to write",
-              "raster_out": "GeoTIFF to write"}
+_KIND_HELP = {
+    "rasters": "one or more rasters",
+    "raster": "raster file",
+    "vector": "vector file (GeoPackage, Shapefile, ...)",
+    "crs": "EPSG:xxxx or WKT",
+    "field": "attribute name",
+    "folder_out": "folder",
+    "file_out": "file to write",
+    "raster_out": "GeoTIFF to write",
+}
 
 
 def option_name(param) -> str:
@@ -50,6 +56,7 @@ def _choice_type(param):
             return param.parse_choice(text)
         except CoreError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
+
     convert.__name__ = param.name
     return convert
 
@@ -65,8 +72,11 @@ def add_job_arguments(parser: argparse.ArgumentParser, job) -> None:
         if param.kind == "bool":
             kwargs.update(action=argparse.BooleanOptionalAction, default=param.default)
         elif param.kind == "choice":
-            kwargs.update(type=_choice_type(param), default=param.default,
-                          metavar="{" + ",".join(str(c) for c in param.choices) + "}")
+            kwargs.update(
+                type=_choice_type(param),
+                default=param.default,
+                metavar="{" + ",".join(str(c) for c in param.choices) + "}",
+            )
         elif param.kind == "choices":
             kwargs.update(type=_choice_type(param), nargs="+", default=param.default)
         elif param.kind == "rasters":
@@ -86,15 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wetland_unet_plugin.core",
         description="Wetland U-Net: align, clean, train, predict and evaluate land-cover "
-                    "maps without QGIS. Options mirror the Processing parameters "
-                    "(TTA=4 in qgis_process is --tta 4 here).")
+        "maps without QGIS. Options mirror the Processing parameters "
+        "(TTA=4 in qgis_process is --tta 4 here).",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     sub = parser.add_subparsers(dest="command", required=True)
     for job in JOBS:
         if not job.function:  # styling needs QGIS
             continue
-        p = sub.add_parser(job.name, help=job.display_name,
-                           description=job.summary.split("\n\n")[0])
+        p = sub.add_parser(
+            job.name, help=job.display_name, description=job.summary.split("\n\n")[0]
+        )
         add_job_arguments(p, job)
     p = sub.add_parser("info", help="print a model file's metadata (no TensorFlow needed)")
     p.add_argument("model")
@@ -107,9 +119,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         from .worker import serve
+
         return serve()
     if args.command == "info":
         from .modelfile import read_metadata
+
         try:
             print(json.dumps(read_metadata(args.model), indent=1))
         except CoreError as err:
@@ -140,8 +154,10 @@ def main(argv=None) -> int:
     feedback.close()
     seconds = time.perf_counter() - start
     summary = {k: v for k, v in result.items() if not isinstance(v, (list, dict))}
-    print(f"{name} done in {seconds:.1f} s: " + ", ".join(f"{k}={v}" for k, v in summary.items()),
-          file=sys.stderr)
+    print(
+        f"{name} done in {seconds:.1f} s: " + ", ".join(f"{k}={v}" for k, v in summary.items()),
+        file=sys.stderr,
+    )
     json.dump(result, sys.stdout, default=str)
     sys.stdout.write("\n")
     return 0

@@ -37,8 +37,9 @@ def tta_transforms(tta) -> tuple:
     try:
         return TTA_TRANSFORMS[int(tta)]
     except (KeyError, TypeError, ValueError):
-        raise CoreError(f"TTA must be one of 1, 2, 4, 8 (dihedral transforms averaged); got "
-                        f"{tta!r}.") from None
+        raise CoreError(
+            f"TTA must be one of 1, 2, 4, 8 (dihedral transforms averaged); got {tta!r}."
+        ) from None
 
 
 def forward(array: np.ndarray, k: int) -> np.ndarray:

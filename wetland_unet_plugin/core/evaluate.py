@@ -30,12 +30,14 @@ from .atomic import atomic_output
 from .classes import parse_class_names
 from .feedback import CoreError, Feedback
 from .modelfile import read_metadata
+from .schema import EVALUATE
 
 #: Rows read per window.
 WINDOW_ROWS = 512
 
 
 # --------------------------------------------------------------------------- inputs
+
 
 def resolve_class_names(model=None, class_names=None, prediction_tags=None) -> list | None:
     """Pick class names: model metadata, else CLASS_NAMES, else the prediction's tag.
@@ -68,35 +70,50 @@ def _check_overlap(pred, ref) -> None:
 
     if pred.crs is None or ref.crs is None:
         if (pred.crs is None) != (ref.crs is None):
-            raise CoreError("One of PREDICTION and REFERENCE has no CRS, so they cannot be "
-                            "matched: assign the missing CRS (Raster > Projections > Assign "
-                            "Projection) and run again.")
+            raise CoreError(
+                "One of PREDICTION and REFERENCE has no CRS, so they cannot be "
+                "matched: assign the missing CRS (Raster > Projections > Assign "
+                "Projection) and run again."
+            )
         bounds = ref.bounds
     else:
         bounds = transform_bounds(ref.crs, pred.crs, *ref.bounds, densify_pts=21)
     left, bottom, right, top = pred.bounds
     if bounds[0] >= right or bounds[2] <= left or bounds[1] >= top or bounds[3] <= bottom:
-        raise CoreError("PREDICTION and REFERENCE do not overlap: "
-                        f"prediction {rasterlib.grid_description(pred)}; reference "
-                        f"{rasterlib.grid_description(ref)}. Choose the reference for this "
-                        "scene (check both CRSs).")
+        raise CoreError(
+            "PREDICTION and REFERENCE do not overlap: "
+            f"prediction {rasterlib.grid_description(pred)}; reference "
+            f"{rasterlib.grid_description(ref)}. Choose the reference for this "
+            "scene (check both CRSs)."
+        )
 
 
 @contextlib.contextmanager
 def _reference_on_grid(pred, ref):
     """Yield a reader of the reference on the prediction's grid (the dataset itself if same)."""
-    if rasterlib.same_grid(pred, ref) or (pred.crs is None and ref.crs is None and
-                                          (pred.width, pred.height) == (ref.width, ref.height)):
+    if rasterlib.same_grid(pred, ref) or (
+        pred.crs is None
+        and ref.crs is None
+        and (pred.width, pred.height) == (ref.width, ref.height)
+    ):
         yield ref
         return
     if pred.crs is None:
-        raise CoreError("PREDICTION and REFERENCE are on different grids and have no CRS: "
-                        "align them first (wetlandunet:alignpair).")
+        raise CoreError(
+            "PREDICTION and REFERENCE are on different grids and have no CRS: "
+            "align them first (wetlandunet:alignpair)."
+        )
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
-    options = dict(crs=pred.crs, transform=pred.transform, width=pred.width,
-                   height=pred.height, resampling=Resampling.nearest, nodata=0)
+    options = dict(
+        crs=pred.crs,
+        transform=pred.transform,
+        width=pred.width,
+        height=pred.height,
+        resampling=Resampling.nearest,
+        nodata=0,
+    )
     if ref.nodata is not None:
         options["src_nodata"] = ref.nodata
     with WarpedVRT(ref, **options) as vrt:
@@ -134,9 +151,13 @@ def class_ids(block: np.ndarray, nodata=None) -> np.ndarray:
 
 # --------------------------------------------------------------------------- outputs
 
+
 def _fmt(value) -> str:
-    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) \
+    return (
+        ""
+        if value is None or (isinstance(value, float) and not math.isfinite(value))
         else f"{value:.6f}"
+    )
 
 
 def write_table(path: str, matrix: np.ndarray, names: list, score: dict) -> None:
@@ -149,12 +170,21 @@ def write_table(path: str, matrix: np.ndarray, names: list, score: dict) -> None
     with atomic_output(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["reference \\ predicted", *names, "total", "precision", "recall",
-                             "f1", "iou"])
+            writer.writerow(
+                ["reference \\ predicted", *names, "total", "precision", "recall", "f1", "iou"]
+            )
             for i, name in enumerate(names):
-                writer.writerow([name, *[int(v) for v in matrix[i]], int(matrix[i].sum()),
-                                 _fmt(score["precision"][i]), _fmt(score["recall"][i]),
-                                 _fmt(score["f1"][i]), _fmt(score["iou"][i])])
+                writer.writerow(
+                    [
+                        name,
+                        *[int(v) for v in matrix[i]],
+                        int(matrix[i].sum()),
+                        _fmt(score["precision"][i]),
+                        _fmt(score["recall"][i]),
+                        _fmt(score["f1"][i]),
+                        _fmt(score["iou"][i]),
+                    ]
+                )
             writer.writerow(["total", *[int(v) for v in matrix.sum(axis=0)], int(matrix.sum())])
             writer.writerow([])
             writer.writerow(["metric", "value"])
@@ -168,15 +198,27 @@ def _matrix_html(matrix: np.ndarray, names: list) -> str:
     rows = []
     for i, name in enumerate(names):
         cells = "".join(f"<td>{int(v):,}</td>" for v in matrix[i])
-        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}<td>{int(matrix[i].sum()):,}</td></tr>")
+        rows.append(
+            f"<tr><th>{html.escape(name)}</th>{cells}<td>{int(matrix[i].sum()):,}</td></tr>"
+        )
     totals = "".join(f"<td>{int(v):,}</td>" for v in matrix.sum(axis=0))
-    return (f"<table><tr><th>reference \\ predicted</th>{head}<th>total</th></tr>"
-            + "".join(rows) + f"<tr><th>total</th>{totals}<td>{int(matrix.sum()):,}</td></tr>"
-            "</table>")
+    return (
+        f"<table><tr><th>reference \\ predicted</th>{head}<th>total</th></tr>"
+        + "".join(rows)
+        + f"<tr><th>total</th>{totals}<td>{int(matrix.sum()):,}</td></tr>"
+        "</table>"
+    )
 
 
-def write_html(path: str, matrix: np.ndarray, names: list, score: dict, prediction: str,
-               reference: str, notes: list) -> None:
+def write_html(
+    path: str,
+    matrix: np.ndarray,
+    names: list,
+    score: dict,
+    prediction: str,
+    reference: str,
+    notes: list,
+) -> None:
     """Write a self-contained HTML report (figure embedded as a data URI), atomically."""
     from .plots import confusion_matrix_figure, figure_to_data_uri, scores_table_html
 
@@ -196,11 +238,11 @@ text-align:right}}th{{background:#eee}}img{{max-width:100%}}</style></head><body
 <h1>Accuracy assessment</h1>
 <p>Prediction: <code>{html.escape(str(prediction))}</code><br>
 Reference: <code>{html.escape(str(reference))}</code><br>
-Generated {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>
-<table><tr><th>overall accuracy</th><td>{number('overall_accuracy')}</td></tr>
-<tr><th>Cohen's kappa</th><td>{number('kappa')}</td></tr>
-<tr><th>mean IoU</th><td>{number('mean_iou')}</td></tr>
-<tr><th>mean F1</th><td>{number('mean_f1')}</td></tr>
+Generated {html.escape(time.strftime("%Y-%m-%d %H:%M:%S"))}</p>
+<table><tr><th>overall accuracy</th><td>{number("overall_accuracy")}</td></tr>
+<tr><th>Cohen's kappa</th><td>{number("kappa")}</td></tr>
+<tr><th>mean IoU</th><td>{number("mean_iou")}</td></tr>
+<tr><th>mean F1</th><td>{number("mean_f1")}</td></tr>
 <tr><th>pixels compared</th><td>{int(matrix.sum()):,}</td></tr></table>
 <h2>Per class</h2>
 {scores_table_html(score, escaped)}
@@ -218,11 +260,12 @@ Generated {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>
 
 # --------------------------------------------------------------------------- entry point
 
+
 def _grow(matrix: np.ndarray, size: int) -> np.ndarray:
     if matrix.shape[0] >= size:
         return matrix
     grown = np.zeros((size, size), dtype=np.int64)
-    grown[:matrix.shape[0], :matrix.shape[0]] = matrix
+    grown[: matrix.shape[0], : matrix.shape[0]] = matrix
     return grown
 
 
@@ -261,18 +304,19 @@ def accumulate(pred, ref_reader, feedback: Feedback, window_rows: int | None = N
     return matrix, max_pred, max_ref
 
 
-def evaluate_map(prediction, reference, output_html=None, output_table=None, class_names=None,
-                 model=None, feedback=None) -> dict:
+def evaluate_map(
+    prediction=None, reference=None, output_html=None, output_table=None, *, feedback=None, **params
+) -> dict:
     """Compare a class map with a reference: confusion matrix, OA, kappa, per-class IoU/F1.
 
     Args:
-        prediction: class raster, ids 1..N (0 / nodata = no prediction).
-        reference: reference raster of class ids (0 / nodata = unlabelled, ignored), on
-            any grid: realigned to the prediction's grid with nearest neighbour.
-        output_html: optional self-contained HTML report.
-        output_table: optional CSV (confusion matrix + per-class metrics + overall).
-        class_names: optional names ("a,b,c" or list) when no model is given.
-        model: optional model file; its class names are used (no TensorFlow).
+        prediction, reference, output_html, output_table, **params: the parameters of
+            ``schema.EVALUATE`` by keyword: ``prediction`` (class raster, ids 1..N; 0 /
+            nodata = no prediction), ``reference`` (class ids, 0 / nodata = unlabelled,
+            ignored; on any grid: realigned to the prediction's with nearest neighbour),
+            ``output_html`` (self-contained report), ``output_table`` (CSV: confusion
+            matrix, per-class metrics, overall), ``class_names`` ("a,b,c" or a list, when
+            no model is given), ``model`` (its class names are used; no TensorFlow).
         feedback: ``Feedback``.
 
     Returns:
@@ -286,48 +330,75 @@ def evaluate_map(prediction, reference, output_html=None, output_table=None, cla
             ids beyond the class names, unwritable outputs.
     """
     feedback = feedback or Feedback()
+    p = EVALUATE.check(
+        dict(
+            params,
+            prediction=prediction,
+            reference=reference,
+            output_html=output_html,
+            output_table=output_table,
+        )
+    )
+    prediction, reference, model = p["prediction"], p["reference"], p["model"]
+    output_html, output_table, class_names = p["output_html"], p["output_table"], p["class_names"]
     inputs = [prediction, reference, model]
     for key, path in (("OUTPUT_HTML", output_html), ("OUTPUT_TABLE", output_table)):
         if path:
             rasterlib.check_output_path(path, inputs, what=key)
-    if output_html and output_table and os.path.realpath(output_html) == \
-            os.path.realpath(output_table):
+    if (
+        output_html
+        and output_table
+        and os.path.realpath(output_html) == os.path.realpath(output_table)
+    ):
         raise CoreError("OUTPUT_HTML and OUTPUT_TABLE are the same file: give each its own path.")
     notes = []
-    with rasterlib.open_raster(prediction, "prediction") as pred, \
-            rasterlib.open_raster(reference, "reference") as ref:
+    with (
+        rasterlib.open_raster(prediction, "prediction") as pred,
+        rasterlib.open_raster(reference, "reference") as ref,
+    ):
         names = resolve_class_names(model, class_names, pred.tags())
         if pred.count != 1:
-            raise CoreError(f"The prediction '{prediction}' has {pred.count} bands; choose the "
-                            "single-band class raster (OUTPUT of wetlandunet:predict), not the "
-                            "probabilities or the RGB map.")
+            raise CoreError(
+                f"The prediction '{prediction}' has {pred.count} bands; choose the "
+                "single-band class raster (OUTPUT of wetlandunet:predict), not the "
+                "probabilities or the RGB map."
+            )
         _check_overlap(pred, ref)
         if not rasterlib.same_grid(pred, ref):
-            notes.append("The reference was resampled (nearest neighbour) onto the prediction's "
-                         "grid.")
+            notes.append(
+                "The reference was resampled (nearest neighbour) onto the prediction's grid."
+            )
             feedback.info(notes[-1])
         with _reference_on_grid(pred, ref) as ref_reader:
             matrix, max_pred, max_ref = accumulate(pred, ref_reader, feedback)
     if matrix.sum() == 0:
-        raise CoreError("PREDICTION and REFERENCE share no labelled pixel (where they overlap, "
-                        "the reference is 0/nodata or the prediction is nodata). Check that the "
-                        "reference belongs to this scene and uses class ids 1..N.")
+        raise CoreError(
+            "PREDICTION and REFERENCE share no labelled pixel (where they overlap, "
+            "the reference is 0/nodata or the prediction is nodata). Check that the "
+            "reference belongs to this scene and uses class ids 1..N."
+        )
     if names is None:
         names = [f"class {k + 1}" for k in range(max(matrix.shape[0], max_pred))]
     n = len(names)
     if max_pred > n:
-        raise CoreError(f"The prediction has class id {max_pred} but only {n} class names are "
-                        f"known ({', '.join(names)}). Give the MODEL that made the prediction, "
-                        "or CLASS_NAMES naming every class in id order.")
+        raise CoreError(
+            f"The prediction has class id {max_pred} but only {n} class names are "
+            f"known ({', '.join(names)}). Give the MODEL that made the prediction, "
+            "or CLASS_NAMES naming every class in id order."
+        )
     if max_ref > n:
         extra = int(matrix[n:, :].sum())
-        notes.append(f"{extra:,} reference pixels have class ids above {n} (no such class in "
-                     "the names) and were ignored.")
+        notes.append(
+            f"{extra:,} reference pixels have class ids above {n} (no such class in "
+            "the names) and were ignored."
+        )
         feedback.warning(notes[-1])
     matrix = _grow(matrix, n)[:n, :n].copy()
     if matrix.sum() == 0:
-        raise CoreError("No reference pixel has a class id the prediction knows (1.."
-                        f"{n}); check that the reference uses the same class ids.")
+        raise CoreError(
+            "No reference pixel has a class id the prediction knows (1.."
+            f"{n}); check that the reference uses the same class ids."
+        )
     score = metrics.scores(matrix)
     if output_table:
         write_table(output_table, matrix, names, score)
@@ -335,9 +406,11 @@ def evaluate_map(prediction, reference, output_html=None, output_table=None, cla
     if output_html:
         write_html(output_html, matrix, names, score, prediction, reference, notes)
     feedback.progress(1.0)
-    feedback.info(f"Overall accuracy {score['overall_accuracy']:.4f}, kappa "
-                  f"{score['kappa']:.4f}, mean IoU {score['mean_iou']:.4f} over "
-                  f"{int(matrix.sum()):,} pixels.")
+    feedback.info(
+        f"Overall accuracy {score['overall_accuracy']:.4f}, kappa "
+        f"{score['kappa']:.4f}, mean IoU {score['mean_iou']:.4f} over "
+        f"{int(matrix.sum()):,} pixels."
+    )
 
     def clean(values):
         return [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]

@@ -19,7 +19,7 @@ class CoreError(Exception):
     """An error the user can act on; its message says what is wrong and what to do."""
 
 
-class Canceled(CoreError):
+class Canceled(CoreError):  # noqa: N818 (public name: says what happened, not a fault)
     """The user canceled the job; raised at the next batch or tile."""
 
     def __init__(self, message: str = "Canceled by the user."):
@@ -86,8 +86,12 @@ class ConsoleFeedback(Feedback):
                 from tqdm import tqdm
             except ImportError:  # tqdm is optional; fall back to plain lines
                 return None
-            self._bar = tqdm(total=1000, desc=self._description, file=self.stream,
-                             bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+            self._bar = tqdm(
+                total=1000,
+                desc=self._description,
+                file=self.stream,
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+            )
         return self._bar
 
     def progress(self, fraction: float) -> None:

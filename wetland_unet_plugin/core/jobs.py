@@ -15,9 +15,9 @@ from .schema import BY_NAME
 
 def environment_info() -> dict:
     """Import TensorFlow and report versions: the worker's health check."""
-    import tensorflow as tf  # first: the module whose absence the user must hear about
     import keras
     import numpy
+    import tensorflow as tf  # first: the module whose absence the user must hear about
 
     return {
         "python": platform.python_version(),
@@ -46,10 +46,5 @@ def get_job(name: str):
 
 
 def run_job(name: str, params: dict, feedback) -> dict:
-    """Run a job by name with keyword parameters (checked against its schema) and feedback."""
-    if name != "ping":
-        params = BY_NAME[name].check(params) if name in BY_NAME else params
-        if name == "predict":  # 0 / -1 in the schema mean "automatic"
-            params["tile_size"] = params["tile_size"] or None
-            params["overlap"] = None if params["overlap"] < 0 else params["overlap"]
+    """Run a job by name with keyword parameters (the job checks them against its schema)."""
     return get_job(name)(**params, feedback=feedback)

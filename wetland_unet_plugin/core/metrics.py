@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def confusion_matrix(reference: np.ndarray, prediction: np.ndarray, n_classes: int,
-                     matrix: np.ndarray | None = None) -> np.ndarray:
+def confusion_matrix(
+    reference: np.ndarray, prediction: np.ndarray, n_classes: int, matrix: np.ndarray | None = None
+) -> np.ndarray:
     """Accumulate a confusion matrix of class ids 1..n_classes; other ids are ignored.
 
     Args:
@@ -21,8 +22,9 @@ def confusion_matrix(reference: np.ndarray, prediction: np.ndarray, n_classes: i
     ref = np.asarray(reference).ravel().astype(np.int64)
     pred = np.asarray(prediction).ravel().astype(np.int64)
     keep = (ref >= 1) & (ref <= n_classes) & (pred >= 1) & (pred <= n_classes)
-    counts = np.bincount((ref[keep] - 1) * n_classes + (pred[keep] - 1),
-                         minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    counts = np.bincount(
+        (ref[keep] - 1) * n_classes + (pred[keep] - 1), minlength=n_classes * n_classes
+    ).reshape(n_classes, n_classes)
     if matrix is None:
         return counts.astype(np.int64)
     matrix += counts
@@ -48,7 +50,7 @@ def scores(matrix: np.ndarray) -> dict:
     pred_tot = m.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         oa = diag.sum() / total if total else float("nan")
-        expected = (ref_tot * pred_tot).sum() / total ** 2 if total else float("nan")
+        expected = (ref_tot * pred_tot).sum() / total**2 if total else float("nan")
         kappa = (oa - expected) / (1 - expected) if total and expected != 1 else float("nan")
         precision = np.where(pred_tot > 0, diag / pred_tot, np.nan)
         recall = np.where(ref_tot > 0, diag / ref_tot, np.nan)

@@ -38,17 +38,22 @@ class LoadedModel:
 
 def _open_zip(path: str) -> zipfile.ZipFile:
     if not os.path.isfile(path):
-        raise CoreError(f"Model file not found: {path}. Choose a .keras file written by "
-                        "wetlandunet:train.")
+        raise CoreError(
+            f"Model file not found: {path}. Choose a .keras file written by wetlandunet:train."
+        )
     if not zipfile.is_zipfile(path):
-        raise CoreError(f"{path} is not a Wetland U-Net model file (not a .keras zip; "
-                        "it may be corrupt or truncated). Choose a model written by "
-                        "wetlandunet:train, or train one again.")
+        raise CoreError(
+            f"{path} is not a Wetland U-Net model file (not a .keras zip; "
+            "it may be corrupt or truncated). Choose a model written by "
+            "wetlandunet:train, or train one again."
+        )
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise CoreError(f"{path} cannot be read as a model file ({err}); it may be "
-                        "corrupt. Train or copy the model again.") from None
+        raise CoreError(
+            f"{path} cannot be read as a model file ({err}); it may be "
+            "corrupt. Train or copy the model again."
+        ) from None
 
 
 def read_metadata(path: str) -> dict:
@@ -67,9 +72,11 @@ def read_metadata(path: str) -> dict:
         try:
             raw = archive.read(METADATA_ENTRY)
         except KeyError:
-            raise CoreError(f"{path} is a Keras file but not a Wetland U-Net model (it has no "
-                            f"{METADATA_ENTRY}): class names, bands and normalisation are "
-                            "unknown. Train the model with wetlandunet:train.") from None
+            raise CoreError(
+                f"{path} is a Keras file but not a Wetland U-Net model (it has no "
+                f"{METADATA_ENTRY}): class names, bands and normalisation are "
+                "unknown. Train the model with wetlandunet:train."
+            ) from None
         except (zipfile.BadZipFile, OSError, EOFError) as err:
             raise CoreError(f"{path} is corrupt ({err}). Train or copy the model again.") from None
     try:
@@ -77,11 +84,14 @@ def read_metadata(path: str) -> dict:
     except (UnicodeDecodeError, ValueError) as err:
         raise CoreError(f"The metadata in {path} is corrupt ({err}).") from None
     if metadata.get("format") != FORMAT_NAME:
-        raise CoreError(f"{path} is not a Wetland U-Net model file (format "
-                        f"{metadata.get('format')!r}).")
+        raise CoreError(
+            f"{path} is not a Wetland U-Net model file (format {metadata.get('format')!r})."
+        )
     if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
-        raise CoreError(f"{path} was written by a newer Wetland U-Net (model format "
-                        f"{metadata.get('format_version')}); update the plugin to use it.")
+        raise CoreError(
+            f"{path} was written by a newer Wetland U-Net (model format "
+            f"{metadata.get('format_version')}); update the plugin to use it."
+        )
     return metadata
 
 
@@ -106,8 +116,9 @@ def check_model_config(path: str) -> None:
         try:
             config = json.loads(archive.read("config.json").decode("utf-8"))
         except KeyError:
-            raise CoreError(f"{path} has no Keras model configuration; it is not a "
-                            "Keras 3 model file.") from None
+            raise CoreError(
+                f"{path} has no Keras model configuration; it is not a Keras 3 model file."
+            ) from None
         except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as err:
             raise CoreError(f"{path} has a corrupt Keras configuration ({err}).") from None
     for node in _walk(config):
@@ -117,15 +128,20 @@ def check_model_config(path: str) -> None:
         module = node.get("module")
         registered = node.get("registered_name")
         if class_name in _FORBIDDEN_CLASSES:
-            raise CoreError(f"Refusing to load {path}: it contains a {class_name} layer, "
-                            "which can run arbitrary code. Wetland U-Net models never "
-                            "contain one; use a model trained by wetlandunet:train.")
+            raise CoreError(
+                f"Refusing to load {path}: it contains a {class_name} layer, "
+                "which can run arbitrary code. Wetland U-Net models never "
+                "contain one; use a model trained by wetlandunet:train."
+            )
         if (isinstance(module, str) and module and not module.startswith("keras")) or (
-                isinstance(registered, str) and registered and "Custom>" in registered):
-            raise CoreError(f"Refusing to load {path}: it needs the custom object "
-                            f"'{registered or class_name}' from module '{module}', which "
-                            "would have to run code outside Keras. Use a model trained by "
-                            "wetlandunet:train.")
+            isinstance(registered, str) and registered and "Custom>" in registered
+        ):
+            raise CoreError(
+                f"Refusing to load {path}: it needs the custom object "
+                f"'{registered or class_name}' from module '{module}', which "
+                "would have to run code outside Keras. Use a model trained by "
+                "wetlandunet:train."
+            )
 
 
 def save_model(keras_model, metadata: dict, path: str) -> str:
@@ -140,8 +156,10 @@ def save_model(keras_model, metadata: dict, path: str) -> str:
         The destination path.
     """
     if not path.lower().endswith(MODEL_EXTENSION):
-        raise CoreError(f"Model files end in {MODEL_EXTENSION}: '{path}' does not. "
-                        f"Choose an output name like model{MODEL_EXTENSION}.")
+        raise CoreError(
+            f"Model files end in {MODEL_EXTENSION}: '{path}' does not. "
+            f"Choose an output name like model{MODEL_EXTENSION}."
+        )
     meta = dict(metadata)
     meta["format"] = FORMAT_NAME
     meta["format_version"] = FORMAT_VERSION
@@ -156,6 +174,7 @@ def save_model(keras_model, metadata: dict, path: str) -> str:
 def _json_default(obj):
     try:
         import numpy as np
+
         if isinstance(obj, np.generic):
             return obj.item()
         if isinstance(obj, np.ndarray):
@@ -189,8 +208,10 @@ def load_model(path: str) -> LoadedModel:
     try:
         model = keras.saving.load_model(source, compile=False, safe_mode=True)
     except Exception as err:  # Keras raises many types for bad files
-        raise CoreError(f"Keras could not load {path}: {err}. The file may be corrupt or "
-                        "from an incompatible Keras version; train the model again.") from None
+        raise CoreError(
+            f"Keras could not load {path}: {err}. The file may be corrupt or "
+            "from an incompatible Keras version; train the model again."
+        ) from None
     finally:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)

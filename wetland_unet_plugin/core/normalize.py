@@ -56,8 +56,7 @@ def normalize(block: np.ndarray, stats: dict, valid: np.ndarray | None = None) -
     low = np.asarray(stats["low"], dtype=np.float32)[:, None, None]
     high = np.asarray(stats["high"], dtype=np.float32)[:, None, None]
     if block.shape[0] != low.shape[0]:
-        raise ValueError(f"normalize: block has {block.shape[0]} bands, statistics "
-                         f"{low.shape[0]}")
+        raise ValueError(f"normalize: block has {block.shape[0]} bands, statistics {low.shape[0]}")
     out = (block.astype(np.float32) - low) / (high - low)
     out[~np.isfinite(out)] = 0.0  # NaN and +-Inf are no data, not extremes
     np.clip(out, -1.0, 2.0, out=out)

@@ -10,8 +10,10 @@ import numpy as np
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -44,8 +46,15 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str], title: s
     ax.set_ylabel("reference")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{int(m[i, j]):,}\n{share[i, j]:.0%}", ha="center", va="center",
-                    fontsize=8, color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(m[i, j]):,}\n{share[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of reference class")
     if title:
         ax.set_title(title)
@@ -56,8 +65,12 @@ def scores_table_html(score: dict, class_names: list[str]) -> str:
     """Per-class precision/recall/F1/IoU as an HTML table."""
     rows = []
     for i, name in enumerate(class_names):
-        cells = "".join(f"<td>{score[k][i]:.3f}</td>" if np.isfinite(score[k][i]) else "<td>-</td>"
-                        for k in ("precision", "recall", "f1", "iou"))
+        cells = "".join(
+            f"<td>{score[k][i]:.3f}</td>" if np.isfinite(score[k][i]) else "<td>-</td>"
+            for k in ("precision", "recall", "f1", "iou")
+        )
         rows.append(f"<tr><td>{name}</td>{cells}<td>{score['support'][i]:,}</td></tr>")
-    return ("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th>"
-            "<th>IoU</th><th>reference pixels</th></tr>" + "".join(rows) + "</table>")
+    return (
+        "<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th>"
+        "<th>IoU</th><th>reference pixels</th></tr>" + "".join(rows) + "</table>"
+    )

@@ -13,8 +13,14 @@ from rasterio.errors import RasterioIOError
 from .feedback import CoreError
 
 #: Creation options for every GeoTIFF we write: tiled, compressed, big when needed.
-GTIFF_OPTIONS = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
-                     compress="deflate", bigtiff="IF_SAFER")
+GTIFF_OPTIONS = dict(
+    driver="GTiff",
+    tiled=True,
+    blockxsize=256,
+    blockysize=256,
+    compress="deflate",
+    bigtiff="IF_SAFER",
+)
 
 
 #: Largest block (bytes of one read) streamed at once.
@@ -35,8 +41,10 @@ def open_raster(path: str, what: str = "raster"):
     except RasterioIOError as err:
         if not os.path.exists(path):
             raise CoreError(f"The {what} '{path}' does not exist: check the path.") from None
-        raise CoreError(f"The {what} '{path}' is not a raster GDAL can read ({err}). "
-                        "Choose a GeoTIFF or another raster format.") from None
+        raise CoreError(
+            f"The {what} '{path}' is not a raster GDAL can read ({err}). "
+            "Choose a GeoTIFF or another raster format."
+        ) from None
     if dataset.count < 1:
         dataset.close()
         raise CoreError(f"The {what} '{path}' has no bands: choose a raster with data.")
@@ -84,19 +92,22 @@ def gtiff_profile(like=None, **overrides) -> dict:
     (a rasterio dataset: width, height, CRS, transform) and ``overrides``."""
     profile = dict(GTIFF_OPTIONS)
     if like is not None:
-        profile.update(width=like.width, height=like.height, crs=like.crs,
-                       transform=like.transform)
+        profile.update(width=like.width, height=like.height, crs=like.crs, transform=like.transform)
     profile.update(overrides)
     return profile
 
 
 #: ``GTIFF_OPTIONS`` as GDAL creation options, for gdal.Warp and gdal.Rasterize.
-GDAL_CREATION_OPTIONS = [f"{k.upper()}={'YES' if v is True else str(v).upper()}"
-                         for k, v in GTIFF_OPTIONS.items() if k != "driver"]
+GDAL_CREATION_OPTIONS = [
+    f"{k.upper()}={'YES' if v is True else str(v).upper()}"
+    for k, v in GTIFF_OPTIONS.items()
+    if k != "driver"
+]
 
 
-def chunk_windows(width: int, height: int, bytes_per_pixel: int, rows: int = 256,
-                  max_bytes: int = MAX_CHUNK_BYTES):
+def chunk_windows(
+    width: int, height: int, bytes_per_pixel: int, rows: int = 256, max_bytes: int = MAX_CHUNK_BYTES
+):
     """Yield rasterio windows covering a raster in strips of ``rows`` rows.
 
     Strips are split into column chunks (multiples of 256) when one strip of
@@ -125,8 +136,9 @@ def copy_metadata(src, dst, descriptions: bool = True) -> None:
                 dst.set_band_description(index, text)
     for action in (
         lambda: dst.update_tags(**src.tags()),
-        lambda: [dst.update_tags(i, **src.tags(i))
-                 for i in range(1, min(src.count, dst.count) + 1)],
+        lambda: [
+            dst.update_tags(i, **src.tags(i)) for i in range(1, min(src.count, dst.count) + 1)
+        ],
         lambda: setattr(dst, "colorinterp", src.colorinterp) if src.count == dst.count else None,
         lambda: setattr(dst, "scales", src.scales) if src.count == dst.count else None,
         lambda: setattr(dst, "offsets", src.offsets) if src.count == dst.count else None,
@@ -135,7 +147,7 @@ def copy_metadata(src, dst, descriptions: bool = True) -> None:
     ):
         try:
             action()
-        except Exception:  # noqa: BLE001 - metadata is a courtesy; absent or refused is fine
+        except Exception:
             pass
 
 
@@ -151,8 +163,10 @@ def same_grid(a, b) -> bool:
 def grid_description(dataset) -> str:
     """Return 'W x H px, CRS, pixel size, origin' for messages."""
     t = dataset.transform
-    return (f"{dataset.width} x {dataset.height} px, {dataset.crs or 'no CRS'}, "
-            f"pixel {abs(t.a):g} x {abs(t.e):g}, origin ({t.c:g}, {t.f:g})")
+    return (
+        f"{dataset.width} x {dataset.height} px, {dataset.crs or 'no CRS'}, "
+        f"pixel {abs(t.a):g} x {abs(t.e):g}, origin ({t.c:g}, {t.f:g})"
+    )
 
 
 def check_output_path(path: str, inputs=(), what: str = "output") -> None:
@@ -166,15 +180,19 @@ def check_output_path(path: str, inputs=(), what: str = "output") -> None:
     target = os.path.realpath(path)
     for item in inputs:
         if item and os.path.exists(item) and os.path.realpath(item) == target:
-            raise CoreError(f"The {what} '{path}' is also an input: choose another output "
-                            "path so the input is not overwritten.")
+            raise CoreError(
+                f"The {what} '{path}' is also an input: choose another output "
+                "path so the input is not overwritten."
+            )
     folder = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(folder):
-        raise CoreError(f"The folder of the {what} '{path}' does not exist: create it or "
-                        "choose another path.")
+        raise CoreError(
+            f"The folder of the {what} '{path}' does not exist: create it or choose another path."
+        )
     if not os.access(folder, os.W_OK):
-        raise CoreError(f"The folder of the {what} '{path}' is not writable: choose a folder "
-                        "you can write to.")
+        raise CoreError(
+            f"The folder of the {what} '{path}' is not writable: choose a folder you can write to."
+        )
 
 
 def check_disk_space(path: str, needed_bytes: float, what: str = "output") -> None:
@@ -186,9 +204,11 @@ def check_disk_space(path: str, needed_bytes: float, what: str = "output") -> No
     folder = os.path.dirname(os.path.abspath(path)) or "."
     free = shutil.disk_usage(folder).free
     if needed_bytes > free:
-        raise CoreError(f"Not enough disk space for the {what}: about "
-                        f"{needed_bytes / 1e6:,.0f} MB needed, {free / 1e6:,.0f} MB free in "
-                        f"{folder}. Free space or choose another folder.")
+        raise CoreError(
+            f"Not enough disk space for the {what}: about "
+            f"{needed_bytes / 1e6:,.0f} MB needed, {free / 1e6:,.0f} MB free in "
+            f"{folder}. Free space or choose another folder."
+        )
 
 
 def band_descriptions(dataset) -> list:

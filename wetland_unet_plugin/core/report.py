@@ -58,15 +58,21 @@ def curves_figure(history: dict, keys=("loss", "accuracy")):
     """
     plt = _pyplot()
     keys = [k for k in keys if history.get(k)]
-    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(5.2 * max(1, len(keys)), 3.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(keys)), figsize=(5.2 * max(1, len(keys)), 3.6), squeeze=False
+    )
     for ax, key in zip(axes[0], keys):
         train = _as_float(history.get(key, []))
         epochs = np.arange(1, len(train) + 1)
         ax.plot(epochs, train, "o-", label="training", color="#1f78b4")
         if history.get("val_" + key):
-            ax.plot(epochs, _as_float(history["val_" + key])[:len(epochs)], "s-",
-                    label="validation", color="#e6550d")
+            ax.plot(
+                epochs,
+                _as_float(history["val_" + key])[: len(epochs)],
+                "s-",
+                label="validation",
+                color="#e6550d",
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_title(key)
@@ -91,10 +97,12 @@ def _class_table(metadata: dict) -> str:
             f"<tr><td>{i + 1}</td><td><span class='swatch' style='background:{_esc(color)}'>"
             f"</span>{_esc(name)}</td><td>{_fmt(pixels[i] if i < len(pixels) else None)}</td>"
             f"<td>{_fmt(freqs[i] if i < len(freqs) else None, 3)}</td>"
-            f"<td>{_fmt(weights[i] if i < len(weights) else None, 3)}</td></tr>")
-    return ("<table><tr><th>id</th><th>class</th><th>labelled pixels</th>"
-            "<th>share in training patches</th><th>loss weight</th></tr>"
-            + "".join(rows) + "</table>")
+            f"<td>{_fmt(weights[i] if i < len(weights) else None, 3)}</td></tr>"
+        )
+    return (
+        "<table><tr><th>id</th><th>class</th><th>labelled pixels</th>"
+        "<th>share in training patches</th><th>loss weight</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _dict_table(items: dict) -> str:
@@ -103,9 +111,11 @@ def _dict_table(items: dict) -> str:
 
 
 def _data_table(data: dict, names: list) -> str:
-    head = ("<tr><th>image</th><th>mask</th><th>size (px)</th><th>split</th>"
-            + "".join(f"<th>{_esc(n)}</th>" for n in names)
-            + "<th>unlabelled</th><th>invalid (sampled)</th><th>read</th></tr>")
+    head = (
+        "<tr><th>image</th><th>mask</th><th>size (px)</th><th>split</th>"
+        + "".join(f"<th>{_esc(n)}</th>" for n in names)
+        + "<th>unlabelled</th><th>invalid (sampled)</th><th>read</th></tr>"
+    )
     rows = []
     for item in data.get("images", []):
         counts = item.get("pixels_per_class", [])
@@ -117,20 +127,31 @@ def _data_table(data: dict, names: list) -> str:
             + "".join(f"<td>{_fmt(c)}</td>" for c in counts)
             + f"<td>{_fmt(item.get('unlabelled_fraction', 0) * 100, 3)} %</td>"
             f"<td>{_fmt((item.get('invalid_fraction_sampled') or 0) * 100, 3)} %</td>"
-            f"<td>{'in memory' if item.get('cached') else 'windows'}</td></tr>")
+            f"<td>{'in memory' if item.get('cached') else 'windows'}</td></tr>"
+        )
     return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _history_table(history: dict) -> str:
-    keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
-                        "epoch_time_s") if history.get(k)]
+    keys = [
+        k
+        for k in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s")
+        if history.get(k)
+    ]
     if not keys:
         return ""
     n = max(len(history[k]) for k in keys)
     head = "<tr><th>epoch</th>" + "".join(f"<th>{_esc(k)}</th>" for k in keys) + "</tr>"
-    rows = "".join("<tr><td>%d</td>%s</tr>" % (
-        i + 1, "".join(f"<td>{_fmt(history[k][i] if i < len(history[k]) else None)}</td>"
-                       for k in keys)) for i in range(n))
+    rows = "".join(
+        "<tr><td>%d</td>%s</tr>"
+        % (
+            i + 1,
+            "".join(
+                f"<td>{_fmt(history[k][i] if i < len(history[k]) else None)}</td>" for k in keys
+            ),
+        )
+        for i in range(n)
+    )
     return f"<table>{head}{rows}</table>"
 
 
@@ -143,8 +164,9 @@ def _scores_for_table(score: dict) -> dict:
     return out
 
 
-def training_report_html(metadata: dict, history: dict | None = None,
-                         title: str | None = None) -> str:
+def training_report_html(
+    metadata: dict, history: dict | None = None, title: str | None = None
+) -> str:
     """Build the HTML of a training report.
 
     Args:
@@ -162,8 +184,10 @@ def training_report_html(metadata: dict, history: dict | None = None,
     weights = metadata.get("class_weights") or {}
     training = metadata.get("training") or {}
     title = title or "Wetland U-Net training report"
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
-             f"<style>{_STYLE}</style></head><body><h1>{_esc(title)}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{_esc(title)}</h1>"
+    ]
     summary = {
         "created": metadata.get("created"),
         "classes": ", ".join(names),
@@ -183,51 +207,75 @@ def training_report_html(metadata: dict, history: dict | None = None,
     parts.append("<h2>Summary</h2>" + _dict_table(summary))
     if history.get("loss"):
         parts.append("<h2>Loss and accuracy per epoch</h2>")
-        parts.append(f"<img alt='training curves' src='{figure_to_data_uri(curves_figure(history))}'>")
-        parts.append("<p class='note'>Loss: weighted cross-entropy over labelled pixels "
-                     "(unlabelled and invalid pixels have weight 0). Accuracy: share of "
-                     "labelled pixels classified correctly.</p>")
+        parts.append(
+            f"<img alt='training curves' src='{figure_to_data_uri(curves_figure(history))}'>"
+        )
+        parts.append(
+            "<p class='note'>Loss: weighted cross-entropy over labelled pixels "
+            "(unlabelled and invalid pixels have weight 0). Accuracy: share of "
+            "labelled pixels classified correctly.</p>"
+        )
         parts.append(_history_table(history))
     if validation.get("confusion_matrix"):
         matrix = np.asarray(validation["confusion_matrix"])
-        parts.append("<h2>Validation</h2><p class='note'>"
-                     + _esc(validation.get("description", "validation patches")) + f"; "
-                     f"{_fmt(score.get('pixels'))} labelled pixels in "
-                     f"{_fmt(validation.get('patches'))} patches.</p>")
+        parts.append(
+            "<h2>Validation</h2><p class='note'>"
+            + _esc(validation.get("description", "validation patches"))
+            + f"; "
+            f"{_fmt(score.get('pixels'))} labelled pixels in "
+            f"{_fmt(validation.get('patches'))} patches.</p>"
+        )
         parts.append(scores_table_html(_scores_for_table(score), names))
         figure = confusion_matrix_figure(matrix, names, "Validation confusion matrix")
         parts.append(f"<img alt='confusion matrix' src='{figure_to_data_uri(figure)}'>")
     parts.append("<h2>Classes and loss weights</h2>" + _class_table(metadata))
-    parts.append(f"<p class='note'>Class weights ({_esc(weights.get('method', ''))}): "
-                 f"{_esc(weights.get('formula', ''))}.</p>")
+    parts.append(
+        f"<p class='note'>Class weights ({_esc(weights.get('method', ''))}): "
+        f"{_esc(weights.get('formula', ''))}.</p>"
+    )
     data = metadata.get("data") or {}
     if data:
         parts.append("<h2>Data</h2>" + _data_table(data, names))
-        parts.append(f"<p class='note'>{_fmt(data.get('labelled_pixels'))} labelled pixels; "
-                     f"{_fmt((data.get('unlabelled_fraction') or 0) * 100, 3)} % of all "
-                     "pixels unlabelled. Validation patches come from the held-out strip of "
-                     "each image (the last VAL_FRACTION of rows, or of columns), separated "
-                     "from the training part by half a patch.</p>")
-    params = {"patch size": metadata.get("patch_size"), "filters": metadata.get("filters"),
-              "depth": metadata.get("depth"),
-              "spectral skip": metadata.get("spectral_skip", False),
-              "activation": metadata.get("activation"),
-              "loss": metadata.get("loss"), "pixel size": metadata.get("pixel_size")}
+        parts.append(
+            f"<p class='note'>{_fmt(data.get('labelled_pixels'))} labelled pixels; "
+            f"{_fmt((data.get('unlabelled_fraction') or 0) * 100, 3)} % of all "
+            "pixels unlabelled. Validation patches come from the held-out strip of "
+            "each image (the last VAL_FRACTION of rows, or of columns), separated "
+            "from the training part by half a patch.</p>"
+        )
+    params = {
+        "patch size": metadata.get("patch_size"),
+        "filters": metadata.get("filters"),
+        "depth": metadata.get("depth"),
+        "spectral skip": metadata.get("spectral_skip", False),
+        "activation": metadata.get("activation"),
+        "loss": metadata.get("loss"),
+        "pixel size": metadata.get("pixel_size"),
+    }
     params.update({k: v for k, v in training.items() if k not in ("images", "masks")})
     parts.append("<h2>Parameters</h2>" + _dict_table(params))
     norm = metadata.get("normalization") or {}
     if norm:
-        parts.append("<h2>Normalisation</h2>" + _dict_table({
-            "method": norm.get("method"), "percentiles": norm.get("percentiles"),
-            "low (0)": norm.get("low"), "high (1)": norm.get("high")}))
+        parts.append(
+            "<h2>Normalisation</h2>"
+            + _dict_table(
+                {
+                    "method": norm.get("method"),
+                    "percentiles": norm.get("percentiles"),
+                    "low (0)": norm.get("low"),
+                    "high (1)": norm.get("high"),
+                }
+            )
+        )
     if metadata.get("versions"):
         parts.append("<h2>Software</h2>" + _dict_table(metadata["versions"]))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_training_report(path: str, metadata: dict, history: dict | None = None,
-                          title: str | None = None) -> str:
+def write_training_report(
+    path: str, metadata: dict, history: dict | None = None, title: str | None = None
+) -> str:
     """Write the training report atomically.
 
     Args:

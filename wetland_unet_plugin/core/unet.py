@@ -14,8 +14,14 @@ def _conv_block(x, filters: int, dropout: float, name: str):
     from keras import layers
 
     for i in (1, 2):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                          kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
+        x = layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name=f"{name}_conv{i}",
+        )(x)
         x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     if dropout > 0:
@@ -23,8 +29,15 @@ def _conv_block(x, filters: int, dropout: float, name: str):
     return x
 
 
-def build_unet(n_bands: int, n_classes: int, filters: int = 32, depth: int = 5,
-               dropout: float = 0.1, activation: str = "softmax", spectral_skip: bool = True):
+def build_unet(
+    n_bands: int,
+    n_classes: int,
+    filters: int = 32,
+    depth: int = 5,
+    dropout: float = 0.1,
+    activation: str = "softmax",
+    spectral_skip: bool = True,
+):
     """Build a U-Net.
 
     Args:
@@ -55,17 +68,19 @@ def build_unet(n_bands: int, n_classes: int, filters: int = 32, depth: int = 5,
     x = inputs
     skips = []
     for level in range(depth):
-        x = _conv_block(x, filters * 2 ** level, dropout if level >= depth - 2 else 0.0,
-                        f"down{level}")
+        x = _conv_block(
+            x, filters * 2**level, dropout if level >= depth - 2 else 0.0, f"down{level}"
+        )
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
-    x = _conv_block(x, filters * 2 ** depth, dropout, "bridge")
+    x = _conv_block(x, filters * 2**depth, dropout, "bridge")
     for level in reversed(range(depth)):
-        x = layers.Conv2DTranspose(filters * 2 ** level, 2, strides=2, padding="same",
-                                   name=f"up{level}_tconv")(x)
+        x = layers.Conv2DTranspose(
+            filters * 2**level, 2, strides=2, padding="same", name=f"up{level}_tconv"
+        )(x)
         joined = [x, skips[level]] + ([inputs] if spectral_skip and level == 0 else [])
         x = layers.Concatenate(name=f"up{level}_concat")(joined)
-        x = _conv_block(x, filters * 2 ** level, 0.0, f"up{level}")
+        x = _conv_block(x, filters * 2**level, 0.0, f"up{level}")
     if spectral_skip:
         x = layers.Concatenate(name="spectral_concat")([x, inputs])
         x = layers.Conv2D(filters, 1, activation="relu", name="spectral_head")(x)
@@ -85,4 +100,4 @@ def receptive_margin(depth: int) -> int:
     A rough but safe estimate of the receptive field's half-width: two 3x3 convs
     per level, each level doubling the stride.
     """
-    return int(sum(2 * 2 ** level for level in range(depth + 1)) * 2)
+    return int(sum(2 * 2**level for level in range(depth + 1)) * 2)

@@ -107,8 +107,9 @@ def serve(stdin=None) -> int:
             try:
                 message = json.loads(line)
             except ValueError:
-                channel.send(type="error", id=None, kind="protocol",
-                             message=f"not JSON: {line[:200]}")
+                channel.send(
+                    type="error", id=None, kind="protocol", message=f"not JSON: {line[:200]}"
+                )
                 continue
             if message.get("type") == "cancel":
                 cancel.set()
@@ -136,14 +137,23 @@ def serve(stdin=None) -> int:
             channel.send(type="result", id=job_id, value=value)
         except Canceled as err:
             # A canceled training may still have kept the best model so far (err.result).
-            channel.send(type="error", id=job_id, kind="Canceled", message=str(err),
-                         result=getattr(err, "result", None))
+            channel.send(
+                type="error",
+                id=job_id,
+                kind="Canceled",
+                message=str(err),
+                result=getattr(err, "result", None),
+            )
         except CoreError as err:
             channel.send(type="error", id=job_id, kind="CoreError", message=str(err))
         except Exception as err:  # report anything else with its traceback
-            channel.send(type="error", id=job_id, kind="internal",
-                         message=f"{type(err).__name__}: {err}",
-                         traceback=traceback.format_exc())
+            channel.send(
+                type="error",
+                id=job_id,
+                kind="internal",
+                message=f"{type(err).__name__}: {err}",
+                traceback=traceback.format_exc(),
+            )
         finally:
             remove_live_partials()
         if parent_gone.is_set():

@@ -10,5 +10,11 @@ from .train import TrainAlgorithm
 
 def all_algorithms():
     """Return one instance of every Wetland U-Net algorithm."""
-    return [AlignPairAlgorithm(), CleanInvalidAlgorithm(), TrainAlgorithm(), PredictAlgorithm(),
-            EvaluateAlgorithm(), StyleClassifiedAlgorithm()]
+    return [
+        AlignPairAlgorithm(),
+        CleanInvalidAlgorithm(),
+        TrainAlgorithm(),
+        PredictAlgorithm(),
+        EvaluateAlgorithm(),
+        StyleClassifiedAlgorithm(),
+    ]

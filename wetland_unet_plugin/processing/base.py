@@ -23,9 +23,14 @@ from .feedback import run_core, run_in_worker
 from .parameters import check_choices, qgis_parameter, read_value
 from .settings import icon
 
-_OUTPUTS = {"number": QgsProcessingOutputNumber, "string": QgsProcessingOutputString,
-            "bool": QgsProcessingOutputBoolean, "raster": QgsProcessingOutputRasterLayer,
-            "vector": QgsProcessingOutputVectorLayer, "file": QgsProcessingOutputFile}
+_OUTPUTS = {
+    "number": QgsProcessingOutputNumber,
+    "string": QgsProcessingOutputString,
+    "bool": QgsProcessingOutputBoolean,
+    "raster": QgsProcessingOutputRasterLayer,
+    "vector": QgsProcessingOutputVectorLayer,
+    "file": QgsProcessingOutputFile,
+}
 
 
 def core_function(job):
@@ -42,48 +47,54 @@ class WetlandAlgorithm(QgsProcessingAlgorithm):
     def name(self):
         return self.JOB.alg_id
 
-    def displayName(self):  # noqa: N802 (QGIS's names, here and below)
+    def displayName(self):
         return self.JOB.display_name
 
     def group(self):
         return self.JOB.group
 
-    def groupId(self):  # noqa: N802
+    def groupId(self):
         return self.JOB.group_id
 
-    def shortHelpString(self):  # noqa: N802
+    def shortHelpString(self):
         return self.JOB.summary
 
     def icon(self):
         return icon()
 
-    def createInstance(self):  # noqa: N802
+    def createInstance(self):
         return type(self)()
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         for p in self.JOB.params:
             if p.processing:
                 self.addParameter(qgis_parameter(p))
         for output in self.JOB.outputs:
             self.addOutput(_OUTPUTS[output.kind](output.name, output.label))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802
+    def checkParameterValues(self, parameters, context):
         """Choices are checked against the values users type, with the allowed ones named."""
         fixed, message = check_choices(self.JOB, parameters)
         if message:
             return False, message
         return super().checkParameterValues(fixed, context)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        values = {p.key: read_value(self, p, parameters, context, feedback)
-                  for p in self.JOB.params if p.processing}
+    def processAlgorithm(self, parameters, context, feedback):
+        values = {
+            p.key: read_value(self, p, parameters, context, feedback)
+            for p in self.JOB.params
+            if p.processing
+        }
         values = self.prepare(values, parameters, context, feedback)
         if self.JOB.in_worker:
             result = run_in_worker(self.JOB.name, feedback, **values)
         else:
             result = run_core(core_function(self.JOB), feedback, **values)
-        outputs = {p.name: result.get(p.key, values.get(p.key)) for p in self.JOB.params
-                   if p.is_output and p.processing and values.get(p.key)}
+        outputs = {
+            p.name: result.get(p.key, values.get(p.key))
+            for p in self.JOB.params
+            if p.is_output and p.processing and values.get(p.key)
+        }
         outputs.update({o.name: result.get(o.key) for o in self.JOB.outputs})
         return self.results(outputs, result, values, context, feedback)
 

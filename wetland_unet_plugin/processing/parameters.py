@@ -29,13 +29,20 @@ from qgis.core import (
 
 from ..core.feedback import CoreError
 
-_GEOMETRY = {"polygon": QgsProcessing.TypeVectorPolygon, "point": QgsProcessing.TypeVectorPoint,
-             None: QgsProcessing.TypeVectorAnyGeometry}
+_GEOMETRY = {
+    "polygon": QgsProcessing.TypeVectorPolygon,
+    "point": QgsProcessing.TypeVectorPoint,
+    None: QgsProcessing.TypeVectorAnyGeometry,
+}
 
 
 def _number(p, integer):
-    kwargs = dict(type=QgsProcessingParameterNumber.Integer if integer
-                  else QgsProcessingParameterNumber.Double, optional=p.optional)
+    kwargs = dict(
+        type=QgsProcessingParameterNumber.Integer
+        if integer
+        else QgsProcessingParameterNumber.Double,
+        optional=p.optional,
+    )
     if p.default is not None:
         kwargs["defaultValue"] = p.default
     if p.minimum is not None:
@@ -50,40 +57,60 @@ def _enum(p):
     if default is not None:
         default = [str(d) for d in default] if isinstance(default, list) else str(default)
     return QgsProcessingParameterEnum(
-        p.name, p.label, [str(c) for c in p.choices], allowMultiple=p.kind == "choices",
-        defaultValue=default, optional=p.optional, usesStaticStrings=True)
+        p.name,
+        p.label,
+        [str(c) for c in p.choices],
+        allowMultiple=p.kind == "choices",
+        defaultValue=default,
+        optional=p.optional,
+        usesStaticStrings=True,
+    )
 
 
 _BUILDERS = {
     "raster": lambda p: QgsProcessingParameterRasterLayer(p.name, p.label, optional=p.optional),
     "rasters": lambda p: QgsProcessingParameterMultipleLayers(
-        p.name, p.label, QgsProcessing.TypeRaster, optional=p.optional),
+        p.name, p.label, QgsProcessing.TypeRaster, optional=p.optional
+    ),
     "vector": lambda p: QgsProcessingParameterFeatureSource(
-        p.name, p.label, [_GEOMETRY[p.geometry]], optional=p.optional),
+        p.name, p.label, [_GEOMETRY[p.geometry]], optional=p.optional
+    ),
     "field": lambda p: QgsProcessingParameterField(
-        p.name, p.label, parentLayerParameterName=p.parent, optional=p.optional),
+        p.name, p.label, parentLayerParameterName=p.parent, optional=p.optional
+    ),
     "crs": lambda p: QgsProcessingParameterCrs(p.name, p.label, optional=p.optional),
-    "file": lambda p: QgsProcessingParameterFile(p.name, p.label, extension=p.extension,
-                                                 optional=p.optional),
+    "file": lambda p: QgsProcessingParameterFile(
+        p.name, p.label, extension=p.extension, optional=p.optional
+    ),
     "folder": lambda p: QgsProcessingParameterFile(
-        p.name, p.label, behavior=QgsProcessingParameterFile.Folder, optional=p.optional),
+        p.name, p.label, behavior=QgsProcessingParameterFile.Folder, optional=p.optional
+    ),
     "int": lambda p: _number(p, True),
     "float": lambda p: _number(p, False),
-    "bool": lambda p: QgsProcessingParameterBoolean(p.name, p.label, defaultValue=p.default,
-                                                    optional=p.optional),
-    "str": lambda p: QgsProcessingParameterString(p.name, p.label, defaultValue=p.default,
-                                                  optional=p.optional),
+    "bool": lambda p: QgsProcessingParameterBoolean(
+        p.name, p.label, defaultValue=p.default, optional=p.optional
+    ),
+    "str": lambda p: QgsProcessingParameterString(
+        p.name, p.label, defaultValue=p.default, optional=p.optional
+    ),
     "choice": _enum,
     "choices": _enum,
     "raster_out": lambda p: QgsProcessingParameterRasterDestination(
-        p.name, p.label, optional=p.optional, createByDefault=p.create),
+        p.name, p.label, optional=p.optional, createByDefault=p.create
+    ),
     "file_out": lambda p: QgsProcessingParameterFileDestination(
-        p.name, p.label, p.file_filter, optional=p.optional, createByDefault=p.create),
+        p.name, p.label, p.file_filter, optional=p.optional, createByDefault=p.create
+    ),
     "folder_out": lambda p: QgsProcessingParameterFolderDestination(
-        p.name, p.label, optional=p.optional, createByDefault=p.create),
+        p.name, p.label, optional=p.optional, createByDefault=p.create
+    ),
     "vector_out": lambda p: QgsProcessingParameterVectorDestination(
-        p.name, p.label, QgsProcessing.TypeVectorAnyGeometry, optional=p.optional,
-        createByDefault=p.create),
+        p.name,
+        p.label,
+        QgsProcessing.TypeVectorAnyGeometry,
+        optional=p.optional,
+        createByDefault=p.create,
+    ),
 }
 
 
@@ -110,8 +137,9 @@ def raster_path(algorithm, parameters, p, context):
     value = parameters.get(p.name)
     if _empty(value):
         if not p.optional:
-            raise QgsProcessingException(f"{p.name}: no {p.label.lower()} given; choose a "
-                                         "raster layer.")
+            raise QgsProcessingException(
+                f"{p.name}: no {p.label.lower()} given; choose a raster layer."
+            )
         return None
     layer = algorithm.parameterAsRasterLayer(parameters, p.name, context)
     return _file_raster(layer, p, value)
@@ -119,12 +147,16 @@ def raster_path(algorithm, parameters, p, context):
 
 def _file_raster(layer, p, value):
     if layer is None or not layer.isValid():
-        raise QgsProcessingException(f"{p.name}: '{value}' is not a raster layer QGIS can "
-                                     f"open; choose a GeoTIFF or another GDAL raster.")
+        raise QgsProcessingException(
+            f"{p.name}: '{value}' is not a raster layer QGIS can "
+            f"open; choose a GeoTIFF or another GDAL raster."
+        )
     if layer.providerType() != "gdal":
-        raise QgsProcessingException(f"{p.name}: '{layer.name()}' comes from the "
-                                     f"'{layer.providerType()}' provider; save it as a GeoTIFF "
-                                     "first (Export > Save As).")
+        raise QgsProcessingException(
+            f"{p.name}: '{layer.name()}' comes from the "
+            f"'{layer.providerType()}' provider; save it as a GeoTIFF "
+            "first (Export > Save As)."
+        )
     return layer.source()
 
 
@@ -143,18 +175,24 @@ def _vector(algorithm, parameters, p, context, feedback):
     if _empty(value):
         return None
     if algorithm.parameterAsSource(parameters, p.name, context) is None:
-        raise QgsProcessingException(f"{p.name}: '{value}' is not a vector layer QGIS can "
-                                     "open; choose a layer of the kind the label says.")
+        raise QgsProcessingException(
+            f"{p.name}: '{value}' is not a vector layer QGIS can "
+            "open; choose a layer of the kind the label says."
+        )
     path, layer = algorithm.parameterAsCompatibleSourceLayerPathAndLayerName(
-        parameters, p.name, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+        parameters, p.name, context, ["gpkg", "shp", "geojson"], "gpkg", feedback
+    )
     return f"{path}|layername={layer}" if layer else path
 
 
 def _choice(algorithm, parameters, p, context):
     value = parameters.get(p.name)
     if isinstance(value, QgsProperty):
-        value = (algorithm.parameterAsEnumStrings if p.kind == "choices"
-                 else algorithm.parameterAsEnumString)(parameters, p.name, context)
+        value = (
+            algorithm.parameterAsEnumStrings
+            if p.kind == "choices"
+            else algorithm.parameterAsEnumString
+        )(parameters, p.name, context)
     if _empty(value) or value == []:
         return p.default
     try:
@@ -212,8 +250,12 @@ def check_choices(job, parameters):
     fixed = dict(parameters)
     for p in job.params:
         value = parameters.get(p.name)
-        if not p.processing or p.kind not in ("choice", "choices") or _empty(value) or \
-                isinstance(value, QgsProperty):
+        if (
+            not p.processing
+            or p.kind not in ("choice", "choices")
+            or _empty(value)
+            or isinstance(value, QgsProperty)
+        ):
             continue
         try:
             if p.kind == "choices":

@@ -16,7 +16,7 @@ class PredictAlgorithm(WetlandAlgorithm):
 
     JOB = PREDICT
 
-    def canExecute(self):  # noqa: N802 (QGIS's name)
+    def canExecute(self):
         return worker_ready()
 
     def prepare(self, values, parameters, context, feedback):
@@ -32,8 +32,9 @@ class PredictAlgorithm(WetlandAlgorithm):
         try:
             qml = write_qml(output, names, colors)
         except RuntimeError as err:
-            raise QgsProcessingException(f"The class map was written but could not be "
-                                         f"styled: {err}") from None
+            raise QgsProcessingException(
+                f"The class map was written but could not be styled: {err}"
+            ) from None
         feedback.pushInfo(f"Style written to {qml}")
         ClassStylePostProcessor.attach(context, output, names, colors)
         outputs["OUTPUT_STYLE"] = qml

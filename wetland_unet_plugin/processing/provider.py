@@ -36,7 +36,7 @@ class WetlandUNetProvider(QgsProcessingProvider):
     def name(self):
         return "Wetland U-Net"
 
-    def longName(self):  # noqa: N802 (QGIS's names, here and below)
+    def longName(self):
         return "Wetland U-Net: land-cover mapping with a TensorFlow U-Net"
 
     def icon(self):
@@ -46,10 +46,15 @@ class WetlandUNetProvider(QgsProcessingProvider):
         config, setting = processing_config()
         if config is not None:
             config.settingIcons[self.name()] = self.icon()
-            config.addSetting(setting(
-                self.name(), WORKER_PYTHON_SETTING,
-                "Worker Python with TensorFlow (train and predict run there, outside QGIS)",
-                default_python(), valuetype=setting.FILE))
+            config.addSetting(
+                setting(
+                    self.name(),
+                    WORKER_PYTHON_SETTING,
+                    "Worker Python with TensorFlow (train and predict run there, outside QGIS)",
+                    default_python(),
+                    valuetype=setting.FILE,
+                )
+            )
             config.readSettings()
         self.refreshAlgorithms()
         # The shipped chains call this provider's algorithms, which resolve only once the
@@ -70,7 +75,7 @@ class WetlandUNetProvider(QgsProcessingProvider):
             except Exception:  # already gone
                 pass
 
-    def loadAlgorithms(self):  # noqa: N802
+    def loadAlgorithms(self):
         for algorithm in all_algorithms():
             self.addAlgorithm(algorithm)
         for model in shipped_models():

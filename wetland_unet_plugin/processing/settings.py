@@ -15,8 +15,11 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def resources_dir() -> str:
     """resources/ inside the installed plugin, or beside the package in a source checkout."""
     installed = os.path.join(_PACKAGE_DIR, "resources")
-    return installed if os.path.isdir(installed) else os.path.join(
-        os.path.dirname(_PACKAGE_DIR), "resources")
+    return (
+        installed
+        if os.path.isdir(installed)
+        else os.path.join(os.path.dirname(_PACKAGE_DIR), "resources")
+    )
 
 
 ICON_PATH = os.path.join(resources_dir(), "icons", "wetland_unet.svg")

@@ -20,9 +20,10 @@ class StyleClassifiedAlgorithm(WetlandAlgorithm):
         # Styles a project layer: run on the main thread, where layers may be touched.
         return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
-        values = {p.key: read_value(self, p, parameters, context, feedback)
-                  for p in self.JOB.params}
+    def processAlgorithm(self, parameters, context, feedback):
+        values = {
+            p.key: read_value(self, p, parameters, context, feedback) for p in self.JOB.params
+        }
         source = values["input"]
         try:
             if values["model"]:
@@ -31,11 +32,11 @@ class StyleClassifiedAlgorithm(WetlandAlgorithm):
                     colors = parse_colors(values["class_colors"], len(names))
             elif values["class_names"]:
                 names = parse_class_names(values["class_names"])
-                colors = parse_colors(values["class_colors"], len(names)) or \
-                    default_colors(names)
+                colors = parse_colors(values["class_colors"], len(names)) or default_colors(names)
             else:
-                raise QgsProcessingException("Give MODEL (a .keras model) or CLASS_NAMES to "
-                                             "say which class each id is.")
+                raise QgsProcessingException(
+                    "Give MODEL (a .keras model) or CLASS_NAMES to say which class each id is."
+                )
         except CoreError as err:
             raise QgsProcessingException(str(err)) from None
         qml = values["output_style"] or qml_path_for(source)
@@ -44,8 +45,11 @@ class StyleClassifiedAlgorithm(WetlandAlgorithm):
         except RuntimeError as err:
             raise QgsProcessingException(str(err)) from None
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        if layer is not None and context.project() is not None and \
-                context.project().mapLayer(layer.id()) is not None:
+        if (
+            layer is not None
+            and context.project() is not None
+            and context.project().mapLayer(layer.id()) is not None
+        ):
             apply_style(layer, names, colors)
         for index, (name, color) in enumerate(zip(names, colors), start=1):
             feedback.pushInfo(f"{index}: {name} {color}")

@@ -15,8 +15,10 @@ _KEEP_ALIVE = {}
 
 def paletted_renderer(layer, names, colors, band=1):
     """Return a QgsPalettedRasterRenderer with entries 1..N carrying names and colours."""
-    classes = [QgsPalettedRasterRenderer.Class(index, QColor(color), name)
-               for index, (name, color) in enumerate(zip(names, colors), start=1)]
+    classes = [
+        QgsPalettedRasterRenderer.Class(index, QColor(color), name)
+        for index, (name, color) in enumerate(zip(names, colors), start=1)
+    ]
     return QgsPalettedRasterRenderer(layer.dataProvider(), band, classes)
 
 
@@ -56,7 +58,7 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         self.names = list(names)
         self.colors = list(colors)
 
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS's name)
+    def postProcessLayer(self, layer, context, feedback):
         if isinstance(layer, QgsRasterLayer) and layer.isValid():
             apply_style(layer, self.names, self.colors)
 

@@ -17,7 +17,10 @@ def worker_ready():
         info = get_client(python).check_environment()
         answer = (True, f"TensorFlow {info.get('tensorflow')} in {python}")
     except CoreError as err:
-        answer = (False, f"TensorFlow is not available to Wetland U-Net in the worker Python "
-                         f"'{python}': {str(err).splitlines()[0]} {FIX_HINT}")
+        answer = (
+            False,
+            f"TensorFlow is not available to Wetland U-Net in the worker Python "
+            f"'{python}': {str(err).splitlines()[0]} {FIX_HINT}",
+        )
     _CHECKED[python] = answer
     return answer

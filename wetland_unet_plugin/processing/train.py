@@ -12,7 +12,7 @@ class TrainAlgorithm(WetlandAlgorithm):
 
     JOB = TRAIN
 
-    def canExecute(self):  # noqa: N802 (QGIS's name)
+    def canExecute(self):
         return worker_ready()
 
     def prepare(self, values, parameters, context, feedback):
@@ -24,13 +24,17 @@ class TrainAlgorithm(WetlandAlgorithm):
     def results(self, outputs, result, values, context, feedback):
         validation = result.get("validation") or {}
         if result.get("canceled"):
-            feedback.pushWarning("Training was canceled; the best model so far was kept: "
-                                 f"{result.get('output_model')}")
-        outputs.update({
-            "OUTPUT_MODEL": result.get("output_model"),
-            "OUTPUT_REPORT": result.get("output_report"),
-            "VAL_ACCURACY": validation.get("overall_accuracy"),
-            "VAL_MEAN_IOU": validation.get("mean_iou"),
-            "CANCELED": bool(result.get("canceled")),
-        })
+            feedback.pushWarning(
+                "Training was canceled; the best model so far was kept: "
+                f"{result.get('output_model')}"
+            )
+        outputs.update(
+            {
+                "OUTPUT_MODEL": result.get("output_model"),
+                "OUTPUT_REPORT": result.get("output_report"),
+                "VAL_ACCURACY": validation.get("overall_accuracy"),
+                "VAL_MEAN_IOU": validation.get("mean_iou"),
+                "CANCELED": bool(result.get("canceled")),
+            }
+        )
         return outputs

@@ -25,9 +25,11 @@ PYTHON_ENV_VAR = "WETLAND_UNET_PYTHON"
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Written by `make deploy` beside the installed package: the environment it made.
 RECORDED_PYTHON_FILE = os.path.join(PACKAGE_DIR, "worker_python.txt")
-FIX_HINT = ("Run `make setup` in the Wetland U-Net source folder (it builds .venv with "
-            "TensorFlow), then `make deploy`, or set the worker Python in Settings > Options "
-            "> Processing > Providers > Wetland U-Net.")
+FIX_HINT = (
+    "Run `make setup` in the Wetland U-Net source folder (it builds .venv with "
+    "TensorFlow), then `make deploy`, or set the worker Python in Settings > Options "
+    "> Processing > Providers > Wetland U-Net."
+)
 
 
 class WorkerError(CoreError):
@@ -76,7 +78,9 @@ class WorkerClient:
     def _start(self) -> None:
         env = dict(os.environ)
         parent = os.path.dirname(PACKAGE_DIR)
-        env["PYTHONPATH"] = parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONPATH"] = parent + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["PYTHONUNBUFFERED"] = "1"
         for var in ("QGIS_PREFIX_PATH", "QT_PLUGIN_PATH"):
@@ -84,24 +88,37 @@ class WorkerClient:
         self._stderr_file = tempfile.TemporaryFile(mode="w+b", prefix="wetland_unet_worker_")
         command = self._command()
         try:
-            self.process = subprocess.Popen(command, stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=self._stderr_file,
-                                            env=env, cwd=parent, close_fds=True,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr_file,
+                env=env,
+                cwd=parent,
+                close_fds=True,
+                start_new_session=True,
+            )
         except OSError as err:
             self.process = None
-            raise WorkerError(f"Cannot start the Wetland U-Net worker with '{command[0]}' "
-                              f"({err}). {FIX_HINT}") from None
+            raise WorkerError(
+                f"Cannot start the Wetland U-Net worker with '{command[0]}' ({err}). {FIX_HINT}"
+            ) from None
         self.starts += 1
         self._messages = queue.Queue()
-        threading.Thread(target=self._read_stdout, args=(self.process, self._messages),
-                         name="wetland-unet-worker-reader", daemon=True).start()
+        threading.Thread(
+            target=self._read_stdout,
+            args=(self.process, self._messages),
+            name="wetland-unet-worker-reader",
+            daemon=True,
+        ).start()
         message = self._next_message(timeout=120.0)
         if message is None or message.get("type") != "ready":
             tail = self.stderr_tail()
             self.stop()
-            raise WorkerError(f"The Wetland U-Net worker ('{command[0]}') did not start: "
-                              f"{tail or 'no output'}. {FIX_HINT}")
+            raise WorkerError(
+                f"The Wetland U-Net worker ('{command[0]}') did not start: "
+                f"{tail or 'no output'}. {FIX_HINT}"
+            )
 
     @staticmethod
     def _read_stdout(process, messages: queue.Queue) -> None:
@@ -173,8 +190,9 @@ class WorkerClient:
         self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
         self.process.stdin.flush()
 
-    def run(self, job: str, params: dict, feedback: Feedback | None = None,
-            cancel_grace: float = 30.0) -> dict:
+    def run(
+        self, job: str, params: dict, feedback: Feedback | None = None, cancel_grace: float = 30.0
+    ) -> dict:
         """Run one job in the worker and return its result.
 
         Args:
@@ -213,8 +231,10 @@ class WorkerClient:
                         pass
                 if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > cancel_grace:
                     self.stop(grace=2.0)
-                    raise Canceled("Canceled by the user; the worker did not stop in "
-                                   f"{cancel_grace:.0f} s and was ended. No output was written.")
+                    raise Canceled(
+                        "Canceled by the user; the worker did not stop in "
+                        f"{cancel_grace:.0f} s and was ended. No output was written."
+                    )
                 if message is None:
                     return self._died(job, params)
                 kind = message.get("type")
@@ -238,8 +258,10 @@ class WorkerClient:
                         raise canceled
                     if message.get("kind") == "CoreError":
                         raise CoreError(message.get("message", ""))
-                    raise CoreError(f"Internal error in the worker: {message.get('message')}\n"
-                                    f"{message.get('traceback', '')}")
+                    raise CoreError(
+                        f"Internal error in the worker: {message.get('message')}\n"
+                        f"{message.get('traceback', '')}"
+                    )
 
     def _died(self, job: str, params: dict):
         process = self.process
@@ -256,13 +278,18 @@ class WorkerClient:
             for key, value in params.items():
                 if key.startswith("output") and isinstance(value, str) and value:
                     remove_partials_of(value, pid)
-        how = "was killed (signal %d)" % -code if code is not None and code < 0 else (
-            f"exited with code {code}" if code is not None else "stopped answering")
+        how = (
+            "was killed (signal %d)" % -code
+            if code is not None and code < 0
+            else (f"exited with code {code}" if code is not None else "stopped answering")
+        )
         if code is not None and -code == 9:
             how += "; out of memory or killed by another process"
-        raise WorkerError(f"The Wetland U-Net worker {how} while running '{job}'. The next "
-                          f"job starts a fresh worker; no output was written.\nLast worker "
-                          f"messages:\n{tail or '(none)'}")
+        raise WorkerError(
+            f"The Wetland U-Net worker {how} while running '{job}'. The next "
+            f"job starts a fresh worker; no output was written.\nLast worker "
+            f"messages:\n{tail or '(none)'}"
+        )
 
     def check_environment(self) -> dict:
         """Start the worker if needed and import TensorFlow there; returns versions."""

@@ -12,7 +12,6 @@ Both outputs are tiled, compressed GeoTIFFs written through
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 
 import rasterio
@@ -20,6 +19,7 @@ import rasterio
 from ..atomic import atomic_output, remove_quietly
 from ..feedback import CoreError, Feedback, SubFeedback
 from ..raster import check_output_path, open_raster
+from ..schema import ALIGN
 from .classmap import (
     CLASSES_SUFFIX,
     name_raster_ids,
@@ -39,32 +39,24 @@ from .crs import (
 from .grid import target_grid
 from .polygons import read_polygons, split_vector_uri
 from .rasterize import rasterize_polygons
-from .warp import copy_image_window, parse_resampling, warp_image, warp_mask_raster
-
-
-def _parse_pixel_size(pixel_size) -> float:
-    try:
-        pixel_size = float(pixel_size or 0)
-    except (TypeError, ValueError):
-        raise CoreError(f"PIXEL_SIZE '{pixel_size}' is not a number: give the pixel size in "
-                        "units of the target CRS, or 0 for the image's.") from None
-    if pixel_size < 0 or not math.isfinite(pixel_size):
-        raise CoreError(f"PIXEL_SIZE {pixel_size:g} is not a positive size: give the pixel "
-                        "size in units of the target CRS, or 0 for the image's.")
-    return pixel_size
+from .warp import copy_image_window, warp_image, warp_mask_raster
 
 
 def _check_image_georeferencing(src, image, rpc):
     """The image must have RPCs to orthorectify with, or a CRS to be placed by."""
     if rpc:
         if not src.rpcs:
-            raise CoreError(f"The image '{image}' has no RPC coefficients (RPC metadata "
-                            "in the file or an _rpc.txt / .RPB file beside it): switch the "
-                            "RPC option off, or put the scene's RPC file beside it.")
+            raise CoreError(
+                f"The image '{image}' has no RPC coefficients (RPC metadata "
+                "in the file or an _rpc.txt / .RPB file beside it): switch the "
+                "RPC option off, or put the scene's RPC file beside it."
+            )
     elif src.crs is None:
         if src.rpcs:
-            raise CoreError(f"The image '{image}' has no CRS but carries RPC coefficients: "
-                            "switch the RPC option on to orthorectify it, or assign a CRS.")
+            raise CoreError(
+                f"The image '{image}' has no CRS but carries RPC coefficients: "
+                "switch the RPC option on to orthorectify it, or assign a CRS."
+            )
         raise no_crs_error("image", image)
 
 
@@ -84,29 +76,22 @@ def _target_crs(src, target_crs, rpc, feedback):
     return dst_crs
 
 
-def align_pair(image, output_image, output_mask, mask=None, mask_vector=None,
-               vector_layer=None, class_field=None, class_names=None, target_crs=None,
-               pixel_size=0, resampling="bilinear", rpc=False, feedback=None) -> dict:
+def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None, **params) -> dict:
     """Reproject and pixel-align an image and its mask onto one grid, cropped to their overlap.
 
     Args:
-        image: raster path of the scene.
-        output_image: GeoTIFF path for the aligned image.
-        output_mask: GeoTIFF path for the aligned mask (uint8/uint16, nodata 0).
-        mask: label raster path (any CRS, resolution, extent), or None.
-        mask_vector: polygon layer path (or 'file.gpkg|layername=x'), or None.
-        vector_layer: layer name (or index) in a multi-layer vector file.
-        class_field: the polygons' class field (integer ids, or text names).
-        class_names: "water,wetland" or a list: text classes map to ids 1..N in
-            this order (values not listed stay 0); for integer ids, names for them.
-        target_crs: output CRS in any form GDAL accepts; default the image's
-            (for ``rpc`` without an image CRS: the UTM zone of the scene).
-        pixel_size: output pixel size in target CRS units; 0 = the image's (or
-            GDAL's suggestion when reprojecting).
-        resampling: image resampling, one of :data:`RESAMPLING_METHODS` (or its
-            index); the mask always uses nearest neighbour.
-        rpc: orthorectify the image with its RPC coefficients.
         feedback: :class:`Feedback` for progress, log and cancel.
+        **params: the parameters of ``schema.ALIGN`` by keyword: ``image``,
+            ``output_image``, ``output_mask`` (uint8/uint16, nodata 0); ``mask`` (a label
+            raster in any CRS, resolution, extent) or ``mask_vector`` (polygons, or
+            'file.gpkg|layername=x') with ``vector_layer`` and ``class_field`` (integer
+            ids, or text names); ``class_names`` ("water,wetland" or a list: text classes
+            map to ids 1..N in this order, values not listed stay 0; for integer ids,
+            names for them); ``target_crs`` (any form GDAL accepts; default the image's,
+            or for ``rpc`` without an image CRS the UTM zone of the scene);
+            ``pixel_size`` (0 = the image's, or GDAL's suggestion when reprojecting);
+            ``resampling`` (the image's; the mask always uses nearest neighbour);
+            ``rpc`` (orthorectify the image with its RPC coefficients).
 
     Returns:
         ``{"output_image", "output_mask", "classes_json", "width", "height", "crs"
@@ -120,24 +105,32 @@ def align_pair(image, output_image, output_mask, mask=None, mask_vector=None,
         output is left behind in either case.
     """
     feedback = feedback or Feedback()
-    resampling = parse_resampling(resampling)
-    names = optional_class_names(class_names)
-    pixel_size = _parse_pixel_size(pixel_size)
+    p = ALIGN.check(dict(params, image=image, output_image=output_image, output_mask=output_mask))
+    image, output_image, output_mask = p["image"], p["output_image"], p["output_mask"]
+    mask, mask_vector, vector_layer = p["mask"], p["mask_vector"], p["vector_layer"]
+    class_field, target_crs, rpc = p["class_field"], p["target_crs"], p["rpc"]
+    resampling, pixel_size = p["resampling"], p["pixel_size"]
+    names = optional_class_names(p["class_names"])
     has_mask = mask not in (None, "")
     has_vector = mask_vector not in (None, "")
     if has_mask and has_vector:
-        raise CoreError("Both MASK and MASK_VECTOR are given: choose one, the label raster or "
-                        "the class polygons.")
+        raise CoreError(
+            "Both MASK and MASK_VECTOR are given: choose one, the label raster or "
+            "the class polygons."
+        )
     if not has_mask and not has_vector:
-        raise CoreError("No mask given: choose a label raster (MASK) or class polygons "
-                        "(MASK_VECTOR with CLASS_FIELD).")
+        raise CoreError(
+            "No mask given: choose a label raster (MASK) or class polygons "
+            "(MASK_VECTOR with CLASS_FIELD)."
+        )
     vector_path = split_vector_uri(mask_vector, vector_layer)[0] if has_vector else None
     inputs = [image, mask if has_mask else None, vector_path]
     check_output_path(output_image, inputs, "output image")
     check_output_path(output_mask, inputs, "output mask")
     if os.path.abspath(output_image) == os.path.abspath(output_mask):
-        raise CoreError("OUTPUT_IMAGE and OUTPUT_MASK are the same file: give them different "
-                        "paths.")
+        raise CoreError(
+            "OUTPUT_IMAGE and OUTPUT_MASK are the same file: give them different paths."
+        )
     classes_json = output_mask + CLASSES_SUFFIX
 
     with contextlib.ExitStack() as stack:
@@ -153,9 +146,14 @@ def align_pair(image, output_image, output_mask, mask=None, mask_vector=None,
                 raise no_crs_error("mask", mask)
             mask_bounds = reproject_bounds(msk.crs, dst_crs, corner_bounds(msk))
         else:
-            shapes, vector_info = read_polygons(mask_vector, vector_layer, class_field,
-                                                class_names, dst_crs,
-                                                SubFeedback(feedback, 0.0, 0.05))
+            shapes, vector_info = read_polygons(
+                mask_vector,
+                vector_layer,
+                class_field,
+                p["class_names"],
+                dst_crs,
+                SubFeedback(feedback, 0.0, 0.05),
+            )
             mask_bounds = vector_info["bounds"]
 
         grid = target_grid(src, rpc, dst_crs, pixel_size, mask_bounds, feedback)
@@ -167,46 +165,69 @@ def align_pair(image, output_image, output_mask, mask=None, mask_vector=None,
         image_step = SubFeedback(feedback, 0.05, 0.75)
         if grid.kept:
             feedback.info("The image keeps its own grid: its pixels are copied unchanged.")
-            copy_image_window(src, tmp_image, grid.col0, grid.row0, width, height, transform,
-                              image_step)
+            copy_image_window(
+                src, tmp_image, grid.col0, grid.row0, width, height, transform, image_step
+            )
         else:
-            feedback.info(f"Resampling the image ({resampling}"
-                          f"{', RPC orthorectification' if rpc else ''}).")
-            warp_image(image, src, tmp_image, dst_crs, transform, width, height, resampling,
-                       rpc, image_step)
+            feedback.info(
+                f"Resampling the image ({resampling}{', RPC orthorectification' if rpc else ''})."
+            )
+            warp_image(
+                image,
+                src,
+                tmp_image,
+                dst_crs,
+                transform,
+                width,
+                height,
+                resampling,
+                rpc,
+                image_step,
+            )
         mask_step = SubFeedback(feedback, 0.75, 1.0)
         if has_mask:
-            labelled = warp_mask_raster(mask, msk, tmp_mask, dst_crs, transform, width,
-                                        height, mask_step)
+            labelled = warp_mask_raster(
+                mask, msk, tmp_mask, dst_crs, transform, width, height, mask_step
+            )
             mapping, document = name_raster_ids(mask, names, feedback)
         else:
-            labelled = rasterize_polygons(shapes, vector_info, tmp_mask, transform, width,
-                                          height, mask_step)
+            labelled = rasterize_polygons(
+                shapes, vector_info, tmp_mask, transform, width, height, mask_step
+            )
             mapping, document = vector_info["mapping"], vector_info["json"]
         feedback.check_canceled()
 
         # Both outputs must share one grid exactly.
         with rasterio.open(tmp_image) as a, rasterio.open(tmp_mask) as b:
-            if (a.width, a.height) != (b.width, b.height) or a.transform != b.transform \
-                    or a.crs != b.crs:
-                raise RuntimeError(f"align_pair: outputs on different grids ({a.transform}, "
-                                   f"{b.transform}, {a.crs}, {b.crs})")
+            if (
+                (a.width, a.height) != (b.width, b.height)
+                or a.transform != b.transform
+                or a.crs != b.crs
+            ):
+                raise RuntimeError(
+                    f"align_pair: outputs on different grids ({a.transform}, "
+                    f"{b.transform}, {a.crs}, {b.crs})"
+                )
             crs_wkt = a.crs.to_wkt()
             out_transform = a.transform
 
         if document is not None:
-            write_classes_json(stack.enter_context(atomic_output(classes_json)), document,
-                               labelled)
+            write_classes_json(stack.enter_context(atomic_output(classes_json)), document, labelled)
     if document is None and os.path.exists(classes_json):
         remove_quietly(classes_json)  # a stale mapping of an earlier run of this output
     feedback.progress(1.0)
 
     total = width * height
-    feedback.info("Labelled pixels: " + (", ".join(
-        f"{k}: {v:,}" for k, v in labelled.items()) or "none") + f" (of {total:,} px).")
+    feedback.info(
+        "Labelled pixels: "
+        + (", ".join(f"{k}: {v:,}" for k, v in labelled.items()) or "none")
+        + f" (of {total:,} px)."
+    )
     if not any(labelled.values()):
-        feedback.warning("The aligned mask has no labelled pixel in the common extent: check "
-                         "the mask's classes and that it covers the image.")
+        feedback.warning(
+            "The aligned mask has no labelled pixel in the common extent: check "
+            "the mask's classes and that it covers the image."
+        )
     return {
         "output_image": output_image,
         "output_mask": output_mask,

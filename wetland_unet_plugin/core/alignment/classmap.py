@@ -62,8 +62,10 @@ def map_field_values(values, kind, field_name, names, source, layer_name, feedba
         if names is None and numeric:
             kind = "integer"
             raw_values = [None if t is None else int(t) for t in texts]
-            feedback.info(f"CLASS_FIELD '{field_name}' holds whole numbers as text; they are "
-                          "used as class ids as they are.")
+            feedback.info(
+                f"CLASS_FIELD '{field_name}' holds whole numbers as text; they are "
+                "used as class ids as they are."
+            )
         else:
             if names is not None:
                 lookup = {name.strip().lower(): i for i, name in enumerate(names, start=1)}
@@ -76,19 +78,28 @@ def map_field_values(values, kind, field_name, names, source, layer_name, feedba
                 origin = "sorted"
             ids = [0 if t is None else value_ids[t] for t in texts]
             counts = {t: texts.count(t) for t in distinct}
-            feedback.info(f"Classes of '{field_name}' ({origin}): " + ", ".join(
-                f"{i} = {name}" for name, i in mapping.items()))
+            feedback.info(
+                f"Classes of '{field_name}' ({origin}): "
+                + ", ".join(f"{i} = {name}" for name, i in mapping.items())
+            )
             unlisted = {t: c for t, c in counts.items() if value_ids[t] == 0}
             if unlisted:
-                feedback.info("Not in CLASS_NAMES, left unlabelled (0): " + ", ".join(
-                    f"{t} ({c} polygon{'s' if c > 1 else ''})"
-                    for t, c in sorted(unlisted.items())))
-            missing = [name for name in mapping
-                       if not any(value_ids[t] == mapping[name] for t in distinct)]
+                feedback.info(
+                    "Not in CLASS_NAMES, left unlabelled (0): "
+                    + ", ".join(
+                        f"{t} ({c} polygon{'s' if c > 1 else ''})"
+                        for t, c in sorted(unlisted.items())
+                    )
+                )
+            missing = [
+                name for name in mapping if not any(value_ids[t] == mapping[name] for t in distinct)
+            ]
             if missing:
-                feedback.warning(f"CLASS_NAMES {', '.join(missing)} occur in no polygon's "
-                                 f"'{field_name}' (values found: {', '.join(distinct[:20])}"
-                                 f"{' ...' if len(distinct) > 20 else ''}).")
+                feedback.warning(
+                    f"CLASS_NAMES {', '.join(missing)} occur in no polygon's "
+                    f"'{field_name}' (values found: {', '.join(distinct[:20])}"
+                    f"{' ...' if len(distinct) > 20 else ''})."
+                )
             empty = texts.count(None)
             if empty:
                 feedback.info(f"{empty} polygon(s) have no '{field_name}' and stay unlabelled.")
@@ -97,10 +108,15 @@ def map_field_values(values, kind, field_name, names, source, layer_name, feedba
                 "source": source,
                 "layer": layer_name,
                 "order": "class_names" if names is not None else "sorted",
-                "classes": [{"id": i, "name": name,
-                             "values": [t for t in distinct if value_ids[t] == i],
-                             "polygons": sum(counts[t] for t in distinct if value_ids[t] == i)}
-                            for name, i in mapping.items()],
+                "classes": [
+                    {
+                        "id": i,
+                        "name": name,
+                        "values": [t for t in distinct if value_ids[t] == i],
+                        "polygons": sum(counts[t] for t in distinct if value_ids[t] == i),
+                    }
+                    for name, i in mapping.items()
+                ],
                 "unlabelled_values": unlisted,
             }
     if kind in ("integer", "real"):
@@ -111,26 +127,37 @@ def map_field_values(values, kind, field_name, names, source, layer_name, feedba
                 continue
             number = float(value)
             if kind == "real" and number != math.floor(number):
-                raise CoreError(f"CLASS_FIELD '{field_name}' holds decimal numbers (e.g. "
-                                f"{number:g}): class ids must be whole numbers; choose a field "
-                                "with integer ids or class names.")
+                raise CoreError(
+                    f"CLASS_FIELD '{field_name}' holds decimal numbers (e.g. "
+                    f"{number:g}): class ids must be whole numbers; choose a field "
+                    "with integer ids or class names."
+                )
             if number > 65535:
-                raise CoreError(f"CLASS_FIELD '{field_name}' holds the id {number:.0f}, above "
-                                "65535: renumber the classes 1..N (or use a text field of "
-                                "class names).")
+                raise CoreError(
+                    f"CLASS_FIELD '{field_name}' holds the id {number:.0f}, above "
+                    "65535: renumber the classes 1..N (or use a text field of "
+                    "class names)."
+                )
             if number < 0:
                 negative += 1
             ids.append(max(int(number), 0))
         if negative:
-            feedback.warning(f"{negative} polygon(s) have a negative '{field_name}' and stay "
-                             "unlabelled (0).")
+            feedback.warning(
+                f"{negative} polygon(s) have a negative '{field_name}' and stay unlabelled (0)."
+            )
         if names is not None:
             mapping = {name: i for i, name in enumerate(names, start=1)}
-            document = {"field": field_name, "source": source,
-                        "layer": layer_name, "order": "ids as they are",
-                        "classes": [{"id": i, "name": name} for name, i in mapping.items()]}
-            feedback.info(f"Ids of '{field_name}' are used as they are; CLASS_NAMES label "
-                          "them: " + ", ".join(f"{i} = {name}" for name, i in mapping.items()))
+            document = {
+                "field": field_name,
+                "source": source,
+                "layer": layer_name,
+                "order": "ids as they are",
+                "classes": [{"id": i, "name": name} for name, i in mapping.items()],
+            }
+            feedback.info(
+                f"Ids of '{field_name}' are used as they are; CLASS_NAMES label "
+                "them: " + ", ".join(f"{i} = {name}" for name, i in mapping.items())
+            )
         present = sorted({i for i in ids if i})
         feedback.info(f"Class ids in '{field_name}': {', '.join(map(str, present)) or 'none'}.")
     return ids, mapping, document
@@ -146,10 +173,15 @@ def name_raster_ids(mask_path, names, feedback):
     if not names:
         return None, None
     mapping = {name: i for i, name in enumerate(names, start=1)}
-    document = {"source": os.path.abspath(str(mask_path)), "order": "ids as they are",
-                "classes": [{"id": i, "name": name} for name, i in mapping.items()]}
-    feedback.info("Mask ids are used as they are; CLASS_NAMES label them: "
-                  + ", ".join(f"{i} = {name}" for name, i in mapping.items()))
+    document = {
+        "source": os.path.abspath(str(mask_path)),
+        "order": "ids as they are",
+        "classes": [{"id": i, "name": name} for name, i in mapping.items()],
+    }
+    feedback.info(
+        "Mask ids are used as they are; CLASS_NAMES label them: "
+        + ", ".join(f"{i} = {name}" for name, i in mapping.items())
+    )
     return mapping, document
 
 

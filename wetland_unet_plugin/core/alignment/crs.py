@@ -26,8 +26,10 @@ def parse_crs(value, what="TARGET_CRS"):
     try:
         crs = CRS.from_user_input(str(value).strip())
     except (CRSError, ValueError, TypeError) as err:
-        raise CoreError(f"{what} '{value}' is not a coordinate reference system GDAL knows "
-                        f"({err}): give it as 'EPSG:32633', a PROJ string or WKT.") from None
+        raise CoreError(
+            f"{what} '{value}' is not a coordinate reference system GDAL knows "
+            f"({err}): give it as 'EPSG:32633', a PROJ string or WKT."
+        ) from None
     return crs
 
 
@@ -37,13 +39,13 @@ def crs_name(crs) -> str:
         return "no CRS"
     try:
         epsg = crs.to_epsg()
-    except Exception:  # noqa: BLE001
+    except Exception:
         epsg = None
     if epsg:
         return f"EPSG:{epsg}"
     try:
         return crs.to_wkt().split('"')[1]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return str(crs)
 
 
@@ -56,16 +58,19 @@ def same_crs(a, b) -> bool:
             return True
         code = a.to_epsg()
         return code is not None and code == b.to_epsg()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
 def same_units(a, b) -> bool:
     """True when both CRSs are projected with the same linear unit (e.g. both metres)."""
     try:
-        return (a.is_projected and b.is_projected
-                and a.linear_units_factor[1] == b.linear_units_factor[1])
-    except Exception:  # noqa: BLE001 - unknown units: do not assume
+        return (
+            a.is_projected
+            and b.is_projected
+            and a.linear_units_factor[1] == b.linear_units_factor[1]
+        )
+    except Exception:
         return False
 
 
@@ -82,9 +87,11 @@ def format_bounds(bounds) -> str:
 
 def no_crs_error(what, path):
     """The CoreError for an input without a CRS, saying how to assign one."""
-    return CoreError(f"The {what} '{path}' has no coordinate reference system (CRS), so it cannot "
-                     "be placed on the map: assign one with QGIS's \"Assign projection\" "
-                     "(Raster > Projections) or `gdal_edit -a_srs EPSG:xxxx`, then run again.")
+    return CoreError(
+        f"The {what} '{path}' has no coordinate reference system (CRS), so it cannot "
+        'be placed on the map: assign one with QGIS\'s "Assign projection" '
+        "(Raster > Projections) or `gdal_edit -a_srs EPSG:xxxx`, then run again."
+    )
 
 
 def corner_bounds(dataset):
@@ -106,7 +113,9 @@ def reproject_bounds(src_crs, dst_crs, bounds):
         return tuple(bounds)
     try:
         return tuple(transform_bounds(src_crs, dst_crs, *bounds, densify_pts=21))
-    except Exception as err:  # noqa: BLE001
-        raise CoreError(f"The extent {format_bounds(bounds)} in {crs_name(src_crs)} cannot be "
-                        f"expressed in {crs_name(dst_crs)} ({err}): choose a TARGET_CRS that "
-                        "covers the area.") from None
+    except Exception as err:
+        raise CoreError(
+            f"The extent {format_bounds(bounds)} in {crs_name(src_crs)} cannot be "
+            f"expressed in {crs_name(dst_crs)} ({err}): choose a TARGET_CRS that "
+            "covers the area."
+        ) from None

@@ -43,7 +43,7 @@ def gdal_callback(feedback):
     def callback(complete, _message, _data):
         try:
             feedback.progress(float(complete))
-        except Exception:  # noqa: BLE001 - progress must never break a warp
+        except Exception:
             pass
         return 0 if feedback.is_canceled() else 1
 

@@ -34,8 +34,8 @@ class Grid(NamedTuple):
     px: float
     py: float
     bounds: tuple
-    kept: bool      # the image's own grid: its pixels are copied, not resampled
-    col0: int       # the grid's first column and row in the image (meaningful when kept)
+    kept: bool  # the image's own grid: its pixels are copied, not resampled
+    col0: int  # the grid's first column and row in the image (meaningful when kept)
     row0: int
 
 
@@ -58,33 +58,55 @@ def image_grid(image, rpc, dst_crs, pixel_size):
     north_up = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
     if not rpc and north_up and same_crs(image.crs, dst_crs):
         px, py = t.a, -t.e
-        kept = not pixel_size or (math.isclose(pixel_size, px, rel_tol=1e-9)
-                                  and math.isclose(pixel_size, py, rel_tol=1e-9))
+        kept = not pixel_size or (
+            math.isclose(pixel_size, px, rel_tol=1e-9)
+            and math.isclose(pixel_size, py, rel_tol=1e-9)
+        )
         if not kept:
             px = py = float(pixel_size)
         return t.c, t.f, px, py, tuple(image.bounds), kept
     try:
         if rpc:
             transform, width, height = calculate_default_transform(
-                CRS.from_epsg(4326), dst_crs, image.width, image.height, rpcs=image.rpcs,
-                resolution=pixel_size or None)
+                CRS.from_epsg(4326),
+                dst_crs,
+                image.width,
+                image.height,
+                rpcs=image.rpcs,
+                resolution=pixel_size or None,
+            )
         else:
             transform, width, height = calculate_default_transform(
-                image.crs, dst_crs, image.width, image.height, *corner_bounds(image),
-                resolution=pixel_size or None)
-    except Exception as err:  # noqa: BLE001
-        raise CoreError(f"The image cannot be reprojected to {crs_name(dst_crs)} ({err}): "
-                        "choose a TARGET_CRS that covers the image's area.") from None
+                image.crs,
+                dst_crs,
+                image.width,
+                image.height,
+                *corner_bounds(image),
+                resolution=pixel_size or None,
+            )
+    except Exception as err:
+        raise CoreError(
+            f"The image cannot be reprojected to {crs_name(dst_crs)} ({err}): "
+            "choose a TARGET_CRS that covers the image's area."
+        ) from None
     if pixel_size:
         px = py = float(pixel_size)
-    elif (not rpc and north_up and math.isclose(t.a, -t.e, rel_tol=1e-9)
-          and same_units(image.crs, dst_crs)):
+    elif (
+        not rpc
+        and north_up
+        and math.isclose(t.a, -t.e, rel_tol=1e-9)
+        and same_units(image.crs, dst_crs)
+    ):
         px = py = t.a  # metres stay metres: a 10 m image gives a 10 m grid
     else:
         px = py = round_significant(abs(transform.a), 4)
     if rpc:
-        bounds = (transform.c, transform.f + transform.e * height,
-                  transform.c + transform.a * width, transform.f)
+        bounds = (
+            transform.c,
+            transform.f + transform.e * height,
+            transform.c + transform.a * width,
+            transform.f,
+        )
     else:
         bounds = reproject_bounds(image.crs, dst_crs, corner_bounds(image))
     return 0.0, 0.0, px, py, bounds, False
@@ -112,31 +134,41 @@ def target_grid(image, rpc, dst_crs, pixel_size, mask_bounds, feedback) -> Grid:
             when PIXEL_SIZE would blow the output far beyond the image's size.
     """
     ox, oy, px, py, image_bounds, kept = image_grid(image, rpc, dst_crs, pixel_size)
-    common = (max(image_bounds[0], mask_bounds[0]), max(image_bounds[1], mask_bounds[1]),
-              min(image_bounds[2], mask_bounds[2]), min(image_bounds[3], mask_bounds[3]))
+    common = (
+        max(image_bounds[0], mask_bounds[0]),
+        max(image_bounds[1], mask_bounds[1]),
+        min(image_bounds[2], mask_bounds[2]),
+        min(image_bounds[3], mask_bounds[3]),
+    )
     no_overlap = CoreError(
         f"The image and the mask do not overlap. In {crs_name(dst_crs)} the image covers "
         f"{format_bounds(image_bounds)} and the mask covers {format_bounds(mask_bounds)}. "
-        "Check that both have the right CRS and belong to the same area.")
+        "Check that both have the right CRS and belong to the same area."
+    )
     if common[0] >= common[2] or common[1] >= common[3]:
         raise no_overlap
-    col0, row0, col1, row1 = snap(ox, oy, px, py, common,
-                                  clip=(image.width, image.height) if kept else None)
+    col0, row0, col1, row1 = snap(
+        ox, oy, px, py, common, clip=(image.width, image.height) if kept else None
+    )
     width, height = col1 - col0, row1 - row0
     if width <= 0 or height <= 0:
         raise no_overlap
-    if width * height > MAX_GROWTH * max(image.width * image.height, 1) \
-            and width * height > 1e8:
-        raise CoreError(f"PIXEL_SIZE {px:g} in {crs_name(dst_crs)} would make a "
-                        f"{width:,} x {height:,} px output, far larger than the image "
-                        f"({image.width:,} x {image.height:,} px): give the pixel size in the "
-                        "units of the target CRS (degrees for EPSG:4326, metres for UTM).")
+    if width * height > MAX_GROWTH * max(image.width * image.height, 1) and width * height > 1e8:
+        raise CoreError(
+            f"PIXEL_SIZE {px:g} in {crs_name(dst_crs)} would make a "
+            f"{width:,} x {height:,} px output, far larger than the image "
+            f"({image.width:,} x {image.height:,} px): give the pixel size in the "
+            "units of the target CRS (degrees for EPSG:4326, metres for UTM)."
+        )
     if width < 2 or height < 2:
-        feedback.warning(f"The output is only {width} x {height} px: check PIXEL_SIZE "
-                         "(it is in units of the target CRS).")
+        feedback.warning(
+            f"The output is only {width} x {height} px: check PIXEL_SIZE "
+            "(it is in units of the target CRS)."
+        )
     transform = Affine(px, 0.0, ox + col0 * px, 0.0, -py, oy - row0 * py)
-    bounds = (transform.c, transform.f - py * height, transform.c + px * width,
-              transform.f)
-    feedback.info(f"Output grid: {width} x {height} px of {px:g} x {py:g} in "
-                  f"{crs_name(dst_crs)}, extent {format_bounds(bounds)}.")
+    bounds = (transform.c, transform.f - py * height, transform.c + px * width, transform.f)
+    feedback.info(
+        f"Output grid: {width} x {height} px of {px:g} x {py:g} in "
+        f"{crs_name(dst_crs)}, extent {format_bounds(bounds)}."
+    )
     return Grid(transform, width, height, px, py, bounds, kept, col0, row0)

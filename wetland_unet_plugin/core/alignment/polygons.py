@@ -83,22 +83,27 @@ def open_vector(path, layer_name):
     if dataset is None:
         if not os.path.exists(str(path)):
             raise CoreError(f"The mask polygons '{path}' do not exist: check the path.")
-        raise CoreError(f"The mask polygons '{path}' are not a vector file OGR can read: "
-                        "choose a GeoPackage, Shapefile, GeoJSON or another polygon layer.")
+        raise CoreError(
+            f"The mask polygons '{path}' are not a vector file OGR can read: "
+            "choose a GeoPackage, Shapefile, GeoJSON or another polygon layer."
+        )
     names = [dataset.GetLayerByIndex(i).GetName() for i in range(dataset.GetLayerCount())]
     if not names:
         raise CoreError(f"'{path}' holds no vector layer: choose a file with polygons.")
     if layer_name not in (None, ""):
-        by_index = isinstance(layer_name, int) or (str(layer_name).isdigit()
-                                                   and str(layer_name) not in names)
+        by_index = isinstance(layer_name, int) or (
+            str(layer_name).isdigit() and str(layer_name) not in names
+        )
         if by_index:
             index = int(layer_name)
             layer = dataset.GetLayerByIndex(index) if 0 <= index < len(names) else None
         else:
             layer = dataset.GetLayerByName(str(layer_name))
         if layer is None:
-            raise CoreError(f"'{path}' has no layer '{layer_name}': its layers are "
-                            f"{', '.join(names)}. Choose one of them.")
+            raise CoreError(
+                f"'{path}' has no layer '{layer_name}': its layers are "
+                f"{', '.join(names)}. Choose one of them."
+            )
     else:
         layer = dataset.GetLayerByIndex(0)
         if len(names) > 1:
@@ -107,8 +112,11 @@ def open_vector(path, layer_name):
             for i in range(len(names)):
                 candidate = dataset.GetLayerByIndex(i)
                 if ogr.GT_Flatten(candidate.GetGeomType()) in (
-                        ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon,
-                        ogr.wkbMultiSurface):
+                    ogr.wkbPolygon,
+                    ogr.wkbMultiPolygon,
+                    ogr.wkbCurvePolygon,
+                    ogr.wkbMultiSurface,
+                ):
                     layer = candidate
                     break
     return dataset, layer, path
@@ -133,18 +141,22 @@ def _class_field(layer, class_field):
     defn = layer.GetLayerDefn()
     fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     if not class_field:
-        raise CoreError(f"No CLASS_FIELD given for the mask polygons: choose the field that "
-                        f"holds the class of each polygon; layer '{layer.GetName()}' has "
-                        f"fields: {', '.join(fields) or 'none'}.")
+        raise CoreError(
+            f"No CLASS_FIELD given for the mask polygons: choose the field that "
+            f"holds the class of each polygon; layer '{layer.GetName()}' has "
+            f"fields: {', '.join(fields) or 'none'}."
+        )
     index = defn.GetFieldIndex(str(class_field))
     if index < 0:
         lowered = [f.lower() for f in fields]
         if str(class_field).lower() in lowered:
             index = lowered.index(str(class_field).lower())
     if index < 0:
-        raise CoreError(f"The mask polygons (layer '{layer.GetName()}') have no field "
-                        f"'{class_field}': choose one of its fields: "
-                        f"{', '.join(fields) or 'none (add a class field in QGIS first)'}.")
+        raise CoreError(
+            f"The mask polygons (layer '{layer.GetName()}') have no field "
+            f"'{class_field}': choose one of its fields: "
+            f"{', '.join(fields) or 'none (add a class field in QGIS first)'}."
+        )
     field_name = fields[index]
     field_type = defn.GetFieldDefn(index).GetType()
     if field_type in (ogr.OFTInteger, ogr.OFTInteger64):
@@ -153,9 +165,11 @@ def _class_field(layer, class_field):
         return index, field_name, "real"
     if field_type == ogr.OFTString:
         return index, field_name, "text"
-    raise CoreError(f"CLASS_FIELD '{field_name}' is of type "
-                    f"{defn.GetFieldDefn(index).GetTypeName()}: choose a field holding "
-                    "integer class ids or class names.")
+    raise CoreError(
+        f"CLASS_FIELD '{field_name}' is of type "
+        f"{defn.GetFieldDefn(index).GetTypeName()}: choose a field holding "
+        "integer class ids or class names."
+    )
 
 
 def _read_records(layer, index, path, feedback):
@@ -174,13 +188,19 @@ def _read_records(layer, index, path, feedback):
             continue
         records.append((geom, feature.GetField(index)))
     if not records:
-        raise CoreError(f"The mask layer '{layer.GetName()}' of '{path}' has no polygons"
-                        + (f" (its {skipped_kinds} feature(s) are points, lines or empty)"
-                           if skipped_kinds else " (it is empty)")
-                        + ": choose a polygon layer with class polygons.")
+        raise CoreError(
+            f"The mask layer '{layer.GetName()}' of '{path}' has no polygons"
+            + (
+                f" (its {skipped_kinds} feature(s) are points, lines or empty)"
+                if skipped_kinds
+                else " (it is empty)"
+            )
+            + ": choose a polygon layer with class polygons."
+        )
     if skipped_kinds:
-        feedback.warning(f"{skipped_kinds} feature(s) of the mask layer are not polygons and "
-                         "are ignored.")
+        feedback.warning(
+            f"{skipped_kinds} feature(s) of the mask layer are not polygons and are ignored."
+        )
     return records
 
 
@@ -239,23 +259,36 @@ def read_polygons(path, layer_name, class_field, class_names, dst_crs, feedback)
     dst_srs.ImportFromWkt(dst_crs.to_wkt())
     for srs in (src_srs, dst_srs):
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    transform = None if src_srs.IsSame(dst_srs) else osr.CoordinateTransformation(src_srs,
-                                                                                  dst_srs)
+    transform = None if src_srs.IsSame(dst_srs) else osr.CoordinateTransformation(src_srs, dst_srs)
     densify = densify_step(src_srs) if transform is not None else 0.0
 
     records = _read_records(layer, index, path, feedback)
     ids, mapping, document = map_field_values(
-        [value for _, value in records], kind, field_name, optional_class_names(class_names),
-        os.path.abspath(str(path)), layer.GetName(), feedback)
+        [value for _, value in records],
+        kind,
+        field_name,
+        optional_class_names(class_names),
+        os.path.abspath(str(path)),
+        layer.GetName(),
+        feedback,
+    )
 
     shapes, bounds, failed = _reproject(records, ids, transform, densify, feedback)
     if failed:
-        feedback.warning(f"{failed} polygon(s) could not be transformed to "
-                         f"{crs_name(dst_crs)} and are ignored.")
+        feedback.warning(
+            f"{failed} polygon(s) could not be transformed to {crs_name(dst_crs)} and are ignored."
+        )
     if not shapes:
-        raise CoreError(f"None of the polygons of '{path}' can be placed in "
-                        f"{crs_name(dst_crs)}: check the layer's CRS and TARGET_CRS.")
-    info = {"bounds": bounds, "mapping": mapping, "json": document,
-            "max_id": max(ids) if ids else 0, "srs": dst_srs}
+        raise CoreError(
+            f"None of the polygons of '{path}' can be placed in "
+            f"{crs_name(dst_crs)}: check the layer's CRS and TARGET_CRS."
+        )
+    info = {
+        "bounds": bounds,
+        "mapping": mapping,
+        "json": document,
+        "max_id": max(ids) if ids else 0,
+        "srs": dst_srs,
+    }
     dataset = None  # noqa: F841 - close the source
     return shapes, info

@@ -49,19 +49,23 @@ def rasterize_polygons(shapes, info, path, transform, width, height, feedback):
         feature.SetField("_id", int(class_id))
         layer.CreateFeature(feature)
     with GdalErrors() as errors:
-        dataset = gdal.GetDriverByName("GTiff").Create(path, width, height, 1, gdal_type,
-                                                       options=GDAL_CREATION_OPTIONS)
+        dataset = gdal.GetDriverByName("GTiff").Create(
+            path, width, height, 1, gdal_type, options=GDAL_CREATION_OPTIONS
+        )
         if dataset is None:
-            raise CoreError(f"Could not create the mask '{path}' ({errors.text()}): check the "
-                            "folder is writable and has free space.")
+            raise CoreError(
+                f"Could not create the mask '{path}' ({errors.text()}): check the "
+                "folder is writable and has free space."
+            )
         dataset.SetGeoTransform(transform.to_gdal())
         dataset.SetProjection(info["srs"].ExportToWkt())
         band = dataset.GetRasterBand(1)
         band.SetNoDataValue(0)
         band.Fill(0)
         sub = SubFeedback(feedback, 0.0, 0.8)
-        result = gdal.RasterizeLayer(dataset, [1], layer, options=["ATTRIBUTE=_id"],
-                                     callback=gdal_callback(sub))
+        result = gdal.RasterizeLayer(
+            dataset, [1], layer, options=["ATTRIBUTE=_id"], callback=gdal_callback(sub)
+        )
         dataset.FlushCache()
         dataset = None
         if feedback.is_canceled():
@@ -73,7 +77,8 @@ def rasterize_polygons(shapes, info, path, transform, width, height, feedback):
         windows = list(chunk_windows(width, height, dtype.itemsize))
         for n, window in enumerate(windows, start=1):
             feedback.check_canceled()
-            counts += np.bincount(written.read(1, window=window).ravel(),
-                                  minlength=counts.size)[:counts.size]
+            counts += np.bincount(written.read(1, window=window).ravel(), minlength=counts.size)[
+                : counts.size
+            ]
             feedback.progress(0.8 + 0.2 * n / len(windows))
     return {str(i): int(c) for i, c in enumerate(counts) if i and c}

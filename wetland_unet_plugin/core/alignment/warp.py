@@ -23,29 +23,8 @@ from ..raster import (
     gtiff_profile,
     valid_pixels,
 )
+from ..schema.prepare import RESAMPLING_METHODS  # noqa: F401 (re-exported)
 from .gdal_feedback import GdalErrors, gdal_callback
-
-#: Image resampling methods, in the order the Processing dialog lists them.
-RESAMPLING_METHODS = ["nearest", "bilinear", "cubic", "cubicspline", "lanczos", "average",
-                      "mode", "max", "min", "med", "q1", "q3", "sum", "rms"]
-
-
-def parse_resampling(resampling) -> str:
-    """A name of :data:`RESAMPLING_METHODS` from a name, a GDAL alias or a list index.
-
-    Raises:
-        CoreError: naming the methods there are.
-    """
-    if isinstance(resampling, (int, np.integer)) and not isinstance(resampling, bool):
-        if 0 <= int(resampling) < len(RESAMPLING_METHODS):
-            return RESAMPLING_METHODS[int(resampling)]
-    text = str(resampling or "bilinear").strip().lower()
-    text = {"near": "nearest", "nearest neighbour": "nearest",
-            "nearest neighbor": "nearest", "median": "med"}.get(text, text)
-    if text not in RESAMPLING_METHODS:
-        raise CoreError(f"RESAMPLING '{resampling}' is not known: choose one of "
-                        f"{', '.join(RESAMPLING_METHODS)}.")
-    return text
 
 
 def copy_image_window(image, path, col0, row0, width, height, transform, feedback):
@@ -54,30 +33,47 @@ def copy_image_window(image, path, col0, row0, width, height, transform, feedbac
 
     dtypes = {np.dtype(d) for d in image.dtypes}
     dtype = np.result_type(*dtypes) if len(dtypes) > 1 else next(iter(dtypes))
-    profile = gtiff_profile(width=width, height=height, count=image.count, dtype=dtype.name,
-                            crs=image.crs, transform=transform, nodata=image.nodata)
+    profile = gtiff_profile(
+        width=width,
+        height=height,
+        count=image.count,
+        dtype=dtype.name,
+        crs=image.crs,
+        transform=transform,
+        nodata=image.nodata,
+    )
     windows = list(chunk_windows(width, height, image.count * dtype.itemsize))
     with rasterio.open(path, "w", **profile) as dst:
         copy_metadata(image, dst)
         for n, window in enumerate(windows, start=1):
             feedback.check_canceled()
-            source = Window(col0 + window.col_off, row0 + window.row_off, window.width,
-                            window.height)
+            source = Window(
+                col0 + window.col_off, row0 + window.row_off, window.width, window.height
+            )
             dst.write(image.read(window=source), window=window)
             feedback.progress(n / len(windows))
 
 
-def warp_image(image_path, image, path, dst_crs, transform, width, height, resampling, rpc,
-               feedback):
+def warp_image(
+    image_path, image, path, dst_crs, transform, width, height, resampling, rpc, feedback
+):
     """Warp the image onto the target grid with gdal.Warp (streamed by GDAL)."""
     from osgeo import gdal
 
     px, py = transform.a, -transform.e
     bounds = (transform.c, transform.f - py * height, transform.c + px * width, transform.f)
-    options = dict(format="GTiff", outputBounds=bounds, xRes=px, yRes=py,
-                   dstSRS=dst_crs.to_wkt(), resampleAlg="near" if resampling == "nearest"
-                   else resampling, creationOptions=GDAL_CREATION_OPTIONS, multithread=True,
-                   warpMemoryLimit=256, callback=gdal_callback(feedback))
+    options = dict(
+        format="GTiff",
+        outputBounds=bounds,
+        xRes=px,
+        yRes=py,
+        dstSRS=dst_crs.to_wkt(),
+        resampleAlg="near" if resampling == "nearest" else resampling,
+        creationOptions=GDAL_CREATION_OPTIONS,
+        multithread=True,
+        warpMemoryLimit=256,
+        callback=gdal_callback(feedback),
+    )
     if rpc:
         options.update(rpc=True, srcSRS="EPSG:4326")
     with GdalErrors() as errors:
@@ -86,8 +82,10 @@ def warp_image(image_path, image, path, dst_crs, transform, width, height, resam
             result = None
             raise Canceled()
         if result is None:
-            raise CoreError(f"Reprojecting the image failed ({errors.text()}): check that the "
-                            "image is readable and TARGET_CRS/PIXEL_SIZE suit it.")
+            raise CoreError(
+                f"Reprojecting the image failed ({errors.text()}): check that the "
+                "image is readable and TARGET_CRS/PIXEL_SIZE suit it."
+            )
         if (result.RasterXSize, result.RasterYSize) != (width, height):
             result = None
             raise RuntimeError("gdal.Warp made a grid of another size than asked")
@@ -99,18 +97,21 @@ def warp_image(image_path, image, path, dst_crs, transform, width, height, resam
         result = None
     nodata = image.nodata
     if nodata is None:
-        feedback.warning("The image has no nodata value: pixels of the output grid outside the "
-                         "image are 0. To mark them, set the image's nodata (e.g. "
-                         "`gdal_edit -a_nodata 0`) before aligning, or list 0 in the "
-                         "cleaninvalid step's INVALID_VALUES.")
+        feedback.warning(
+            "The image has no nodata value: pixels of the output grid outside the "
+            "image are 0. To mark them, set the image's nodata (e.g. "
+            "`gdal_edit -a_nodata 0`) before aligning, or list 0 in the "
+            "cleaninvalid step's INVALID_VALUES."
+        )
 
 
 def mask_dtype_for_raster(mask_path, mask):
     """uint8 when the mask's class ids fit, else uint16; error above 65535."""
     from osgeo import gdal
 
-    if all(np.dtype(d) in (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(bool))
-           for d in mask.dtypes):
+    if all(
+        np.dtype(d) in (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(bool)) for d in mask.dtypes
+    ):
         return np.dtype(np.uint8)
     highest = -math.inf
     with GdalErrors():
@@ -118,15 +119,17 @@ def mask_dtype_for_raster(mask_path, mask):
         for index in range(1, dataset.RasterCount + 1):
             try:
                 low_high = dataset.GetRasterBand(index).ComputeRasterMinMax(False)
-            except Exception:  # noqa: BLE001 - all nodata
+            except Exception:
                 low_high = None
             if low_high and math.isfinite(low_high[1]):
                 highest = max(highest, low_high[1])
         dataset = None
     if highest > 65535:
-        raise CoreError(f"The mask holds the value {highest:g}, above 65535: a mask holds class "
-                        "ids 1..N (0 = unlabelled); renumber the classes or choose the right "
-                        "mask raster.")
+        raise CoreError(
+            f"The mask holds the value {highest:g}, above 65535: a mask holds class "
+            "ids 1..N (0 = unlabelled); renumber the classes or choose the right "
+            "mask raster."
+        )
     return np.dtype(np.uint8) if highest <= 255 else np.dtype(np.uint16)
 
 
@@ -143,15 +146,23 @@ def warp_mask_raster(mask_path, mask, path, dst_crs, transform, width, height, f
     src_dtype = np.dtype(mask.dtypes[0])
     floating = np.issubdtype(src_dtype, np.floating)
     nodata = mask.nodata
-    vrt_args = dict(crs=dst_crs, transform=transform, width=width, height=height,
-                    resampling=Resampling.nearest)
+    vrt_args = dict(
+        crs=dst_crs, transform=transform, width=width, height=height, resampling=Resampling.nearest
+    )
     if nodata is None:
         vrt_args["nodata"] = 0
     counts = np.zeros(65536 if dtype == np.uint16 else 256, dtype=np.int64)
     band_counts = np.zeros(mask.count, dtype=np.int64)
     negatives = 0
-    profile = gtiff_profile(width=width, height=height, count=mask.count, dtype=dtype.name,
-                            crs=dst_crs, transform=transform, nodata=0)
+    profile = gtiff_profile(
+        width=width,
+        height=height,
+        count=mask.count,
+        dtype=dtype.name,
+        crs=dst_crs,
+        transform=transform,
+        nodata=0,
+    )
     with WarpedVRT(mask, **vrt_args) as vrt, rasterio.open(path, "w", **profile) as dst:
         copy_metadata(mask, dst)
         windows = list(chunk_windows(width, height, mask.count * max(src_dtype.itemsize, 1)))
@@ -168,22 +179,27 @@ def warp_mask_raster(mask_path, mask, path, dst_crs, transform, width, height, f
             if floating:
                 fraction = (data != np.floor(data)) & ~bad
                 if fraction.any():
-                    raise CoreError(f"The mask '{mask_path}' holds decimal values (e.g. "
-                                    f"{data[fraction][0]:g}): a mask holds whole class ids 1..N "
-                                    "(0 = unlabelled). Choose the class raster, or round it "
-                                    "first.")
+                    raise CoreError(
+                        f"The mask '{mask_path}' holds decimal values (e.g. "
+                        f"{data[fraction][0]:g}): a mask holds whole class ids 1..N "
+                        "(0 = unlabelled). Choose the class raster, or round it "
+                        "first."
+                    )
             out = np.where(bad, 0, data).astype(dtype)
             if mask.count == 1:
-                counts += np.bincount(out.ravel(), minlength=counts.size)[:counts.size]
+                counts += np.bincount(out.ravel(), minlength=counts.size)[: counts.size]
             else:
                 band_counts += (out != 0).sum(axis=(1, 2))
             dst.write(out, window=window)
             feedback.progress(n / len(windows))
     if negatives:
-        feedback.warning(f"{negatives:,} mask pixels hold negative values; they are left "
-                         "unlabelled (0).")
+        feedback.warning(
+            f"{negatives:,} mask pixels hold negative values; they are left unlabelled (0)."
+        )
     if mask.count == 1:
         return {str(i): int(c) for i, c in enumerate(counts) if i and c}
-    feedback.info(f"The mask has {mask.count} bands (one per class, as a one-hot mask); "
-                  "labelled pixels are counted per band.")
+    feedback.info(
+        f"The mask has {mask.count} bands (one per class, as a one-hot mask); "
+        "labelled pixels are counted per band."
+    )
     return {str(i): int(c) for i, c in enumerate(band_counts, start=1)}

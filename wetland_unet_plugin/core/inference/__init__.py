@@ -16,9 +16,10 @@ package is split by responsibility:
 Importing it does not import TensorFlow; the functions that need it do.
 """
 
+from ..schema.model import PRECISIONS
+from ..schema.model import PROBABILITY_TYPES as PROBABILITY_DTYPES
 from .cache import clear_model_cache, get_cached_model, model_cache_info
-from .folding import PRECISIONS, cast_model, inference_function
-from .outputs import PROBABILITY_DTYPES
+from .folding import cast_model, inference_function
 from .predictors import get_predictor
 from .scene import predict_scene, run_scene
 from .spec import ModelSpec, model_spec
@@ -34,8 +35,26 @@ from .tiling import (
     weight_window_1d,
 )
 
-__all__ = ["predict_scene", "run_scene", "get_cached_model", "model_cache_info",
-           "clear_model_cache", "get_predictor", "cast_model", "inference_function",
-           "model_spec", "ModelSpec", "plan_tiles", "TileGrid", "default_tile_size",
-           "default_overlap", "resolve_tiling", "valid_crop", "weight_window",
-           "weight_window_1d", "reflect_index", "PRECISIONS", "PROBABILITY_DTYPES"]
+__all__ = [
+    "predict_scene",
+    "run_scene",
+    "get_cached_model",
+    "model_cache_info",
+    "clear_model_cache",
+    "get_predictor",
+    "cast_model",
+    "inference_function",
+    "model_spec",
+    "ModelSpec",
+    "plan_tiles",
+    "TileGrid",
+    "default_tile_size",
+    "default_overlap",
+    "resolve_tiling",
+    "valid_crop",
+    "weight_window",
+    "weight_window_1d",
+    "reflect_index",
+    "PRECISIONS",
+    "PROBABILITY_DTYPES",
+]

@@ -22,8 +22,9 @@ def _cache_key(path: str) -> tuple:
     try:
         stat = os.stat(real)
     except OSError:
-        raise CoreError(f"Model file not found: {path}. Choose a .keras file written by "
-                        "wetlandunet:train.") from None
+        raise CoreError(
+            f"Model file not found: {path}. Choose a .keras file written by wetlandunet:train."
+        ) from None
     return real, stat.st_mtime_ns, stat.st_size
 
 

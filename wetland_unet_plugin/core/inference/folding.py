@@ -16,9 +16,6 @@ from ..modelfile import LoadedModel
 from ..unet import tile_multiple
 from .spec import count_pools
 
-#: Arithmetic precisions a model can be run in.
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
 
 def cast_model(keras_model, precision: str):
     """Return the model rebuilt under a Keras mixed-precision policy (or itself for float32).
@@ -47,15 +44,25 @@ def cast_model(keras_model, precision: str):
         clone = keras.Model.from_config(config)
         clone.set_weights(keras_model.get_weights())
     except Exception as err:  # Keras raises many types for configs it cannot rebuild
-        raise CoreError(f"The model cannot be rebuilt for precision {precision} ({err}); "
-                        "use PRECISION float32.") from None
+        raise CoreError(
+            f"The model cannot be rebuilt for precision {precision} ({err}); use PRECISION float32."
+        ) from None
     return clone
 
 
 #: Layers that are the identity at inference time.
-_INFERENCE_IDENTITY = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D",
-                                 "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
-                                 "AlphaDropout", "ActivityRegularization"})
+_INFERENCE_IDENTITY = frozenset(
+    {
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "GaussianNoise",
+        "GaussianDropout",
+        "AlphaDropout",
+        "ActivityRegularization",
+    }
+)
 
 
 class _UnsupportedGraphError(Exception):
@@ -148,13 +155,16 @@ def _build_inference(keras_model):
 
     def only_consumer(name, class_name):
         users = consumers.get(name, [])
-        if len(users) == 1 and name != output_name and \
-                by_name[users[0]]["class_name"] == class_name:
+        if (
+            len(users) == 1
+            and name != output_name
+            and by_name[users[0]]["class_name"] == class_name
+        ):
             return users[0]
         return None
 
-    alias: dict = {}     # layer whose output is another layer's output -> that layer
-    fused: dict = {}     # Conv2D name -> (kernel, bias, strides, padding, dilations, relu, dtype)
+    alias: dict = {}  # layer whose output is another layer's output -> that layer
+    fused: dict = {}  # Conv2D name -> (kernel, bias, strides, padding, dilations, relu, dtype)
     folded = dropped = 0
     for layer in layers:
         name, cfg = layer["name"], layer["config"]
@@ -164,15 +174,17 @@ def _build_inference(keras_model):
             alias[name] = inputs_of[name][0]
             dropped += 1
             continue
-        if layer["class_name"] != "Conv2D" or cfg.get("data_format", "channels_last") != \
-                "channels_last" or int(cfg.get("groups", 1)) != 1 or \
-                cfg.get("activation") not in ("linear", "relu"):
+        if (
+            layer["class_name"] != "Conv2D"
+            or cfg.get("data_format", "channels_last") != "channels_last"
+            or int(cfg.get("groups", 1)) != 1
+            or cfg.get("activation") not in ("linear", "relu")
+        ):
             continue
         conv = keras_model.get_layer(name)
         weights = conv.get_weights()
         kernel = weights[0].astype(np.float64)
-        bias = weights[1].astype(np.float64) if cfg.get("use_bias") else \
-            np.zeros(kernel.shape[-1])
+        bias = weights[1].astype(np.float64) if cfg.get("use_bias") else np.zeros(kernel.shape[-1])
         last = name
         relu = cfg["activation"] == "relu"
         bn_name = None if relu else only_consumer(name, "BatchNormalization")
@@ -181,9 +193,10 @@ def _build_inference(keras_model):
             axis = by_name[bn_name]["config"].get("axis")
             axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
             if axis in (-1, 3) and len(inputs_of[bn_name]) == 1:
+
                 def value(var, default):
-                    return default if var is None else np.asarray(
-                        _to_numpy(var), dtype=np.float64)
+                    return default if var is None else np.asarray(_to_numpy(var), dtype=np.float64)
+
                 gamma = value(getattr(bn, "gamma", None), np.ones_like(bias))
                 beta = value(getattr(bn, "beta", None), np.zeros_like(bias))
                 mean = value(bn.moving_mean, None)
@@ -202,9 +215,15 @@ def _build_inference(keras_model):
         dtype = tf.as_dtype(conv.compute_dtype)
         strides = list(cfg.get("strides", (1, 1)))
         dilations = list(cfg.get("dilation_rate", (1, 1)))
-        fused[name] = (tf.constant(kernel, dtype=dtype), tf.constant(bias, dtype=dtype),
-                       strides, str(cfg.get("padding", "valid")).upper(), dilations, relu,
-                       dtype)
+        fused[name] = (
+            tf.constant(kernel, dtype=dtype),
+            tf.constant(bias, dtype=dtype),
+            strides,
+            str(cfg.get("padding", "valid")).upper(),
+            dilations,
+            relu,
+            dtype,
+        )
 
     def resolve(name):
         while name in alias:
@@ -218,8 +237,15 @@ def _build_inference(keras_model):
             continue
         args = layer["inbound_nodes"][0].get("args", [])
         kwargs = layer["inbound_nodes"][0].get("kwargs", {})
-        steps.append((name, args, kwargs, fused.get(name),
-                      None if name in fused else keras_model.get_layer(name)))
+        steps.append(
+            (
+                name,
+                args,
+                kwargs,
+                fused.get(name),
+                None if name in fused else keras_model.get_layer(name),
+            )
+        )
     if resolve(input_name) != input_name:
         raise _UnsupportedGraphError("input aliased")
 
@@ -236,8 +262,13 @@ def _build_inference(keras_model):
             args = substitute(args, values)
             if conv is not None:
                 kernel, bias, strides, padding, dilations, relu, dtype = conv
-                y = tf.nn.conv2d(tf.cast(args[0], dtype), kernel, strides=strides,
-                                 padding=padding, dilations=dilations)
+                y = tf.nn.conv2d(
+                    tf.cast(args[0], dtype),
+                    kernel,
+                    strides=strides,
+                    padding=padding,
+                    dilations=dilations,
+                )
                 y = tf.nn.bias_add(y, bias)
                 values[name] = tf.nn.relu(y) if relu else y
             else:

@@ -31,7 +31,6 @@ from ..feedback import CoreError
 from .spec import ModelSpec
 from .tiling import TileGrid, weight_window
 
-PROBABILITY_DTYPES = ("uint8", "float32")
 #: Nodata values of the outputs.
 CLASS_NODATA = 0
 PROB_NODATA = {"uint8": 255, "float32": -1.0}
@@ -42,8 +41,9 @@ GDAL_CACHE_MIN = 32 * 1024 * 1024
 GDAL_CACHE_MAX = 512 * 1024 * 1024
 
 
-def _output_bytes(height: int, width: int, n_classes: int, outputs: dict,
-                  probability_dtype: str) -> dict:
+def _output_bytes(
+    height: int, width: int, n_classes: int, outputs: dict, probability_dtype: str
+) -> dict:
     """Estimated size in bytes of each output file (path -> bytes)."""
     sizes = {}
     pixels = float(height) * width
@@ -60,8 +60,9 @@ def _output_bytes(height: int, width: int, n_classes: int, outputs: dict,
     return sizes
 
 
-def check_outputs(outputs: dict, inputs: list, height: int, width: int, n_classes: int,
-                  probability_dtype: str) -> None:
+def check_outputs(
+    outputs: dict, inputs: list, height: int, width: int, n_classes: int, probability_dtype: str
+) -> None:
     """Refuse, before any work, outputs that overwrite an input or each other, sit in a
     missing or read-only folder, or do not fit on the disk.
 
@@ -76,8 +77,10 @@ def check_outputs(outputs: dict, inputs: list, height: int, width: int, n_classe
         rasterlib.check_output_path(path, inputs, what=name)
         real = os.path.realpath(path)
         if real in seen:
-            raise CoreError(f"{name} and {seen[real]} are the same file '{path}': give each "
-                            "output its own path.")
+            raise CoreError(
+                f"{name} and {seen[real]} are the same file '{path}': give each "
+                "output its own path."
+            )
         seen[real] = name
     per_folder: dict = {}
     for path, size in _output_bytes(height, width, n_classes, outputs, probability_dtype).items():
@@ -105,8 +108,9 @@ def gdal_cache_bytes(dataset, grid: TileGrid, n_classes: int, probability_dtype:
     return int(min(max(wanted, GDAL_CACHE_MIN), GDAL_CACHE_MAX))
 
 
-def open_outputs(stack: ExitStack, paths: dict, base: dict, spec: ModelSpec,
-                 probability_dtype: str) -> dict:
+def open_outputs(
+    stack: ExitStack, paths: dict, base: dict, spec: ModelSpec, probability_dtype: str
+) -> dict:
     """Open every given output (key -> path) for writing through ``atomic_output``,
     tagged with the class names and colours; returns key -> dataset.
 
@@ -130,29 +134,36 @@ def open_outputs(stack: ExitStack, paths: dict, base: dict, spec: ModelSpec,
         if key == "output":
             profile.update(count=1, dtype="uint8", nodata=CLASS_NODATA)
         elif key == "output_probabilities":
-            profile.update(count=spec.n_classes, dtype=probability_dtype,
-                           nodata=PROB_NODATA[probability_dtype])
+            profile.update(
+                count=spec.n_classes, dtype=probability_dtype, nodata=PROB_NODATA[probability_dtype]
+            )
         else:
-            profile.update(count=4, dtype="uint8", nodata=None, photometric="RGB",
-                           alpha="YES")
+            profile.update(count=4, dtype="uint8", nodata=None, photometric="RGB", alpha="YES")
         dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
-        dst.update_tags(class_names=names_tag, class_colors=json.dumps(spec.class_colors),
-                        software="Wetland U-Net")
+        dst.update_tags(
+            class_names=names_tag,
+            class_colors=json.dumps(spec.class_colors),
+            software="Wetland U-Net",
+        )
         if key == "output":
             dst.set_band_description(1, "class")
             colormap = {0: (0, 0, 0, 0)}
-            for k, color in enumerate(spec.class_colors[:spec.n_classes]):
+            for k, color in enumerate(spec.class_colors[: spec.n_classes]):
                 colormap[k + 1] = hex_to_rgb(color) + (255,)
             dst.write_colormap(1, colormap)
         elif key == "output_probabilities":
-            for k, name in enumerate(spec.class_names[:spec.n_classes]):
+            for k, name in enumerate(spec.class_names[: spec.n_classes]):
                 dst.set_band_description(k + 1, str(name))
             if probability_dtype == "uint8":
                 dst.scales = [1.0 / PROB_SCALE_UINT8] * spec.n_classes
                 dst.offsets = [0.0] * spec.n_classes
         else:
-            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
-                               ColorInterp.alpha]
+            dst.colorinterp = [
+                ColorInterp.red,
+                ColorInterp.green,
+                ColorInterp.blue,
+                ColorInterp.alpha,
+            ]
             for k, name in enumerate(("red", "green", "blue", "alpha")):
                 dst.set_band_description(k + 1, name)
         datasets[key] = dst
@@ -162,8 +173,9 @@ def open_outputs(stack: ExitStack, paths: dict, base: dict, spec: ModelSpec,
 class Outputs:
     """The open output datasets; writes finished rows in block-aligned chunks."""
 
-    def __init__(self, datasets: dict, spec: ModelSpec, probability_dtype: str, width: int,
-                 block_rows: int):
+    def __init__(
+        self, datasets: dict, spec: ModelSpec, probability_dtype: str, width: int, block_rows: int
+    ):
         self.datasets = datasets
         self.spec = spec
         self.probability_dtype = probability_dtype
@@ -174,7 +186,7 @@ class Outputs:
         self.pending_rows = 0
         self.counts = np.zeros(spec.n_classes + 1, dtype=np.int64)
         palette = np.zeros((spec.n_classes + 1, 4), dtype=np.uint8)
-        for k, color in enumerate(spec.class_colors[:spec.n_classes]):
+        for k, color in enumerate(spec.class_colors[: spec.n_classes]):
             palette[k + 1, :3] = hex_to_rgb(color)
             palette[k + 1, 3] = 255
         self.palette = palette
@@ -205,8 +217,9 @@ class Outputs:
             return
         from rasterio.windows import Window
 
-        joined = {key: np.concatenate([c[key] for c in self.pending], axis=1)
-                  for key in self.pending[0]}
+        joined = {
+            key: np.concatenate([c[key] for c in self.pending], axis=1) for key in self.pending[0]
+        }
         n = self.pending_rows if final else (self.pending_rows // self.block_rows) * self.block_rows
         window = Window(0, self.next_row, self.width, n)
         for key, array in joined.items():
@@ -237,8 +250,8 @@ class Blender:
         self.window = weight_window(grid.tile, grid.margin, grid.ramp)
         self.acc = np.zeros((grid.tile, grid.width, n_classes), dtype=np.float32)
         self.weights = np.zeros((grid.tile, grid.width), dtype=np.float32)
-        self.valid: dict = {}   # tile row -> (tile, width) bool validity of its rows
-        self.row = 0            # the tile row the buffers hold
+        self.valid: dict = {}  # tile row -> (tile, width) bool validity of its rows
+        self.row = 0  # the tile row the buffers hold
         self.written = 0
         self.valid_pixels = 0
 
@@ -261,9 +274,9 @@ class Blender:
             rows, cols = tile_probs.shape[:2]
             x0 = g.col_origin(j) + c0
             lo, hi = max(0, x0), min(g.width, x0 + cols)
-            w = self.window[r0:r0 + rows, lo - x0 + c0:hi - x0 + c0]
-            self.acc[r0:r0 + rows, lo:hi] += tile_probs[:, lo - x0:hi - x0] * w[:, :, None]
-            self.weights[r0:r0 + rows, lo:hi] += w
+            w = self.window[r0 : r0 + rows, lo - x0 + c0 : hi - x0 + c0]
+            self.acc[r0 : r0 + rows, lo:hi] += tile_probs[:, lo - x0 : hi - x0] * w[:, :, None]
+            self.weights[r0 : r0 + rows, lo:hi] += w
 
     def finish(self) -> None:
         """End every remaining tile row and write what is left."""
@@ -280,9 +293,9 @@ class Blender:
         limit = g.height if last else min(g.height, g.row_origin(i + 1) + g.margin)
         for a in range(max(self.written, 0), limit, self.CHUNK_ROWS):
             b = min(a + self.CHUNK_ROWS, limit)
-            weights = self.weights[a - y0:b - y0]
-            valid = self.valid[i][a - y0:b - y0] & (weights > 0)
-            probs = self.acc[a - y0:b - y0] / np.where(weights > 0, weights, 1)[:, :, None]
+            weights = self.weights[a - y0 : b - y0]
+            valid = self.valid[i][a - y0 : b - y0] & (weights > 0)
+            probs = self.acc[a - y0 : b - y0] / np.where(weights > 0, weights, 1)[:, :, None]
             self.valid_pixels += int(valid.sum())
             self.outputs.add(probs, valid)
             self.written = b
@@ -291,5 +304,5 @@ class Blender:
         if not last:
             s = g.stride
             for buffer in (self.acc, self.weights):
-                buffer[:g.tile - s] = buffer[s:]
-                buffer[g.tile - s:] = 0
+                buffer[: g.tile - s] = buffer[s:]
+                buffer[g.tile - s :] = 0

@@ -55,8 +55,15 @@ def _io_error(err: BaseException, what: str, advice: str) -> BaseException:
     return err
 
 
-def _reader_main(reader: StripReader, grid: TileGrid, batch_size: int, out: queue.Queue,
-                 stop: threading.Event, errors: list, crop: bool = True) -> None:
+def _reader_main(
+    reader: StripReader,
+    grid: TileGrid,
+    batch_size: int,
+    out: queue.Queue,
+    stop: threading.Event,
+    errors: list,
+    crop: bool = True,
+) -> None:
     """Read strips, skip tiles without valid pixels, cut the others to their valid part
     (``valid_crop``) and send batches of tiles of one shape.
 
@@ -77,16 +84,20 @@ def _reader_main(reader: StripReader, grid: TileGrid, batch_size: int, out: queu
             todo = [(j, box) for j, box in boxes if box is not None]
             _put(out, ("row", i, valid, g.n_cols - len(todo)), stop)
             # whole tiles first, then cut tiles grouped by shape (stable: raster order)
-            todo.sort(key=lambda item: (item[1] != (0, g.tile, 0, g.tile),
-                                        item[1][1] - item[1][0], item[1][3] - item[1][2]))
+            todo.sort(
+                key=lambda item: (
+                    item[1] != (0, g.tile, 0, g.tile),
+                    item[1][1] - item[1][0],
+                    item[1][3] - item[1][2],
+                )
+            )
             for j, box in todo:
                 r0, r1, c0, c1 = box
                 if batch is not None and batch.shape[1:3] != (r1 - r0, c1 - c0):
-                    _put(out, ("batch", tiles, batch[:len(tiles)]), stop)
+                    _put(out, ("batch", tiles, batch[: len(tiles)]), stop)
                     tiles, batch = [], None
                 if batch is None:
-                    batch = np.empty((batch_size, r1 - r0, c1 - c0, strip.shape[0]),
-                                     np.float32)
+                    batch = np.empty((batch_size, r1 - r0, c1 - c0, strip.shape[0]), np.float32)
                 batch[len(tiles)] = reader.tile(strip, strip_valid, j, box)
                 tiles.append((i, j, r0, c0))
                 if len(tiles) == batch_size:
@@ -94,21 +105,25 @@ def _reader_main(reader: StripReader, grid: TileGrid, batch_size: int, out: queu
                     tiles, batch = [], None
             del strip, strip_valid
         if tiles:
-            _put(out, ("batch", tiles, batch[:len(tiles)]), stop)
+            _put(out, ("batch", tiles, batch[: len(tiles)]), stop)
         _put(out, ("done",), stop)
     except _StopError:
         pass
     except BaseException as err:  # handed to the main thread
-        errors.append(_io_error(err, "Reading the input scene failed",
-                                "The file may be corrupt or truncated; check it with "
-                                "gdalinfo -checksum, or export it again."))
+        errors.append(
+            _io_error(
+                err,
+                "Reading the input scene failed",
+                "The file may be corrupt or truncated; check it with "
+                "gdalinfo -checksum, or export it again.",
+            )
+        )
         stop.set()
     finally:
         reader.close()
 
 
-def _writer_main(blender: Blender, inbox: queue.Queue, stop: threading.Event,
-                 errors: list) -> None:
+def _writer_main(blender: Blender, inbox: queue.Queue, stop: threading.Event, errors: list) -> None:
     try:
         while True:
             item = _get(inbox, stop)
@@ -123,14 +138,25 @@ def _writer_main(blender: Blender, inbox: queue.Queue, stop: threading.Event,
     except _StopError:
         pass
     except BaseException as err:
-        errors.append(_io_error(err, "Writing the outputs failed",
-                                "Check free disk space and write permission of the output "
-                                "folder."))
+        errors.append(
+            _io_error(
+                err,
+                "Writing the outputs failed",
+                "Check free disk space and write permission of the output folder.",
+            )
+        )
         stop.set()
 
 
-def run_pipeline(reader: StripReader, blender: Blender, predictor, grid: TileGrid,
-                 batch_size: int, feedback: Feedback, crop: bool = True) -> dict:
+def run_pipeline(
+    reader: StripReader,
+    blender: Blender,
+    predictor,
+    grid: TileGrid,
+    batch_size: int,
+    feedback: Feedback,
+    crop: bool = True,
+) -> dict:
     """Run reader thread -> model (this thread) -> writer thread; return tile counts.
 
     Args:
@@ -152,10 +178,18 @@ def run_pipeline(reader: StripReader, blender: Blender, predictor, grid: TileGri
     to_model: queue.Queue = queue.Queue(maxsize=1)
     to_writer: queue.Queue = queue.Queue(maxsize=1)
     threads = [
-        threading.Thread(target=_reader_main, name="wetland-read", daemon=True,
-                         args=(reader, grid, batch_size, to_model, stop, errors, crop)),
-        threading.Thread(target=_writer_main, name="wetland-write", daemon=True,
-                         args=(blender, to_writer, stop, errors)),
+        threading.Thread(
+            target=_reader_main,
+            name="wetland-read",
+            daemon=True,
+            args=(reader, grid, batch_size, to_model, stop, errors, crop),
+        ),
+        threading.Thread(
+            target=_writer_main,
+            name="wetland-write",
+            daemon=True,
+            args=(blender, to_writer, stop, errors),
+        ),
     ]
     for thread in threads:
         thread.start()
@@ -194,5 +228,9 @@ def run_pipeline(reader: StripReader, blender: Blender, predictor, grid: TileGri
         raise errors[0]
     if not finished:
         raise RuntimeError("prediction pipeline stopped early without an error")
-    return {"tiles_predicted": predicted, "tiles_skipped": skipped, "model_pixels": pixels,
-            "model_calls": calls}
+    return {
+        "tiles_predicted": predicted,
+        "tiles_skipped": skipped,
+        "model_pixels": pixels,
+        "model_calls": calls,
+    }

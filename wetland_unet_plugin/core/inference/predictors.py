@@ -20,8 +20,14 @@ from .folding import cast_model, inference_forward
 CPU_CALL_PIXELS = 2 * 512 * 512
 
 
-def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32", *,
-                  fold: bool = True, portable: bool = False):
+def get_predictor(
+    loaded: LoadedModel,
+    tta: int = 1,
+    precision: str = "float32",
+    *,
+    fold: bool = True,
+    portable: bool = False,
+):
     """Return a compiled function ``f(batch) -> probabilities`` for a model, cached on it.
 
     ``batch`` is (B, rows, cols, channels) float32, rows and cols multiples of
@@ -33,7 +39,7 @@ def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32",
     Args:
         loaded: the loaded model.
         tta: 1, 2, 4 or 8.
-        precision: one of ``folding.PRECISIONS``.
+        precision: one of ``schema.model.PRECISIONS``.
         fold: run the model as its inference graph (``folding.inference_function``),
             checked against the Keras model once on a small input; a model it cannot
             handle runs as it is. False runs the Keras model as it is.
@@ -61,11 +67,15 @@ def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32",
     if fold:
         forward = inference_forward(loaded, keras_model)
     else:
+
         def forward(x):
             return keras_model(x, training=False)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)],
-                 reduce_retracing=True, autograph=False)
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)],
+        reduce_retracing=True,
+        autograph=False,
+    )
     def run(x):
         total = None
         for k in transforms:
@@ -83,8 +93,12 @@ def get_predictor(loaded: LoadedModel, tta: int = 1, precision: str = "float32",
         step = max(2, CPU_CALL_PIXELS // max(rows * cols, 1)) if on_cpu else n
         if step >= n:
             return run(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
-        return np.concatenate([run(tf.convert_to_tensor(batch[a:a + step], dtype=tf.float32))
-                               .numpy() for a in range(0, n, step)])
+        return np.concatenate(
+            [
+                run(tf.convert_to_tensor(batch[a : a + step], dtype=tf.float32)).numpy()
+                for a in range(0, n, step)
+            ]
+        )
 
     predictor.crop_tiles = True
     store[key] = predictor
@@ -127,8 +141,9 @@ def portable_predictor(keras_model, transforms: tuple):
         fixed = [v.value for v in keras_model.non_trainable_variables]
 
         def stateless(weights, state, x):
-            return tta_pass(lambda t: keras_model.stateless_call(weights, state, t,
-                                                                 training=False)[0], x)
+            return tta_pass(
+                lambda t: keras_model.stateless_call(weights, state, t, training=False)[0], x
+            )
 
         compiled = jax.jit(stateless)
 
@@ -138,11 +153,14 @@ def portable_predictor(keras_model, transforms: tuple):
         import tensorflow as tf
 
         channels = int(keras_model.inputs[0].shape[-1])
-        run = tf.function(lambda x: tta_pass(lambda t: keras_model(t, training=False), x),
-                          input_signature=[tf.TensorSpec([None, None, None, channels],
-                                                         tf.float32)],
-                          reduce_retracing=True, autograph=False)
+        run = tf.function(
+            lambda x: tta_pass(lambda t: keras_model(t, training=False), x),
+            input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)],
+            reduce_retracing=True,
+            autograph=False,
+        )
     else:
+
         def run(x):
             if backend == "torch":
                 import torch
@@ -157,8 +175,7 @@ def portable_predictor(keras_model, transforms: tuple):
         n, rows, cols = batch.shape[:3]
         size = largest[(rows, cols)] = max(largest.get((rows, cols), 0), n)
         if size > n:
-            batch = np.concatenate([batch, np.zeros((size - n,) + batch.shape[1:],
-                                                    batch.dtype)])
+            batch = np.concatenate([batch, np.zeros((size - n,) + batch.shape[1:], batch.dtype)])
         x = ops.convert_to_tensor(np.ascontiguousarray(batch, dtype=np.float32))
         return np.asarray(ops.convert_to_numpy(run(x)))[:n]
 

@@ -61,16 +61,17 @@ class StripReader:
             valid &= self.dataset.read_masks(self.bands[0], window=window) > 0
         local = rows - r_lo
         if _contiguous(local):  # rows inside the scene: views, no copy
-            strip, strip_valid = raw[:, local[0]:local[-1] + 1], valid[local[0]:local[-1] + 1]
+            strip, strip_valid = raw[:, local[0] : local[-1] + 1], valid[local[0] : local[-1] + 1]
         else:
             strip, strip_valid = raw[:, local], valid[local]
         scene_valid = np.zeros((g.tile, g.width), dtype=bool)
         a, b = max(y0, 0), min(y0 + g.tile, g.height)
-        scene_valid[a - y0:b - y0] = valid[a - r_lo:b - r_lo]
+        scene_valid[a - y0 : b - y0] = valid[a - r_lo : b - r_lo]
         return strip, strip_valid, scene_valid
 
-    def tile(self, strip: np.ndarray, strip_valid: np.ndarray, j: int,
-             box: tuple | None = None) -> np.ndarray:
+    def tile(
+        self, strip: np.ndarray, strip_valid: np.ndarray, j: int, box: tuple | None = None
+    ) -> np.ndarray:
         """Normalised model input (rows, cols, channels) of tile column ``j`` of a strip.
 
         Args:
@@ -79,7 +80,7 @@ class StripReader:
         t = self.grid.tile
         r0, r1, c0, c1 = box or (0, t, 0, t)
         x = j * self.grid.stride
-        cols = self.col_index[x + c0:x + c1]
+        cols = self.col_index[x + c0 : x + c1]
         if _contiguous(cols):
             cols = slice(int(cols[0]), int(cols[-1]) + 1)
         return normalize(strip[:, r0:r1, cols], self.stats, strip_valid[r0:r1, cols])
@@ -87,5 +88,8 @@ class StripReader:
 
 def _contiguous(index: np.ndarray) -> bool:
     """True when an index array is ``start, start + 1, ...`` (a slice does the same)."""
-    return bool(len(index) and index[-1] - index[0] == len(index) - 1 and
-                (len(index) < 2 or (np.diff(index) == 1).all()))
+    return bool(
+        len(index)
+        and index[-1] - index[0] == len(index) - 1
+        and (len(index) < 2 or (np.diff(index) == 1).all())
+    )

@@ -22,19 +22,11 @@ import os
 import time
 from contextlib import ExitStack
 
-from .. import dihedral
 from .. import raster as rasterlib
-from ..feedback import CoreError, Feedback
+from ..feedback import Feedback
+from ..schema import PREDICT
 from .cache import resolve_model
-from .folding import PRECISIONS
-from .outputs import (
-    PROBABILITY_DTYPES,
-    Blender,
-    Outputs,
-    check_outputs,
-    gdal_cache_bytes,
-    open_outputs,
-)
+from .outputs import Blender, Outputs, check_outputs, gdal_cache_bytes, open_outputs
 from .pipeline import run_pipeline
 from .predictors import get_predictor
 from .reader import StripReader
@@ -42,43 +34,31 @@ from .spec import check_bands, model_spec, warn_grid
 from .tiling import plan_tiles, resolve_tiling
 
 
-def _check_options(tta, batch_size, probability_dtype, precision) -> None:
-    dihedral.tta_transforms(tta)
-    try:
-        if int(batch_size) < 1:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise CoreError(f"BATCH_SIZE must be a whole number of at least 1; got "
-                        f"{batch_size!r}.") from None
-    if probability_dtype not in PROBABILITY_DTYPES:
-        raise CoreError(f"Probability data type must be one of {', '.join(PROBABILITY_DTYPES)}; "
-                        f"got {probability_dtype!r}.")
-    if precision not in PRECISIONS:
-        raise CoreError(f"PRECISION must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
-
-
-def predict_scene(model, input, output, output_probabilities=None, output_map=None,
-                  tile_size=None, overlap=None, tta=1, batch_size=4, probability_dtype="uint8",
-                  precision="float32", feedback=None) -> dict:
+def predict_scene(
+    model=None,
+    input=None,
+    output=None,
+    output_probabilities=None,
+    output_map=None,
+    *,
+    feedback=None,
+    **params,
+) -> dict:
     """Classify a scene with a trained model: tiled, overlapping, blended, streamed to disk.
 
     Args:
-        model: a model file path (loaded once per process, see ``get_cached_model``)
-            or a ``LoadedModel``.
-        input: the scene (any GDAL raster); the model's BANDS are read from it.
-        output: class raster to write (uint8, class ids 1..N, nodata 0).
-        output_probabilities: optional per-class probability raster.
-        output_map: optional RGBA picture in the class colours.
-        tile_size: tile size in pixels, a multiple of 2**depth (default: the training
-            patch, at least 512).
-        overlap: pixels shared by neighbouring tiles (default: twice the model's
-            receptive margin, at most tile/4 and at most 64); rounded to a multiple
-            of 2**depth.
-        tta: 1, 2, 4 or 8 dihedral transforms averaged (every transform of a tile
-            runs on the same cut tile, so TTA work scales with the valid tiles only).
-        batch_size: tiles per model call.
-        probability_dtype: "uint8" (p * 254, nodata 255) or "float32" (nodata -1).
-        precision: "float32", "mixed_float16" or "mixed_bfloat16".
+        model, input, output, output_probabilities, output_map, **params: the parameters
+            of ``schema.PREDICT`` by keyword (``python -m wetland_unet_plugin.core predict
+            --help`` lists them): ``model`` (a model file, loaded once per process, see
+            ``get_cached_model``, or a ``LoadedModel``), ``input`` (any GDAL raster; the
+            model's bands are read from it), ``output`` (uint8 class ids 1..N, nodata 0),
+            ``output_probabilities`` (one band per class), ``output_map`` (RGBA),
+            ``tile_size`` (0 or None: the training patch, at least 512; a multiple of
+            2**depth), ``overlap`` (-1 or None: twice the model's receptive margin, at
+            most tile/4 and 64), ``tta`` (1, 2, 4 or 8 dihedral transforms averaged, all
+            on the same cut tile, so TTA work scales with the valid tiles only),
+            ``batch_size`` (tiles per model call), ``probability_dtype`` ("uint8": p x
+            254, nodata 255; "float32": nodata -1) and ``precision``.
         feedback: ``Feedback`` for progress, messages and cancel.
 
     Returns:
@@ -93,21 +73,29 @@ def predict_scene(model, input, output, output_probabilities=None, output_map=No
         CoreError: for inputs that cannot work (checked before any output is written).
         Canceled: when canceled; no output is left behind.
     """
-    return run_scene(model, input, output, output_probabilities=output_probabilities,
-                     output_map=output_map, tile_size=tile_size, overlap=overlap, tta=tta,
-                     batch_size=batch_size, probability_dtype=probability_dtype,
-                     precision=precision, feedback=feedback)
+    return run_scene(
+        model, input, output, output_probabilities, output_map, feedback=feedback, **params
+    )
 
 
-def run_scene(model, input, output, output_probabilities=None, output_map=None,
-              tile_size=None, overlap=None, tta=1, batch_size=4, probability_dtype="uint8",
-              precision="float32", feedback=None, *, crop: bool = True, fold: bool = True,
-              portable: bool = False) -> dict:
+def run_scene(
+    model=None,
+    input=None,
+    output=None,
+    output_probabilities=None,
+    output_map=None,
+    *,
+    feedback=None,
+    crop: bool = True,
+    fold: bool = True,
+    portable: bool = False,
+    **params,
+) -> dict:
     """``predict_scene`` with the engine's switches, which benchmarks and tests turn off.
 
     Args:
-        model, input, output, output_probabilities, output_map, tile_size, overlap, tta,
-            batch_size, probability_dtype, precision, feedback: as ``predict_scene``.
+        model, input, output, output_probabilities, output_map, feedback, params: as
+            ``predict_scene``.
         crop: cut tiles to their valid part (``tiling.valid_crop``); False sends every
             tile with a valid pixel whole. Ignored (False) for predictors that need
             whole tiles.
@@ -119,27 +107,44 @@ def run_scene(model, input, output, output_probabilities=None, output_map=None,
     """
     feedback = feedback or Feedback()
     start = time.perf_counter()
-    _check_options(tta, batch_size, probability_dtype, precision)
-    batch_size = int(batch_size)
-    if not output:
-        raise CoreError("No OUTPUT given: choose a path for the class raster.")
-    paths = {"output": output, "output_probabilities": output_probabilities or None,
-             "output_map": output_map or None}
+    p = PREDICT.check(
+        dict(
+            params,
+            model=model,
+            input=input,
+            output=output,
+            output_probabilities=output_probabilities,
+            output_map=output_map,
+        )
+    )
+    model, input, output = p["model"], p["input"], p["output"]
+    tta, batch_size, precision = p["tta"], p["batch_size"], p["precision"]
+    probability_dtype = p["probability_dtype"]
+    tile_size = p["tile_size"] or None  # 0: automatic
+    overlap = None if p["overlap"] is None or p["overlap"] < 0 else p["overlap"]  # -1: automatic
+    paths = {
+        "output": output,
+        "output_probabilities": p["output_probabilities"] or None,
+        "output_map": p["output_map"] or None,
+    }
     model_path = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
     loaded = resolve_model(model)
     spec = model_spec(loaded, feedback)
     with rasterlib.open_raster(input, "input scene") as src:
         band_indexes = check_bands(spec, src, input)
         tile, ov = resolve_tiling(spec, tile_size, overlap, feedback)
-        check_outputs(paths, [input, model_path], src.height, src.width, spec.n_classes,
-                      probability_dtype)
+        check_outputs(
+            paths, [input, model_path], src.height, src.width, spec.n_classes, probability_dtype
+        )
         warn_grid(spec, src, feedback)
         grid = plan_tiles(src.height, src.width, tile, ov, spec.depth)
         base = rasterlib.gtiff_profile(src)
         cache_bytes = gdal_cache_bytes(src, grid, spec.n_classes, probability_dtype)
-    feedback.info(f"Predicting {grid.width} x {grid.height} px with tiles of {tile} px, "
-                  f"overlap {ov} px ({grid.n_cols} x {grid.n_rows} tiles), TTA {tta}, "
-                  f"batch {batch_size}, {precision}.")
+    feedback.info(
+        f"Predicting {grid.width} x {grid.height} px with tiles of {tile} px, "
+        f"overlap {ov} px ({grid.n_cols} x {grid.n_rows} tiles), TTA {tta}, "
+        f"batch {batch_size}, {precision}."
+    )
     predictor = get_predictor(loaded, tta, precision, fold=fold, portable=portable)
     feedback.check_canceled()
     import rasterio
@@ -147,22 +152,34 @@ def run_scene(model, input, output, output_probabilities=None, output_map=None,
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))
         datasets = open_outputs(stack, paths, base, spec, probability_dtype)
-        outputs = Outputs(datasets, spec, probability_dtype, grid.width,
-                          block_rows=int(base["blockysize"]))
+        outputs = Outputs(
+            datasets, spec, probability_dtype, grid.width, block_rows=int(base["blockysize"])
+        )
         blender = Blender(grid, spec.n_classes, outputs)
         reader = StripReader(input, band_indexes, spec.normalization, grid)
         stack.callback(reader.close)
-        counts = run_pipeline(reader, blender, predictor, grid, batch_size, feedback,
-                              crop=crop and getattr(predictor, "crop_tiles", True))
+        counts = run_pipeline(
+            reader,
+            blender,
+            predictor,
+            grid,
+            batch_size,
+            feedback,
+            crop=crop and getattr(predictor, "crop_tiles", True),
+        )
         feedback.check_canceled()
     seconds = time.perf_counter() - start
     valid = blender.valid_pixels
     if valid == 0:
-        feedback.warning("The input has no valid pixel (all nodata, NaN or masked): the "
-                         "outputs hold only nodata.")
+        feedback.warning(
+            "The input has no valid pixel (all nodata, NaN or masked): the "
+            "outputs hold only nodata."
+        )
     feedback.progress(1.0)
-    class_counts = {str(name): int(outputs.counts[k + 1])
-                    for k, name in enumerate(spec.class_names[:spec.n_classes])}
+    class_counts = {
+        str(name): int(outputs.counts[k + 1])
+        for k, name in enumerate(spec.class_names[: spec.n_classes])
+    }
     return {
         "output": output,
         "output_probabilities": paths["output_probabilities"],
@@ -175,7 +192,7 @@ def run_scene(model, input, output, output_probabilities=None, output_map=None,
         "model_calls": counts["model_calls"],
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(valid / 1e6 / seconds, 4) if seconds > 0 else 0.0,
-        "class_names": [str(n) for n in spec.class_names[:spec.n_classes]],
+        "class_names": [str(n) for n in spec.class_names[: spec.n_classes]],
         "class_pixel_counts": class_counts,
         "tile_size": tile,
         "overlap": ov,

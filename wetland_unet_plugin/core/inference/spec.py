@@ -19,7 +19,7 @@ class ModelSpec:
     class_colors: list
     n_classes: int
     bands: list | None  # 1-based input bands, in model order; None = all
-    n_channels: int     # channels the Keras model takes
+    n_channels: int  # channels the Keras model takes
     depth: int
     patch_size: int
     normalization: dict
@@ -29,8 +29,9 @@ class ModelSpec:
 
 def count_pools(keras_model) -> int:
     """Number of pooling layers of a Keras model (its depth when the metadata lacks it)."""
-    return sum(1 for layer in getattr(keras_model, "layers", [])
-               if "Pooling2D" in type(layer).__name__)
+    return sum(
+        1 for layer in getattr(keras_model, "layers", []) if "Pooling2D" in type(layer).__name__
+    )
 
 
 def model_spec(loaded: LoadedModel, feedback: Feedback | None = None) -> ModelSpec:
@@ -60,25 +61,39 @@ def model_spec(loaded: LoadedModel, feedback: Feedback | None = None) -> ModelSp
         try:
             n_classes = int(keras_model.outputs[0].shape[-1])
         except (AttributeError, IndexError, TypeError, ValueError):
-            raise CoreError("The model file does not say how many classes it has; "
-                            "train it again with wetlandunet:train.") from None
+            raise CoreError(
+                "The model file does not say how many classes it has; "
+                "train it again with wetlandunet:train."
+            ) from None
     names = list(meta.get("class_names") or [f"class {i + 1}" for i in range(n_classes)])
     colors = list(meta.get("class_colors") or default_colors(names))
     depth = meta.get("depth")
     depth = int(depth) if depth is not None else count_pools(keras_model)
     stats = meta.get("normalization")
     if not stats or "low" not in stats or "high" not in stats:
-        feedback.warning("The model carries no normalisation statistics; the input is "
-                         "used unscaled (0..1 assumed).")
+        feedback.warning(
+            "The model carries no normalisation statistics; the input is "
+            "used unscaled (0..1 assumed)."
+        )
         stats = {"low": [0.0] * n_channels, "high": [1.0] * n_channels}
     if len(stats["low"]) != n_channels:
-        raise CoreError(f"The model's normalisation covers {len(stats['low'])} bands but "
-                        f"the network takes {n_channels}; the model file is inconsistent. "
-                        "Train it again.")
-    return ModelSpec(class_names=names, class_colors=colors, n_classes=n_classes, bands=bands,
-                     n_channels=n_channels, depth=depth,
-                     patch_size=int(meta.get("patch_size") or 0), normalization=stats,
-                     pixel_size=meta.get("pixel_size"), crs_wkt=meta.get("crs"))
+        raise CoreError(
+            f"The model's normalisation covers {len(stats['low'])} bands but "
+            f"the network takes {n_channels}; the model file is inconsistent. "
+            "Train it again."
+        )
+    return ModelSpec(
+        class_names=names,
+        class_colors=colors,
+        n_classes=n_classes,
+        bands=bands,
+        n_channels=n_channels,
+        depth=depth,
+        patch_size=int(meta.get("patch_size") or 0),
+        normalization=stats,
+        pixel_size=meta.get("pixel_size"),
+        crs_wkt=meta.get("crs"),
+    )
 
 
 def check_bands(spec: ModelSpec, dataset, path: str) -> list:
@@ -90,18 +105,24 @@ def check_bands(spec: ModelSpec, dataset, path: str) -> list:
     count = dataset.count
     if spec.bands:
         if len(spec.bands) != spec.n_channels:
-            raise CoreError(f"The model lists bands {spec.bands} but its network takes "
-                            f"{spec.n_channels}; the model file is inconsistent.")
+            raise CoreError(
+                f"The model lists bands {spec.bands} but its network takes "
+                f"{spec.n_channels}; the model file is inconsistent."
+            )
         missing = [b for b in spec.bands if b < 1 or b > count]
         if missing:
-            raise CoreError(f"The model needs bands {spec.bands} of the input but '{path}' has "
-                            f"{count} band(s) (band(s) {missing} missing). Choose a scene from "
-                            "the sensor the model was trained on, with the same band layout.")
+            raise CoreError(
+                f"The model needs bands {spec.bands} of the input but '{path}' has "
+                f"{count} band(s) (band(s) {missing} missing). Choose a scene from "
+                "the sensor the model was trained on, with the same band layout."
+            )
         return list(spec.bands)
     if count != spec.n_channels:
-        raise CoreError(f"The model takes {spec.n_channels} band(s) but '{path}' has {count}. "
-                        "Choose a scene with the band layout the model was trained on, or "
-                        "train with BANDS to pick bands.")
+        raise CoreError(
+            f"The model takes {spec.n_channels} band(s) but '{path}' has {count}. "
+            "Choose a scene with the band layout the model was trained on, or "
+            "train with BANDS to pick bands."
+        )
     return list(range(1, count + 1))
 
 
@@ -111,18 +132,26 @@ def warn_grid(spec: ModelSpec, dataset, feedback: Feedback) -> None:
     if spec.crs_wkt:
         try:
             from rasterio.crs import CRS
-            model_crs = CRS.from_wkt(spec.crs_wkt) if "[" in spec.crs_wkt else \
-                CRS.from_user_input(spec.crs_wkt)
+
+            model_crs = (
+                CRS.from_wkt(spec.crs_wkt)
+                if "[" in spec.crs_wkt
+                else CRS.from_user_input(spec.crs_wkt)
+            )
         except Exception:  # an unreadable CRS only loses a warning
             model_crs = None
     scene_crs = dataset.crs
     if model_crs is not None and scene_crs is not None:
+
         def units(crs):
             return "degree" if crs.is_geographic else (crs.linear_units or "unknown")
+
         if units(model_crs) != units(scene_crs):
-            feedback.warning(f"The model was trained on data in {units(model_crs)} but the "
-                             f"input is in {units(scene_crs)}; pixel sizes cannot be compared. "
-                             "Reproject the input (wetlandunet:alignpair) to the training CRS.")
+            feedback.warning(
+                f"The model was trained on data in {units(model_crs)} but the "
+                f"input is in {units(scene_crs)}; pixel sizes cannot be compared. "
+                "Reproject the input (wetlandunet:alignpair) to the training CRS."
+            )
             return
     if spec.pixel_size:
         try:
@@ -133,7 +162,9 @@ def warn_grid(spec: ModelSpec, dataset, feedback: Feedback) -> None:
         if model_res > 0 and scene_res > 0:
             ratio = scene_res / model_res
             if ratio > 2 or ratio < 0.5:
-                feedback.warning(f"The input's pixel size ({scene_res:g}) is {ratio:.2g} times "
-                                 f"the training data's ({model_res:g}); the model sees features "
-                                 "at the wrong scale and may classify poorly. Resample the input "
-                                 "(wetlandunet:alignpair PIXEL_SIZE) to the training pixel size.")
+                feedback.warning(
+                    f"The input's pixel size ({scene_res:g}) is {ratio:.2g} times "
+                    f"the training data's ({model_res:g}); the model sees features "
+                    "at the wrong scale and may classify poorly. Resample the input "
+                    "(wetlandunet:alignpair PIXEL_SIZE) to the training pixel size."
+                )

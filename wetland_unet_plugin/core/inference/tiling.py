@@ -87,9 +87,9 @@ class TileGrid:
     width: int
     tile: int
     overlap: int
-    margin: int   # dead zone (weight 0) at each tile edge
-    ramp: int     # linear ramp after the dead zone
-    pad: int      # mirror padding at the scene edges
+    margin: int  # dead zone (weight 0) at each tile edge
+    ramp: int  # linear ramp after the dead zone
+    pad: int  # mirror padding at the scene edges
     n_rows: int
     n_cols: int
     multiple: int = 1  # 2**depth: tile crops start and end on this grid
@@ -153,10 +153,18 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, depth: int) -> 
     ramp = overlap - 2 * margin
     pad = int(math.ceil(margin / mult) * mult)
     stride = tile - overlap
-    return TileGrid(height=height, width=width, tile=tile, overlap=overlap, margin=margin,
-                    ramp=ramp, pad=pad,
-                    n_rows=_tiles_along(height, tile, stride, pad, margin),
-                    n_cols=_tiles_along(width, tile, stride, pad, margin), multiple=mult)
+    return TileGrid(
+        height=height,
+        width=width,
+        tile=tile,
+        overlap=overlap,
+        margin=margin,
+        ramp=ramp,
+        pad=pad,
+        n_rows=_tiles_along(height, tile, stride, pad, margin),
+        n_cols=_tiles_along(width, tile, stride, pad, margin),
+        multiple=mult,
+    )
 
 
 def weight_window_1d(tile: int, margin: int, ramp: int) -> np.ndarray:
@@ -221,33 +229,40 @@ def resolve_tiling(spec: ModelSpec, tile_size, overlap, feedback: Feedback) -> t
     else:
         tile = int(tile_size)
         if tile < max(MIN_TILE, 2 * mult):
-            raise CoreError(f"TILE_SIZE {tile} is too small for this model (depth "
-                            f"{spec.depth}): use at least {max(MIN_TILE, 2 * mult)}, "
-                            f"better {default_tile_size(spec.patch_size, spec.depth)}.")
+            raise CoreError(
+                f"TILE_SIZE {tile} is too small for this model (depth "
+                f"{spec.depth}): use at least {max(MIN_TILE, 2 * mult)}, "
+                f"better {default_tile_size(spec.patch_size, spec.depth)}."
+            )
         if tile % mult:
-            raise CoreError(f"TILE_SIZE {tile} is not a multiple of {mult} (2**depth for this "
-                            f"depth-{spec.depth} model): use "
-                            f"{int(math.ceil(tile / mult) * mult)} or "
-                            f"{max(mult, tile // mult * mult)}.")
+            raise CoreError(
+                f"TILE_SIZE {tile} is not a multiple of {mult} (2**depth for this "
+                f"depth-{spec.depth} model): use "
+                f"{int(math.ceil(tile / mult) * mult)} or "
+                f"{max(mult, tile // mult * mult)}."
+            )
     if overlap in (None, ""):
         ov = default_overlap(tile, spec.depth)
     else:
         ov = int(overlap)
         if ov < 0 or ov > tile // 2:
-            raise CoreError(f"OVERLAP {ov} must be between 0 and half the tile size "
-                            f"({tile // 2}); leave it empty for the default "
-                            f"({default_overlap(tile, spec.depth)}).")
+            raise CoreError(
+                f"OVERLAP {ov} must be between 0 and half the tile size "
+                f"({tile // 2}); leave it empty for the default "
+                f"({default_overlap(tile, spec.depth)})."
+            )
         rounded = int(round(ov / mult)) * mult
         rounded = min(rounded, (tile // 2) // mult * mult)
         if rounded != ov:
-            feedback.info(f"OVERLAP {ov} rounded to {rounded} (a multiple of {mult}, so "
-                          "tiles share the model's pooling grid).")
+            feedback.info(
+                f"OVERLAP {ov} rounded to {rounded} (a multiple of {mult}, so "
+                "tiles share the model's pooling grid)."
+            )
         ov = rounded
     return tile, ov
 
 
-def valid_crop(scene_valid: np.ndarray, grid: TileGrid, j: int,
-               crop: bool = True) -> tuple | None:
+def valid_crop(scene_valid: np.ndarray, grid: TileGrid, j: int, crop: bool = True) -> tuple | None:
     """The part of tile ``j`` of a strip the model must see, or None to skip the tile.
 
     Only the weighted part of a tile (inside its dead zones, inside the scene) is
@@ -279,7 +294,7 @@ def valid_crop(scene_valid: np.ndarray, grid: TileGrid, j: int,
     hi = min(g.width, x0 + g.tile - g.margin)
     if hi <= lo:
         return None
-    core = scene_valid[g.margin:g.tile - g.margin, lo:hi]
+    core = scene_valid[g.margin : g.tile - g.margin, lo:hi]
     rows = np.flatnonzero(core.any(axis=1))
     if rows.size == 0:
         return None

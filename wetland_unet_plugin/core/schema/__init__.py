@@ -15,5 +15,17 @@ JOBS = (ALIGN, CLEAN, TRAIN, PREDICT, EVALUATE, STYLE)
 BY_NAME = {job.name: job for job in JOBS}
 BY_ALG_ID = {job.alg_id: job for job in JOBS}
 
-__all__ = ["Job", "Output", "Param", "JOBS", "BY_NAME", "BY_ALG_ID", "ALIGN", "CLEAN",
-           "TRAIN", "PREDICT", "EVALUATE", "STYLE"]
+__all__ = [
+    "Job",
+    "Output",
+    "Param",
+    "JOBS",
+    "BY_NAME",
+    "BY_ALG_ID",
+    "ALIGN",
+    "CLEAN",
+    "TRAIN",
+    "PREDICT",
+    "EVALUATE",
+    "STYLE",
+]

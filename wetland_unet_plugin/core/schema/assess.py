@@ -3,8 +3,11 @@
 from .base import Job, Output, Param
 
 EVALUATE = Job(
-    name="evaluate", alg_id="evaluate", display_name="Evaluate class map",
-    group_id="assessment", group="Accuracy assessment",
+    name="evaluate",
+    alg_id="evaluate",
+    display_name="Evaluate class map",
+    group_id="assessment",
+    group="Accuracy assessment",
     function="evaluate:evaluate_map",
     summary=(
         "Compares a class map (ids 1..N) with a reference raster of class ids; reference "
@@ -12,43 +15,59 @@ EVALUATE = Job(
         "is aligned to the map with nearest neighbour. Writes the confusion matrix (CSV, "
         "rows = reference, columns = prediction), an HTML report with a confusion-matrix "
         "figure and per-class precision, recall, F1 and IoU, and returns overall accuracy, "
-        "Cohen's kappa and mean IoU. Class names come from MODEL or CLASS_NAMES."),
+        "Cohen's kappa and mean IoU. Class names come from MODEL or CLASS_NAMES."
+    ),
     params=(
         Param("PREDICTION", "raster", "Class map"),
         Param("REFERENCE", "raster", "Reference"),
         Param("MODEL", "file", "Model (for class names)", optional=True, extension="keras"),
-        Param("CLASS_NAMES", "str", "Or class names (e.g. water,wetland,forest)",
-              optional=True),
-        Param("OUTPUT_HTML", "file_out", "Report", optional=True,
-              file_filter="HTML files (*.html)"),
-        Param("OUTPUT_TABLE", "file_out", "Confusion matrix", optional=True,
-              file_filter="CSV files (*.csv)"),
+        Param("CLASS_NAMES", "str", "Or class names (e.g. water,wetland,forest)", optional=True),
+        Param(
+            "OUTPUT_HTML", "file_out", "Report", optional=True, file_filter="HTML files (*.html)"
+        ),
+        Param(
+            "OUTPUT_TABLE",
+            "file_out",
+            "Confusion matrix",
+            optional=True,
+            file_filter="CSV files (*.csv)",
+        ),
     ),
-    outputs=(Output("OVERALL_ACCURACY", "number", "Overall accuracy"),
-             Output("KAPPA", "number", "Cohen's kappa"),
-             Output("MEAN_IOU", "number", "Mean IoU")),
+    outputs=(
+        Output("OVERALL_ACCURACY", "number", "Overall accuracy"),
+        Output("KAPPA", "number", "Cohen's kappa"),
+        Output("MEAN_IOU", "number", "Mean IoU"),
+    ),
 )
 
 #: Styling needs QGIS (its renderer writes the .qml): a Processing algorithm only.
 STYLE = Job(
-    name="style", alg_id="styleclassified", display_name="Style class map",
-    group_id="assessment", group="Accuracy assessment",
+    name="style",
+    alg_id="styleclassified",
+    display_name="Style class map",
+    group_id="assessment",
+    group="Accuracy assessment",
     function="",
     summary=(
         "Writes a QGIS style (.qml, a paletted renderer: class id -> colour and name) for a "
         "raster of class ids 1..N, from a model file's classes or from CLASS_NAMES and "
         "CLASS_COLORS (#rrggbb, automatic when empty), and styles the layer when it is in "
         "the project. With no OUTPUT_STYLE the style is written beside the raster, where "
-        "QGIS finds it by itself."),
+        "QGIS finds it by itself."
+    ),
     params=(
         Param("INPUT", "raster", "Class raster"),
-        Param("MODEL", "file", "Model (.keras) with the classes", optional=True,
-              extension="keras"),
-        Param("CLASS_NAMES", "str", "Or class names (e.g. water,wetland,forest)",
-              optional=True),
+        Param("MODEL", "file", "Model (.keras) with the classes", optional=True, extension="keras"),
+        Param("CLASS_NAMES", "str", "Or class names (e.g. water,wetland,forest)", optional=True),
         Param("CLASS_COLORS", "str", "Class colours (#rrggbb,...)", optional=True),
-        Param("OUTPUT_STYLE", "file_out", "Style file", optional=True, create=False,
-              file_filter="QGIS style (*.qml)"),
+        Param(
+            "OUTPUT_STYLE",
+            "file_out",
+            "Style file",
+            optional=True,
+            create=False,
+            file_filter="QGIS style (*.qml)",
+        ),
     ),
     outputs=(Output("OUTPUT", "raster", "Styled class raster"),),
 )

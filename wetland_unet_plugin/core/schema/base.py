@@ -19,8 +19,9 @@ from ..feedback import CoreError
 PATH_KINDS = frozenset({"raster", "rasters", "vector", "file", "folder"})
 #: Output kinds: a path the job writes.
 OUTPUT_KINDS = frozenset({"raster_out", "file_out", "folder_out", "vector_out"})
-KINDS = PATH_KINDS | OUTPUT_KINDS | {"int", "float", "bool", "str", "choice", "choices",
-                                     "field", "crs"}
+KINDS = (
+    PATH_KINDS | OUTPUT_KINDS | {"int", "float", "bool", "str", "choice", "choices", "field", "crs"}
+)
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,9 @@ class Param:
         Raises:
             CoreError: naming the parameter and what is allowed.
         """
-        if value is None or (isinstance(value, str) and not value.strip()
-                             and self.kind not in ("str",)):
+        if value is None or (
+            isinstance(value, str) and not value.strip() and self.kind not in ("str",)
+        ):
             return self.default
         if self.kind == "int":
             return self._number(value, integer=True)
@@ -145,8 +147,9 @@ class Param:
             if integer and float(value) != number:
                 raise ValueError
         except (TypeError, ValueError):
-            raise CoreError(f"{self.name} must be a {'whole ' if integer else ''}number, not "
-                            f"{value!r}.") from None
+            raise CoreError(
+                f"{self.name} must be a {'whole ' if integer else ''}number, not {value!r}."
+            ) from None
         low, high = self.minimum, self.maximum
         too_low = low is not None and (number <= low if self.minimum_open else number < low)
         if too_low or (high is not None and number > high) or not math.isfinite(number):
@@ -227,8 +230,10 @@ class Job:
         known = {p.key: p for p in self.params}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise CoreError(f"Unknown parameter(s) for {self.name}: {', '.join(unknown)}. "
-                            f"Known: {', '.join(sorted(known))}.")
+            raise CoreError(
+                f"Unknown parameter(s) for {self.name}: {', '.join(unknown)}. "
+                f"Known: {', '.join(sorted(known))}."
+            )
         out = {}
         for key, p in known.items():
             value = p.check(values.get(key))
@@ -240,8 +245,11 @@ class Job:
     def record(self, values: dict) -> dict:
         """The values worth keeping in a model file or report: PARAM name -> value,
         without inputs and outputs (paths)."""
-        return {p.name: values.get(p.key) for p in self.params
-                if p.kind not in PATH_KINDS and not p.is_output}
+        return {
+            p.name: values.get(p.key)
+            for p in self.params
+            if p.kind not in PATH_KINDS and not p.is_output
+        }
 
 
 def _as_bool(value, name: str) -> bool:

@@ -15,9 +15,13 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PROBABILITY_TYPES = ("uint8", "float32")
 
 TRAIN = Job(
-    name="train", alg_id="train", display_name="Train U-Net",
-    group_id="deeplearning", group="Deep learning",
-    function="training.train:train_model", in_worker=True,
+    name="train",
+    alg_id="train",
+    display_name="Train U-Net",
+    group_id="deeplearning",
+    group="Deep learning",
+    function="training.train:train_model",
+    in_worker=True,
     summary=(
         "Trains a U-Net on random square patches of one or more aligned image/mask pairs "
         "(use 'Align image and mask' first) and writes one self-describing model file "
@@ -36,95 +40,246 @@ TRAIN = Job(
         "U-Net's last layers each pixel's own band values, so pixels unlike their "
         "neighbours keep their class instead of being smoothed away. BANDS picks input bands "
         "(e.g. 1,2,3,7); predict applies the same choice. TensorFlow runs in a separate "
-        "worker process, never inside QGIS."),
+        "worker process, never inside QGIS."
+    ),
     params=(
         Param("IMAGES", "rasters", "Images"),
         Param("MASKS", "rasters", "Masks (same order as the images)"),
         Param("CLASS_NAMES", "str", "Class names for ids 1..N (e.g. water,wetland,forest)"),
-        Param("CLASS_COLORS", "str", "Class colours (#rrggbb,...; empty = automatic)",
-              optional=True),
-        Param("CLASS_WEIGHTS", "str", "Class weights (auto, equal, or one number per class)",
-              default="auto"),
-        Param("BANDS", "str", "Bands to use, in order (e.g. 1,2,3,7; empty = all)",
-              optional=True),
+        Param(
+            "CLASS_COLORS", "str", "Class colours (#rrggbb,...; empty = automatic)", optional=True
+        ),
+        Param(
+            "CLASS_WEIGHTS",
+            "str",
+            "Class weights (auto, equal, or one number per class)",
+            default="auto",
+        ),
+        Param("BANDS", "str", "Bands to use, in order (e.g. 1,2,3,7; empty = all)", optional=True),
         Param("EPOCHS", "int", "Epochs", default=20, minimum=1),
-        Param("PATCH_SIZE", "int", "Patch size (pixels, multiple of 2^DEPTH)", default=160,
-              minimum=8),
+        Param(
+            "PATCH_SIZE", "int", "Patch size (pixels, multiple of 2^DEPTH)", default=160, minimum=8
+        ),
         Param("BATCH_SIZE", "int", "Batch size", default=8, minimum=1),
-        Param("TRAIN_SIZE", "int", "Training patches per epoch", default=2000, minimum=1,
-              advanced=True),
+        Param(
+            "TRAIN_SIZE",
+            "int",
+            "Training patches per epoch",
+            default=2000,
+            minimum=1,
+            advanced=True,
+        ),
         Param("VAL_SIZE", "int", "Validation patches", default=1000, minimum=1, advanced=True),
-        Param("VAL_FRACTION", "float", "Validation fraction (bottom rows of each image, or "
-              "share of the images with VAL_SPLIT images)", default=0.25, minimum=0.0,
-              maximum=0.9, minimum_open=True, advanced=True),
-        Param("VAL_SPLIT", "choice", "Validation data (rows: a strip of every image; "
-              "images: whole images held back)", default="rows", choices=VAL_SPLITS,
-              advanced=True),
-        Param("AUGMENT", "bool", "Augment with flips and rotations", default=True,
-              advanced=True),
-        Param("BALANCE_CLASSES", "bool", "Balance classes when drawing patches (else in "
-              "proportion to their pixels)", default=True, advanced=True),
-        Param("JITTER", "float", "Radiometric jitter with augmentation (per band gain/offset, "
-              "normalised units, 0 = off)", default=0.0, minimum=0.0, maximum=0.5,
-              advanced=True),
-        Param("DROPOUT", "float", "Spatial dropout of the deeper blocks", default=0.1,
-              minimum=0.0, maximum=0.9, advanced=True),
-        Param("FILTERS", "int", "Filters of the first level", default=32, minimum=1,
-              advanced=True),
-        Param("DEPTH", "int", "Depth (down-sampling steps)", default=5, minimum=1, maximum=8,
-              advanced=True),
-        Param("LEARNING_RATE", "float", "Learning rate (Adam)", default=0.001, minimum=0.0,
-              minimum_open=True, advanced=True),
-        Param("SEED", "int", "Random seed (empty = random; same seed, same model on CPU)",
-              minimum=0, optional=True, advanced=True),
-        Param("INIT_MODEL", "file", "Start from model (fine-tune or resume)",
-              extension="keras", optional=True, advanced=True),
-        Param("LOSS", "choice", "Loss (categorical: softmax, one class per pixel; binary: "
-              "sigmoid, multi-label one-hot masks)", default="categorical", choices=LOSSES,
-              advanced=True),
-        Param("EARLY_STOPPING", "int", "Early stopping patience (epochs, 0 = off)", default=8,
-              minimum=0, advanced=True, key="early_stopping_patience"),
-        Param("REDUCE_LR", "int", "Reduce learning rate on plateau after (epochs, 0 = off; "
-              "plateau schedule only)", default=3, minimum=0, advanced=True,
-              key="reduce_lr_patience"),
-        Param("LR_SCHEDULE", "choice", "Learning-rate schedule (cosine: 5% warmup then cosine "
-              "decay; plateau: halve after REDUCE_LR epochs without progress)",
-              default="cosine", choices=LR_SCHEDULES, advanced=True),
-        Param("TIME_LIMIT", "float", "Training time limit (minutes of fitting, 0 = none; the "
-              "cosine schedule ends with it)", default=0.0, minimum=0.0, advanced=True),
-        Param("XLA", "bool", "Compile training with XLA (about half the CPU time per patch "
-              "for small networks)", default=True, advanced=True),
-        Param("SPECTRAL_SKIP", "bool", "Spectral skip: the last layers also see each pixel's "
-              "band values (new models; fine-tuning keeps the model's)", default=True,
-              advanced=True),
-        Param("KEEP_BEST_ON_CANCEL", "bool", "On cancel, keep the best model so far",
-              default=True, advanced=True),
-        Param("MIN_LABELLED_FRACTION", "float", "Patches with a smaller share of labelled "
-              "pixels are redrawn", default=0.02, minimum=0.0, maximum=1.0, advanced=True,
-              processing=False),
-        Param("CACHE_LIMIT_MB", "float", "Memory for keeping small images whole (MB; larger "
-              "ones are read in windows)", default=1024.0, minimum=0.0, advanced=True,
-              processing=False),
-        Param("TENSORBOARD_DIR", "folder_out", "TensorBoard log folder", optional=True,
-              create=False, advanced=True),
-        Param("CSV_LOG", "file_out", "CSV file of per-epoch metrics", optional=True,
-              create=False, processing=False, file_filter="CSV files (*.csv)"),
-        Param("OUTPUT_MODEL", "file_out", "Model file",
-              file_filter="Wetland U-Net model (*.keras)"),
-        Param("OUTPUT_REPORT", "file_out", "Training report", optional=True,
-              file_filter="HTML files (*.html)"),
+        Param(
+            "VAL_FRACTION",
+            "float",
+            "Validation fraction (bottom rows of each image, or "
+            "share of the images with VAL_SPLIT images)",
+            default=0.25,
+            minimum=0.0,
+            maximum=0.9,
+            minimum_open=True,
+            advanced=True,
+        ),
+        Param(
+            "VAL_SPLIT",
+            "choice",
+            "Validation data (rows: a strip of every image; images: whole images held back)",
+            default="rows",
+            choices=VAL_SPLITS,
+            advanced=True,
+        ),
+        Param("AUGMENT", "bool", "Augment with flips and rotations", default=True, advanced=True),
+        Param(
+            "BALANCE_CLASSES",
+            "bool",
+            "Balance classes when drawing patches (else in proportion to their pixels)",
+            default=True,
+            advanced=True,
+        ),
+        Param(
+            "JITTER",
+            "float",
+            "Radiometric jitter with augmentation (per band gain/offset, "
+            "normalised units, 0 = off)",
+            default=0.0,
+            minimum=0.0,
+            maximum=0.5,
+            advanced=True,
+        ),
+        Param(
+            "DROPOUT",
+            "float",
+            "Spatial dropout of the deeper blocks",
+            default=0.1,
+            minimum=0.0,
+            maximum=0.9,
+            advanced=True,
+        ),
+        Param("FILTERS", "int", "Filters of the first level", default=32, minimum=1, advanced=True),
+        Param(
+            "DEPTH",
+            "int",
+            "Depth (down-sampling steps)",
+            default=5,
+            minimum=1,
+            maximum=8,
+            advanced=True,
+        ),
+        Param(
+            "LEARNING_RATE",
+            "float",
+            "Learning rate (Adam)",
+            default=0.001,
+            minimum=0.0,
+            minimum_open=True,
+            advanced=True,
+        ),
+        Param(
+            "SEED",
+            "int",
+            "Random seed (empty = random; same seed, same model on CPU)",
+            minimum=0,
+            optional=True,
+            advanced=True,
+        ),
+        Param(
+            "INIT_MODEL",
+            "file",
+            "Start from model (fine-tune or resume)",
+            extension="keras",
+            optional=True,
+            advanced=True,
+        ),
+        Param(
+            "LOSS",
+            "choice",
+            "Loss (categorical: softmax, one class per pixel; binary: "
+            "sigmoid, multi-label one-hot masks)",
+            default="categorical",
+            choices=LOSSES,
+            advanced=True,
+        ),
+        Param(
+            "EARLY_STOPPING",
+            "int",
+            "Early stopping patience (epochs, 0 = off)",
+            default=8,
+            minimum=0,
+            advanced=True,
+            key="early_stopping_patience",
+        ),
+        Param(
+            "REDUCE_LR",
+            "int",
+            "Reduce learning rate on plateau after (epochs, 0 = off; plateau schedule only)",
+            default=3,
+            minimum=0,
+            advanced=True,
+            key="reduce_lr_patience",
+        ),
+        Param(
+            "LR_SCHEDULE",
+            "choice",
+            "Learning-rate schedule (cosine: 5% warmup then cosine "
+            "decay; plateau: halve after REDUCE_LR epochs without progress)",
+            default="cosine",
+            choices=LR_SCHEDULES,
+            advanced=True,
+        ),
+        Param(
+            "TIME_LIMIT",
+            "float",
+            "Training time limit (minutes of fitting, 0 = none; the cosine schedule ends with it)",
+            default=0.0,
+            minimum=0.0,
+            advanced=True,
+        ),
+        Param(
+            "XLA",
+            "bool",
+            "Compile training with XLA (about half the CPU time per patch for small networks)",
+            default=True,
+            advanced=True,
+        ),
+        Param(
+            "SPECTRAL_SKIP",
+            "bool",
+            "Spectral skip: the last layers also see each pixel's "
+            "band values (new models; fine-tuning keeps the model's)",
+            default=True,
+            advanced=True,
+        ),
+        Param(
+            "KEEP_BEST_ON_CANCEL",
+            "bool",
+            "On cancel, keep the best model so far",
+            default=True,
+            advanced=True,
+        ),
+        Param(
+            "MIN_LABELLED_FRACTION",
+            "float",
+            "Patches with a smaller share of labelled pixels are redrawn",
+            default=0.02,
+            minimum=0.0,
+            maximum=1.0,
+            advanced=True,
+            processing=False,
+        ),
+        Param(
+            "CACHE_LIMIT_MB",
+            "float",
+            "Memory for keeping small images whole (MB; larger ones are read in windows)",
+            default=1024.0,
+            minimum=0.0,
+            advanced=True,
+            processing=False,
+        ),
+        Param(
+            "TENSORBOARD_DIR",
+            "folder_out",
+            "TensorBoard log folder",
+            optional=True,
+            create=False,
+            advanced=True,
+        ),
+        Param(
+            "CSV_LOG",
+            "file_out",
+            "CSV file of per-epoch metrics",
+            optional=True,
+            create=False,
+            processing=False,
+            file_filter="CSV files (*.csv)",
+        ),
+        Param(
+            "OUTPUT_MODEL", "file_out", "Model file", file_filter="Wetland U-Net model (*.keras)"
+        ),
+        Param(
+            "OUTPUT_REPORT",
+            "file_out",
+            "Training report",
+            optional=True,
+            file_filter="HTML files (*.html)",
+        ),
     ),
-    outputs=(Output("EPOCHS_RUN", "number", "Epochs run"),
-             Output("VAL_ACCURACY", "number", "Validation accuracy"),
-             Output("VAL_MEAN_IOU", "number", "Validation mean IoU"),
-             Output("CANCELED", "bool", "Canceled (the model is the best one before the "
-                    "cancel)")),
+    outputs=(
+        Output("EPOCHS_RUN", "number", "Epochs run"),
+        Output("VAL_ACCURACY", "number", "Validation accuracy"),
+        Output("VAL_MEAN_IOU", "number", "Validation mean IoU"),
+        Output("CANCELED", "bool", "Canceled (the model is the best one before the cancel)"),
+    ),
 )
 
 PREDICT = Job(
-    name="predict", alg_id="predict", display_name="Classify scene (predict)",
-    group_id="deeplearning", group="Deep learning",
-    function="inference.scene:predict_scene", in_worker=True,
+    name="predict",
+    alg_id="predict",
+    display_name="Classify scene (predict)",
+    group_id="deeplearning",
+    group="Deep learning",
+    function="inference.scene:predict_scene",
+    in_worker=True,
     summary=(
         "Classifies a scene with a model from 'Train U-Net'. The scene is read in windows and "
         "predicted in overlapping tiles that are blended without seams; the model's band "
@@ -134,27 +289,60 @@ PREDICT = Job(
         "names and colours (a .qml is written beside it). OUTPUT_PROBABILITIES: one band per "
         "class. OUTPUT_MAP: an RGBA picture in the class colours. TTA averages 1, 2, 4 or 8 "
         "flipped/rotated predictions. TensorFlow runs in the worker process; it keeps the "
-        "model loaded, so batches of scenes do not reload it."),
+        "model loaded, so batches of scenes do not reload it."
+    ),
     params=(
         Param("MODEL", "file", "Model (.keras)", extension="keras"),
         Param("INPUT", "raster", "Scene"),
-        Param("TTA", "choice", "Test-time augmentation (transforms averaged: 1, 2, 4 or 8)",
-              default=1, choices=TTA_CHOICES),
-        Param("TILE_SIZE", "int", "Tile size (0 = automatic; multiple of 2^depth)", default=0,
-              minimum=0, advanced=True),
-        Param("OVERLAP", "int", "Tile overlap in pixels (-1 = automatic)", default=-1,
-              minimum=-1, advanced=True),
+        Param(
+            "TTA",
+            "choice",
+            "Test-time augmentation (transforms averaged: 1, 2, 4 or 8)",
+            default=1,
+            choices=TTA_CHOICES,
+        ),
+        Param(
+            "TILE_SIZE",
+            "int",
+            "Tile size (0 = automatic; multiple of 2^depth)",
+            default=0,
+            minimum=0,
+            advanced=True,
+        ),
+        Param(
+            "OVERLAP",
+            "int",
+            "Tile overlap in pixels (-1 = automatic)",
+            default=-1,
+            minimum=-1,
+            advanced=True,
+        ),
         Param("BATCH_SIZE", "int", "Tiles per batch", default=4, minimum=1, advanced=True),
-        Param("PRECISION", "choice", "Arithmetic precision", default="float32",
-              choices=PRECISIONS, advanced=True),
-        Param("PROBABILITY_TYPE", "choice", "Probability output type (uint8: p x 254, nodata "
-              "255; float32: nodata -1)", default="uint8", choices=PROBABILITY_TYPES,
-              advanced=True, key="probability_dtype"),
+        Param(
+            "PRECISION",
+            "choice",
+            "Arithmetic precision",
+            default="float32",
+            choices=PRECISIONS,
+            advanced=True,
+        ),
+        Param(
+            "PROBABILITY_TYPE",
+            "choice",
+            "Probability output type (uint8: p x 254, nodata 255; float32: nodata -1)",
+            default="uint8",
+            choices=PROBABILITY_TYPES,
+            advanced=True,
+            key="probability_dtype",
+        ),
         Param("OUTPUT", "raster_out", "Class map"),
-        Param("OUTPUT_PROBABILITIES", "raster_out", "Class probabilities", optional=True,
-              create=False),
+        Param(
+            "OUTPUT_PROBABILITIES", "raster_out", "Class probabilities", optional=True, create=False
+        ),
         Param("OUTPUT_MAP", "raster_out", "Colour map (RGBA)", optional=True, create=False),
     ),
-    outputs=(Output("VALID_PIXELS", "number", "Valid pixels classified"),
-             Output("OUTPUT_STYLE", "file", "Style file (.qml)")),
+    outputs=(
+        Output("VALID_PIXELS", "number", "Valid pixels classified"),
+        Output("OUTPUT_STYLE", "file", "Style file (.qml)"),
+    ),
 )

@@ -2,7 +2,8 @@
 
 Modules, in the order a run uses them:
 
-- ``checks``: parameter defaults, choices and the checks run before any work.
+- ``checks``: the checks run before any work (the parameters themselves are
+  declared, with defaults and choices, in ``core/schema/model.py``).
 - ``pairs``: image/mask pairs opened and checked; training/validation splits.
 - ``masks``: the mask decoder and the per-mask scan (class counts, position pools).
 - ``statistics``: per-band normalisation statistics from a sample of every image.
@@ -19,10 +20,6 @@ Modules, in the order a run uses them:
 Importing this package does not import TensorFlow or Keras.
 """
 
-from .checks import DEFAULT_EARLY_STOPPING_PATIENCE, DEFAULT_EPOCHS, DEFAULT_REDUCE_LR_PATIENCE
-from .pairs import VAL_SPLITS
-from .schedule import DEFAULT_LR_SCHEDULE, LR_SCHEDULES
 from .train import train_model
 
-__all__ = ["DEFAULT_EARLY_STOPPING_PATIENCE", "DEFAULT_EPOCHS", "DEFAULT_LR_SCHEDULE",
-           "DEFAULT_REDUCE_LR_PATIENCE", "LR_SCHEDULES", "VAL_SPLITS", "train_model"]
+__all__ = ["train_model"]

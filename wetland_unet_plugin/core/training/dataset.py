@@ -9,9 +9,17 @@ from ..normalize import check_finite
 from .patches import TRAIN_STREAM, PatchSampler
 
 
-def make_dataset(sampler: PatchSampler, region: str, batch_size: int, n_classes: int,
-                 class_weights, count: int | None = None, stream: int = TRAIN_STREAM,
-                 augment: bool = False, workers: int | None = None):
+def make_dataset(
+    sampler: PatchSampler,
+    region: str,
+    batch_size: int,
+    n_classes: int,
+    class_weights,
+    count: int | None = None,
+    stream: int = TRAIN_STREAM,
+    augment: bool = False,
+    workers: int | None = None,
+):
     """A tf.data pipeline of (x, one-hot y, per-pixel weight) batches for Keras.
 
     Label 0 (unlabelled, or invalid input) gets weight 0 and an all-zero target;
@@ -41,13 +49,17 @@ def make_dataset(sampler: PatchSampler, region: str, batch_size: int, n_classes:
         for x, labels in sampler.batches(region, batch_size, count, stream, augment, workers):
             yield check_finite(x, "training patches"), labels
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=(
-        tf.TensorSpec((None, size, size, n_bands), tf.float32),
-        tf.TensorSpec((None, size, size), tf.uint8)))
+    dataset = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            tf.TensorSpec((None, size, size, n_bands), tf.float32),
+            tf.TensorSpec((None, size, size), tf.uint8),
+        ),
+    )
 
     def to_targets(x, labels):
         ids = tf.cast(labels, tf.int32)
-        y = tf.one_hot(ids - 1, n_classes, dtype=tf.float32)   # label 0 -> all zeros
+        y = tf.one_hot(ids - 1, n_classes, dtype=tf.float32)  # label 0 -> all zeros
         return x, y, tf.gather(table, ids)
 
     batches = tf.data.INFINITE_CARDINALITY if count is None else -(-count // batch_size)

@@ -43,8 +43,10 @@ def device_strategy(feedback: Feedback):
     try:
         if len(devices) > 1:
             strategy = tf.distribute.MirroredStrategy(devices=devices)
-            feedback.info(f"Data-parallel training (MirroredStrategy) on {len(devices)} devices: "
-                          + ", ".join(devices))
+            feedback.info(
+                f"Data-parallel training (MirroredStrategy) on {len(devices)} devices: "
+                + ", ".join(devices)
+            )
             with strategy.scope():
                 yield strategy.num_replicas_in_sync
         else:
@@ -66,6 +68,7 @@ def seeded(seed: int, deterministic: bool):
     keras.utils.set_random_seed(int(seed))
     try:
         from tensorflow.python.framework import config as tf_config
+
         was = tf_config.is_op_determinism_enabled()
         disable = tf_config.disable_op_determinism
     except (ImportError, AttributeError):  # private API moved: leave it on

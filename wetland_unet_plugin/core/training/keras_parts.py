@@ -27,8 +27,9 @@ class LabelledAccuracy(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labelled = ops.cast(ops.sum(y_true, axis=-1) > 0, "float32")
-        hit = ops.cast(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1)),
-                       "float32")
+        hit = ops.cast(
+            ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1)), "float32"
+        )
         self.correct.assign_add(ops.sum(hit * labelled))
         self.total.assign_add(ops.sum(labelled))
 
@@ -59,8 +60,9 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def _progress(self, done: int) -> None:
         total = self.epochs * (self.steps + self.val_steps)
-        self.feedback.progress(min(1.0, (self._epoch * (self.steps + self.val_steps)
-                                         + done) / total))
+        self.feedback.progress(
+            min(1.0, (self._epoch * (self.steps + self.val_steps) + done) / total)
+        )
 
     def _check_cancel(self, evaluating: bool) -> None:
         if self.canceled or self.feedback.is_canceled():
@@ -92,18 +94,22 @@ class TrainingMonitor(keras.callbacks.Callback):
             return
         self.completed = epoch + 1
         self.epoch_times.append(seconds)
-        self.learning_rates.append(float(ops.convert_to_numpy(
-            self.model.optimizer.learning_rate)))
+        self.learning_rates.append(float(ops.convert_to_numpy(self.model.optimizer.learning_rate)))
         val_loss = float(logs.get("val_loss", math.nan))
         mark = ""
         if math.isfinite(val_loss) and val_loss < self.best_loss:
             self.best_loss, self.best_epoch = val_loss, epoch + 1
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
             mark = " (best so far)"
-        parts = ", ".join(f"{k} {float(v):.4f}" for k, v in logs.items()
-                          if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
-        self.feedback.info(f"Epoch {epoch + 1}/{self.epochs}: {parts}, learning rate "
-                           f"{self.learning_rates[-1]:.2g}, {seconds:.1f} s{mark}")
+        parts = ", ".join(
+            f"{k} {float(v):.4f}"
+            for k, v in logs.items()
+            if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+        )
+        self.feedback.info(
+            f"Epoch {epoch + 1}/{self.epochs}: {parts}, learning rate "
+            f"{self.learning_rates[-1]:.2g}, {seconds:.1f} s{mark}"
+        )
 
 
 class CosineSchedule(keras.callbacks.Callback):
@@ -120,8 +126,9 @@ class CosineSchedule(keras.callbacks.Callback):
         self.step, self.start = 0, time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
-        progress = schedule_progress(self.step, self.total_steps,
-                                     time.perf_counter() - self.start, self.time_limit_s)
+        progress = schedule_progress(
+            self.step, self.total_steps, time.perf_counter() - self.start, self.time_limit_s
+        )
         self.model.optimizer.learning_rate = cosine_rate(progress, self.learning_rate)
         self.step += 1
 
@@ -166,15 +173,18 @@ def compile_model(model, loss: str, learning_rate: float, xla: bool = False):
 
     Args:
         model: the Keras model.
-        loss: a key of ``checks.LOSSES``.
+        loss: a key of ``checks.ACTIVATIONS``.
         learning_rate: Adam's learning rate.
         xla: compile the training and validation steps with XLA (``jit_compile``)
             on every device, CPU included; False keeps Keras's choice ("auto": XLA
             on GPUs only).
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss=make_loss(loss), metrics=[LabelledAccuracy()],
-                  jit_compile=True if xla else "auto")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=make_loss(loss),
+        metrics=[LabelledAccuracy()],
+        jit_compile=True if xla else "auto",
+    )
     return model
 
 
@@ -185,12 +195,13 @@ def clean_copy(model):
     return copy
 
 
-def training_callbacks(p: dict, steps: int, monitor: TrainingMonitor, tensorboard_dir=None,
-                       csv_path=None) -> tuple[list, TimeLimit | None]:
+def training_callbacks(
+    p: dict, steps: int, monitor: TrainingMonitor, tensorboard_dir=None, csv_path=None
+) -> tuple[list, TimeLimit | None]:
     """The callbacks of ``model.fit``, in the order Keras calls them.
 
     Args:
-        p: checked parameters (``checks.check_parameters``).
+        p: checked parameters (``schema.TRAIN.check``).
         steps: training steps per epoch.
         monitor: the run's ``TrainingMonitor`` (first, so cancel and NaN stop at once).
         tensorboard_dir: optional TensorBoard log folder.
@@ -207,12 +218,18 @@ def training_callbacks(p: dict, steps: int, monitor: TrainingMonitor, tensorboar
     if time_limit:
         callbacks.append(time_limit)
     if p["early_stopping_patience"] > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=p["early_stopping_patience"]))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=p["early_stopping_patience"])
+        )
     if p["reduce_lr_patience"] > 0 and p["lr_schedule"] == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=p["reduce_lr_patience"],
-            min_lr=p["learning_rate"] / 100))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.5,
+                patience=p["reduce_lr_patience"],
+                min_lr=p["learning_rate"] / 100,
+            )
+        )
     if tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard_dir))
     if csv_path:

@@ -28,11 +28,11 @@ MAX_BAD_VALUES = 10
 class MaskScan:
     """Pixels per class (index 0 = unlabelled) and labelled positions of one mask."""
 
-    counts: np.ndarray               # (n_classes + 1,) whole mask
-    train_counts: np.ndarray         # (n_classes + 1,) training region
-    val_counts: np.ndarray           # (n_classes + 1,) validation region
-    pools: dict = field(default_factory=dict)   # (region, class) -> (rows, cols)
-    labels: np.ndarray | None = None            # whole label array when kept
+    counts: np.ndarray  # (n_classes + 1,) whole mask
+    train_counts: np.ndarray  # (n_classes + 1,) training region
+    val_counts: np.ndarray  # (n_classes + 1,) validation region
+    pools: dict = field(default_factory=dict)  # (region, class) -> (rows, cols)
+    labels: np.ndarray | None = None  # whole label array when kept
 
 
 def mask_labels(block: np.ndarray, kind: str, n_classes: int, nodata=None):
@@ -79,14 +79,14 @@ class Reservoir:
 
     def add(self, rows: np.ndarray, cols: np.ndarray, rng: np.random.Generator) -> None:
         keys = rng.random(len(rows))
-        if len(keys) > self.size:   # only this batch's smallest keys can survive
-            keep = np.argpartition(keys, self.size)[:self.size]
+        if len(keys) > self.size:  # only this batch's smallest keys can survive
+            keep = np.argpartition(keys, self.size)[: self.size]
             keys, rows, cols = keys[keep], rows[keep], cols[keep]
         self.keys = np.concatenate([self.keys, keys])
         self.rows = np.concatenate([self.rows, rows.astype(np.int32)])
         self.cols = np.concatenate([self.cols, cols.astype(np.int32)])
         if len(self.keys) > self.size:
-            keep = np.argpartition(self.keys, self.size)[:self.size]
+            keep = np.argpartition(self.keys, self.size)[: self.size]
             self.keys, self.rows, self.cols = self.keys[keep], self.rows[keep], self.cols[keep]
 
 
@@ -105,8 +105,13 @@ def _bad_values_text(values) -> str:
     return shown + (", ..." if len(values) > MAX_BAD_VALUES else "")
 
 
-def scan_mask(pair: PairInfo, n_classes: int, rng: np.random.Generator,
-              keep_labels: bool = False, feedback: Feedback | None = None) -> MaskScan:
+def scan_mask(
+    pair: PairInfo,
+    n_classes: int,
+    rng: np.random.Generator,
+    keep_labels: bool = False,
+    feedback: Feedback | None = None,
+) -> MaskScan:
     """Read a mask once, window by window: check ids, count classes, pool positions.
 
     Args:
@@ -125,8 +130,7 @@ def scan_mask(pair: PairInfo, n_classes: int, rng: np.random.Generator,
     feedback = feedback or Feedback()
     size = n_classes + 1
     scan = MaskScan(np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64))
-    pools = {(name, c): Reservoir(POOL_SIZE) for name in ("train", "val")
-             for c in range(1, size)}
+    pools = {(name, c): Reservoir(POOL_SIZE) for name in ("train", "val") for c in range(1, size)}
     bad_values: set = set()
     labels_all = np.zeros((pair.height, pair.width), np.uint8) if keep_labels else None
     with open_raster(pair.mask, "mask") as src:
@@ -139,7 +143,7 @@ def scan_mask(pair: PairInfo, n_classes: int, rng: np.random.Generator,
                 bad_values.update(float(v) for v in bad)
             scan.counts += np.bincount(labels.ravel(), minlength=size)[:size]
             if labels_all is not None:
-                labels_all[row0:row0 + rows] = labels
+                labels_all[row0 : row0 + rows] = labels
             _pool_strip(pair, scan, pools, labels, row0, rows, rng)
             feedback.progress((row0 + rows) / pair.height)
     if bad_values:
@@ -147,22 +151,32 @@ def scan_mask(pair: PairInfo, n_classes: int, rng: np.random.Generator,
             f"The mask '{pair.mask}' has values that are not class ids: "
             f"{_bad_values_text(bad_values)}. With {n_classes} CLASS_NAMES the ids are "
             f"1..{n_classes} (0 or the mask's nodata = unlabelled). Add a name to "
-            "CLASS_NAMES for every class id in the mask (in id order), or recode the mask.")
+            "CLASS_NAMES for every class id in the mask (in id order), or recode the mask."
+        )
     scan.pools = {key: (res.rows, res.cols) for key, res in pools.items() if len(res.rows)}
     scan.labels = labels_all
     return scan
 
 
-def _pool_strip(pair: PairInfo, scan: MaskScan, pools: dict, labels: np.ndarray, row0: int,
-                rows: int, rng: np.random.Generator) -> None:
+def _pool_strip(
+    pair: PairInfo,
+    scan: MaskScan,
+    pools: dict,
+    labels: np.ndarray,
+    row0: int,
+    rows: int,
+    rng: np.random.Generator,
+) -> None:
     """Count a strip's labels per region and add its labelled positions to the pools."""
     size = len(scan.counts)
-    for name, region, counts in (("train", pair.train, scan.train_counts),
-                                 ("val", pair.val, scan.val_counts)):
+    for name, region, counts in (
+        ("train", pair.train, scan.train_counts),
+        ("val", pair.val, scan.val_counts),
+    ):
         local = _region_slice(region, row0, rows)
         if local is None:
             continue
-        part = labels[local[0]:local[1], region.col0:region.col1]
+        part = labels[local[0] : local[1], region.col0 : region.col1]
         counts += np.bincount(part.ravel(), minlength=size)[:size]
         for c in range(1, size):
             r, cc = np.nonzero(part == c)
@@ -174,21 +188,33 @@ def check_labels(pairs: list, scans: list) -> None:
     """Raise CoreErrors for masks without labels where training or validation needs them."""
     total = sum(int(s.counts[1:].sum()) for s in scans)
     if total == 0:
-        raise CoreError("The MASKS have no labelled pixels: every pixel is 0 or nodata. Class "
-                        "ids 1..N mark the labelled pixels; check the masks (and that "
-                        "wetlandunet:alignpair put the labels on the image grid).")
+        raise CoreError(
+            "The MASKS have no labelled pixels: every pixel is 0 or nodata. Class "
+            "ids 1..N mark the labelled pixels; check the masks (and that "
+            "wetlandunet:alignpair put the labels on the image grid)."
+        )
     if sum(int(s.train_counts[1:].sum()) for s in scans) == 0:
-        raise CoreError("No labelled pixel lies in the training part of the images (the "
-                        "validation strip or images take VAL_FRACTION of them): label pixels "
-                        "there, or lower VAL_FRACTION.")
+        raise CoreError(
+            "No labelled pixel lies in the training part of the images (the "
+            "validation strip or images take VAL_FRACTION of them): label pixels "
+            "there, or lower VAL_FRACTION."
+        )
     if sum(int(s.val_counts[1:].sum()) for s in scans) == 0:
         if any(p.split.endswith("image") for p in pairs):
             held = ", ".join(f"'{p.image}'" for p in pairs if p.train is None)
-            raise CoreError(f"No labelled pixel lies in the validation images ({held}), so "
-                            "the model cannot be validated: label some pixels there, change "
-                            "VAL_FRACTION, or use VAL_SPLIT 'rows'.")
-        where = "; ".join(f"'{p.image}': last {p.val.height} rows" if p.split == "rows" else
-                          f"'{p.image}': last {p.val.width} columns" for p in pairs)
-        raise CoreError(f"No labelled pixel lies in the validation strips ({where}), so the "
-                        "model cannot be validated: label some pixels there, or change "
-                        "VAL_FRACTION.")
+            raise CoreError(
+                f"No labelled pixel lies in the validation images ({held}), so "
+                "the model cannot be validated: label some pixels there, change "
+                "VAL_FRACTION, or use VAL_SPLIT 'rows'."
+            )
+        where = "; ".join(
+            f"'{p.image}': last {p.val.height} rows"
+            if p.split == "rows"
+            else f"'{p.image}': last {p.val.width} columns"
+            for p in pairs
+        )
+        raise CoreError(
+            f"No labelled pixel lies in the validation strips ({where}), so the "
+            "model cannot be validated: label some pixels there, or change "
+            "VAL_FRACTION."
+        )

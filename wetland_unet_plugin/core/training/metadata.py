@@ -16,20 +16,22 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .checks import LOSSES
+from ..schema import TRAIN
+from ..schema.base import PATH_KINDS
+from .checks import ACTIVATIONS
 
 
 @dataclass
 class FitSummary:
     """What the metadata records of ``model.fit``."""
 
-    history: dict            # per completed epoch: metrics, learning_rate, epoch_time_s
-    epochs_run: int          # epochs that finished (training and validation)
-    best_epoch: int          # 1-based; 0 when none finished
-    best_val_loss: float     # inf when none finished
+    history: dict  # per completed epoch: metrics, learning_rate, epoch_time_s
+    epochs_run: int  # epochs that finished (training and validation)
+    best_epoch: int  # 1-based; 0 when none finished
+    best_val_loss: float  # inf when none finished
     canceled: bool
-    seconds: float           # wall time of model.fit
-    steps: int               # training steps per epoch
+    seconds: float  # wall time of model.fit
+    steps: int  # training steps per epoch
 
 
 def versions() -> dict:
@@ -38,9 +40,14 @@ def versions() -> dict:
     import rasterio
     import tensorflow as tf
 
-    return {"tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "rasterio": rasterio.__version__,
-            "gdal": rasterio.__gdal_version__, "python": platform.python_version()}
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "python": platform.python_version(),
+    }
 
 
 def finite_or_none(value):
@@ -61,60 +68,91 @@ def data_summary(pairs, scans, sources, invalid_shares, bands, n_classes) -> dic
     images, totals = [], np.zeros(n_classes + 1, np.int64)
     for pair, scan, source, invalid in zip(pairs, scans, sources, invalid_shares):
         totals += scan.counts
-        images.append({
-            "image": pair.image, "mask": pair.mask, "width": pair.width,
-            "height": pair.height, "bands": pair.image_count, "mask_kind": pair.mask_kind,
-            "split": pair.split,
-            "train_region": pair.train.as_list() if pair.train is not None else None,
-            "val_region": pair.val.as_list() if pair.val is not None else None,
-            "pixels_per_class": [int(v) for v in scan.counts[1:]],
-            "train_pixels_per_class": [int(v) for v in scan.train_counts[1:]],
-            "val_pixels_per_class": [int(v) for v in scan.val_counts[1:]],
-            "unlabelled_fraction": float(scan.counts[0] / max(1, scan.counts.sum())),
-            "invalid_fraction_sampled": float(invalid),
-            "cached": bool(source.cached)})
-    return {"images": images, "n_images": len(pairs), "bands": list(bands),
-            "pixels_per_class": [int(v) for v in totals[1:]],
-            "labelled_pixels": int(totals[1:].sum()),
-            "unlabelled_fraction": float(totals[0] / max(1, totals.sum()))}
-
+        images.append(
+            {
+                "image": pair.image,
+                "mask": pair.mask,
+                "width": pair.width,
+                "height": pair.height,
+                "bands": pair.image_count,
+                "mask_kind": pair.mask_kind,
+                "split": pair.split,
+                "train_region": pair.train.as_list() if pair.train is not None else None,
+                "val_region": pair.val.as_list() if pair.val is not None else None,
+                "pixels_per_class": [int(v) for v in scan.counts[1:]],
+                "train_pixels_per_class": [int(v) for v in scan.train_counts[1:]],
+                "val_pixels_per_class": [int(v) for v in scan.val_counts[1:]],
+                "unlabelled_fraction": float(scan.counts[0] / max(1, scan.counts.sum())),
+                "invalid_fraction_sampled": float(invalid),
+                "cached": bool(source.cached),
+            }
+        )
+    return {
+        "images": images,
+        "n_images": len(pairs),
+        "bands": list(bands),
+        "pixels_per_class": [int(v) for v in totals[1:]],
+        "labelled_pixels": int(totals[1:].sum()),
+        "unlabelled_fraction": float(totals[0] / max(1, totals.sum())),
+    }
 
 
 def _training_parameters(p: dict, data, steps: int) -> dict:
-    """The metadata's "training" entry: inputs and the parameters as used."""
+    """The metadata's "training" entry: every parameter of ``schema.TRAIN`` as used (by its
+    keyword), the inputs, and what the run derived (seed used, steps per epoch)."""
+    entry = {
+        param.key: p[param.key]
+        for param in TRAIN.params
+        if param.kind not in PATH_KINDS and not param.is_output
+    }
     spec = p["class_weights"]
-    return {
-        "images": [pr.image for pr in data.pairs], "masks": [pr.mask for pr in data.pairs],
-        "batch_size": p["batch_size"], "train_size": p["train_size"],
-        "val_size": p["val_size"], "epochs": p["epochs"], "val_fraction": p["val_fraction"],
-        "augment": p["augment"], "learning_rate": p["learning_rate"], "seed": p["seed"],
-        "seed_used": data.seed, "init_model": p["init_model"],
-        "early_stopping_patience": p["early_stopping_patience"],
-        "reduce_lr_patience": p["reduce_lr_patience"],
-        "min_labelled_fraction": p["min_labelled_fraction"],
-        "balance_classes": p["balance_classes"], "dropout": p["dropout"],
-        "class_weights": spec if isinstance(spec, (str, type(None))) else list(spec),
-        "steps_per_epoch": steps, "optimizer": "adam", "cache_limit_mb": p["cache_limit_mb"],
-        "lr_schedule": p["lr_schedule"], "val_split": p["val_split"],
-        "jitter": p["jitter"] if p["augment"] else 0.0, "time_limit_min": p["time_limit"],
-        "xla": p["xla"]}
+    entry.update(
+        {
+            "images": [pr.image for pr in data.pairs],
+            "masks": [pr.mask for pr in data.pairs],
+            "init_model": p["init_model"],
+            "seed_used": data.seed,
+            "steps_per_epoch": steps,
+            "optimizer": "adam",
+            "class_weights": spec if isinstance(spec, (str, type(None))) else list(spec),
+            "jitter": p["jitter"] if p["augment"] else 0.0,
+            "time_limit_min": p["time_limit"],
+        }
+    )
+    return entry
 
 
 def _validation_entry(p: dict, matrix: np.ndarray, val_scores: dict) -> dict:
-    where = ("validation patches from the images held back whole for validation"
-             if p["val_split"] == "images" else
-             "validation patches from the held-out strip of each image")
-    return {"confusion_matrix": matrix.tolist(), "scores": val_scores, "patches": p["val_size"],
-            "description": where + " (no augmentation), best epoch's weights"}
+    where = (
+        "validation patches from the images held back whole for validation"
+        if p["val_split"] == "images"
+        else "validation patches from the held-out strip of each image"
+    )
+    return {
+        "confusion_matrix": matrix.tolist(),
+        "scores": val_scores,
+        "patches": p["val_size"],
+        "description": where + " (no augmentation), best epoch's weights",
+    }
 
 
-def model_metadata(p: dict, names: list, colors: list, data, fit: FitSummary, n_params: int,
-                   matrix: np.ndarray, val_scores: dict, weight_info: dict,
-                   started: float) -> dict:
+def model_metadata(
+    p: dict,
+    names: list,
+    colors: list,
+    data,
+    fit: FitSummary,
+    n_params: int,
+    matrix: np.ndarray,
+    val_scores: dict,
+    weight_info: dict,
+    started: float,
+) -> dict:
     """Everything the model file carries besides the network.
 
     Args:
-        p: the parameters as used (``checks.check_parameters`` plus the run's options).
+        p: the parameters as used (``schema.TRAIN.check``; fine-tuning may change filters, depth and
+            spectral_skip).
         names, colors: class names and colours.
         data: the ``prepare.TrainingData``.
         fit: what ``model.fit`` gave.
@@ -127,27 +165,39 @@ def model_metadata(p: dict, names: list, colors: list, data, fit: FitSummary, n_
     descriptions = first.band_descriptions
     metadata = {
         "model_type": "unet",
-        "class_names": names, "class_colors": colors, "n_classes": len(names),
-        "bands": list(data.bands), "n_input_bands": first.image_count,
-        "band_names": [descriptions[b - 1] if b - 1 < len(descriptions) else None
-                       for b in data.bands],
-        "input_dtype": first.dtype, "nodata": first.nodata,
+        "class_names": names,
+        "class_colors": colors,
+        "n_classes": len(names),
+        "bands": list(data.bands),
+        "n_input_bands": first.image_count,
+        "band_names": [
+            descriptions[b - 1] if b - 1 < len(descriptions) else None for b in data.bands
+        ],
+        "input_dtype": first.dtype,
+        "nodata": first.nodata,
         "normalization": data.stats,
-        "patch_size": p["patch_size"], "filters": p["filters"], "depth": p["depth"],
+        "patch_size": p["patch_size"],
+        "filters": p["filters"],
+        "depth": p["depth"],
         "spectral_skip": p["spectral_skip"],
-        "dropout": p["dropout"], "activation": LOSSES[p["loss"]], "loss": p["loss"],
+        "dropout": p["dropout"],
+        "activation": ACTIVATIONS[p["loss"]],
+        "loss": p["loss"],
         "n_parameters": n_params,
-        "pixel_size": list(first.pixel_size), "crs": first.crs_wkt,
+        "pixel_size": list(first.pixel_size),
+        "crs": first.crs_wkt,
         "training": _training_parameters(p, data, fit.steps),
         "history": fit.history,
-        "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
         "best_val_loss": fit.best_val_loss if math.isfinite(fit.best_val_loss) else None,
         "stopped_early": bool(fit.epochs_run < p["epochs"] and not fit.canceled),
         "canceled": bool(fit.canceled),
         "validation": _validation_entry(p, matrix, val_scores),
         "class_weights": weight_info,
-        "data": data_summary(data.pairs, data.scans, data.sources, data.invalid_shares,
-                             data.bands, len(names)),
+        "data": data_summary(
+            data.pairs, data.scans, data.sources, data.invalid_shares, data.bands, len(names)
+        ),
         "training_time_s": round(time.perf_counter() - started, 2),
         "fit_time_s": round(fit.seconds, 2),
         "versions": versions(),
@@ -159,14 +209,23 @@ def model_metadata(p: dict, names: list, colors: list, data, fit: FitSummary, n_
 def training_result(metadata: dict, output_model: str, report_path) -> dict:
     """``train_model``'s result: paths, epochs, validation scores, weights, time, seed."""
     score = metadata["validation"]["scores"]
-    return finite_or_none({
-        "output_model": output_model, "output_report": report_path,
-        "epochs_run": metadata["epochs_run"], "best_epoch": metadata["best_epoch"],
-        "best_val_loss": metadata["best_val_loss"], "stopped_early": metadata["stopped_early"],
-        "canceled": False,
-        "validation": {k: score[k] for k in ("overall_accuracy", "kappa", "mean_iou", "mean_f1",
-                                             "iou", "f1")},
-        "class_names": metadata["class_names"],
-        "class_weights": metadata["class_weights"]["values"],
-        "training_time_s": metadata["training_time_s"],
-        "n_parameters": metadata["n_parameters"], "seed": metadata["training"]["seed_used"]})
+    return finite_or_none(
+        {
+            "output_model": output_model,
+            "output_report": report_path,
+            "epochs_run": metadata["epochs_run"],
+            "best_epoch": metadata["best_epoch"],
+            "best_val_loss": metadata["best_val_loss"],
+            "stopped_early": metadata["stopped_early"],
+            "canceled": False,
+            "validation": {
+                k: score[k]
+                for k in ("overall_accuracy", "kappa", "mean_iou", "mean_f1", "iou", "f1")
+            },
+            "class_names": metadata["class_names"],
+            "class_weights": metadata["class_weights"]["values"],
+            "training_time_s": metadata["training_time_s"],
+            "n_parameters": metadata["n_parameters"],
+            "seed": metadata["training"]["seed_used"],
+        }
+    )

@@ -17,8 +17,6 @@ from ..raster import grid_description, open_raster, same_grid
 
 #: Rows per window when a whole raster is read strip by strip (masks, statistics, caches).
 SCAN_ROWS = 512
-#: Ways to hold out validation data (VAL_SPLIT).
-VAL_SPLITS = ("rows", "images")
 
 
 @dataclass
@@ -56,32 +54,14 @@ class PairInfo:
     nodata: float | None
     mask_count: int
     mask_nodata: float | None
-    mask_kind: str                   # "classes" (single band ids) or "onehot"
+    mask_kind: str  # "classes" (single band ids) or "onehot"
     crs_wkt: str
     crs_name: str
     pixel_size: tuple
     band_descriptions: list
-    train: Region | None = None      # None: a validation image (VAL_SPLIT "images")
-    val: Region | None = None        # None: a training image (VAL_SPLIT "images")
-    split: str = ""                  # "rows", "columns", "training image", "validation image"
-
-
-def as_path_list(value, what: str) -> list:
-    """Turn one path, a ';'-separated string or a sequence into a list of paths.
-
-    Raises:
-        CoreError: when no path is given.
-    """
-    if value is None:
-        items = []
-    elif isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        items = [p for p in str(value).split(";")]
-    items = [p.strip() for p in items if p and p.strip()]
-    if not items:
-        raise CoreError(f"No {what} given: choose at least one raster.")
-    return items
+    train: Region | None = None  # None: a validation image (VAL_SPLIT "images")
+    val: Region | None = None  # None: a training image (VAL_SPLIT "images")
+    split: str = ""  # "rows", "columns", "training image", "validation image"
 
 
 def select_bands(bands, count: int, source: str) -> list:
@@ -100,13 +80,17 @@ def select_bands(bands, count: int, source: str) -> list:
         return list(range(1, count + 1))
     bad = [b for b in chosen if b < 1 or b > count]
     if bad:
-        raise CoreError(f"BANDS {', '.join(map(str, bad))} out of range: the images have "
-                        f"{count} bands, numbered 1..{count} (e.g. '{source}'). Band numbers "
-                        "start at 1; choose bands that exist, or leave BANDS empty for all.")
+        raise CoreError(
+            f"BANDS {', '.join(map(str, bad))} out of range: the images have "
+            f"{count} bands, numbered 1..{count} (e.g. '{source}'). Band numbers "
+            "start at 1; choose bands that exist, or leave BANDS empty for all."
+        )
     repeated = sorted({b for b in chosen if chosen.count(b) > 1})
     if repeated:
-        raise CoreError(f"BANDS repeats band {', '.join(map(str, repeated))}: list each "
-                        "input band once, in the order the model should see them.")
+        raise CoreError(
+            f"BANDS repeats band {', '.join(map(str, repeated))}: list each "
+            "input band once, in the order the model should see them."
+        )
     return chosen
 
 
@@ -127,51 +111,71 @@ def check_pairs(images, masks, n_classes: int, bands=None) -> tuple[list, list]:
     Raises:
         CoreError: naming the pair and the fix, for any mismatch.
     """
-    images = as_path_list(images, "IMAGES")
-    masks = as_path_list(masks, "MASKS")
+    images, masks = list(images), list(masks)
     if len(images) != len(masks):
-        raise CoreError(f"{len(images)} IMAGES but {len(masks)} MASKS: give one mask per "
-                        "image, in the same order.")
-    pairs = [_open_pair(index, image, mask, n_classes)
-             for index, (image, mask) in enumerate(zip(images, masks))]
+        raise CoreError(
+            f"{len(images)} IMAGES but {len(masks)} MASKS: give one mask per "
+            "image, in the same order."
+        )
+    pairs = [
+        _open_pair(index, image, mask, n_classes)
+        for index, (image, mask) in enumerate(zip(images, masks))
+    ]
     counts = sorted({p.image_count for p in pairs})
     if len(counts) > 1:
         listing = "; ".join(f"'{p.image}': {p.image_count}" for p in pairs)
-        raise CoreError(f"The IMAGES have different band counts ({listing}). Train on images "
-                        "from the same sensor with the same bands in the same order.")
+        raise CoreError(
+            f"The IMAGES have different band counts ({listing}). Train on images "
+            "from the same sensor with the same bands in the same order."
+        )
     chosen = select_bands(bands, pairs[0].image_count, pairs[0].image)
     return pairs, chosen
 
 
 def _open_pair(index: int, image_path: str, mask_path: str, n_classes: int) -> PairInfo:
     """Check one pair (not the same file, same grid, a mask band count that fits N)."""
-    if os.path.exists(image_path) and os.path.exists(mask_path) and \
-            os.path.samefile(image_path, mask_path):
-        raise CoreError(f"Pair {index + 1}: the mask is the image itself ('{image_path}'): "
-                        "give the label raster as the mask.")
+    if (
+        os.path.exists(image_path)
+        and os.path.exists(mask_path)
+        and os.path.samefile(image_path, mask_path)
+    ):
+        raise CoreError(
+            f"Pair {index + 1}: the mask is the image itself ('{image_path}'): "
+            "give the label raster as the mask."
+        )
     with open_raster(image_path, "image") as img, open_raster(mask_path, "mask") as msk:
         if not same_grid(img, msk):
             raise CoreError(
                 f"Pair {index + 1}: the image '{image_path}' ({grid_description(img)}) and "
                 f"the mask '{mask_path}' ({grid_description(msk)}) are not on the same "
                 "pixel grid. Run wetlandunet:alignpair on this pair first and train on "
-                "its outputs.")
+                "its outputs."
+            )
         if msk.count != 1 and msk.count != n_classes:
             raise CoreError(
                 f"The mask '{mask_path}' has {msk.count} bands: a mask is either one band "
                 f"of class ids 1..{n_classes} (0 = unlabelled) or one-hot with one band "
                 f"per class ({n_classes} bands for the {n_classes} CLASS_NAMES). Check "
-                "CLASS_NAMES or the mask.")
+                "CLASS_NAMES or the mask."
+            )
         res = img.res
         return PairInfo(
-            index=index, image=image_path, mask=mask_path, width=img.width,
-            height=img.height, image_count=img.count, dtype=str(img.dtypes[0]),
-            nodata=img.nodata, mask_count=msk.count, mask_nodata=msk.nodata,
+            index=index,
+            image=image_path,
+            mask=mask_path,
+            width=img.width,
+            height=img.height,
+            image_count=img.count,
+            dtype=str(img.dtypes[0]),
+            nodata=img.nodata,
+            mask_count=msk.count,
+            mask_nodata=msk.nodata,
             mask_kind="classes" if msk.count == 1 else "onehot",
             crs_wkt=img.crs.to_wkt() if img.crs else "",
             crs_name=str(img.crs) if img.crs else "",
             pixel_size=(float(res[0]), float(res[1])),
-            band_descriptions=list(img.descriptions))
+            band_descriptions=list(img.descriptions),
+        )
 
 
 def _split(length: int, other: int, patch_size: int, val_fraction: float):
@@ -189,9 +193,11 @@ def _split(length: int, other: int, patch_size: int, val_fraction: float):
 def _check_fits_a_patch(pair: PairInfo, patch_size: int) -> None:
     if pair.width < patch_size or pair.height < patch_size:
         limit = min(pair.width, pair.height)
-        raise CoreError(f"PATCH_SIZE {patch_size} is larger than the image '{pair.image}' "
-                        f"({pair.width} x {pair.height} px). Choose a PATCH_SIZE of at most "
-                        f"{limit} (a multiple of 2**DEPTH), or use larger images.")
+        raise CoreError(
+            f"PATCH_SIZE {patch_size} is larger than the image '{pair.image}' "
+            f"({pair.width} x {pair.height} px). Choose a PATCH_SIZE of at most "
+            f"{limit} (a multiple of 2**DEPTH), or use larger images."
+        )
 
 
 def split_regions(pair: PairInfo, patch_size: int, val_fraction: float) -> PairInfo:
@@ -218,10 +224,12 @@ def split_regions(pair: PairInfo, patch_size: int, val_fraction: float) -> PairI
         pair.split = "columns"
         return pair
     need = 2 * patch_size + patch_size // 2
-    raise CoreError(f"The image '{pair.image}' ({pair.width} x {pair.height} px) is too small "
-                    f"for a training part and a separate validation strip of PATCH_SIZE "
-                    f"{patch_size}: it needs at least {need} rows or columns. Choose a smaller "
-                    "PATCH_SIZE or VAL_FRACTION, or use a larger image.")
+    raise CoreError(
+        f"The image '{pair.image}' ({pair.width} x {pair.height} px) is too small "
+        f"for a training part and a separate validation strip of PATCH_SIZE "
+        f"{patch_size}: it needs at least {need} rows or columns. Choose a smaller "
+        "PATCH_SIZE or VAL_FRACTION, or use a larger image."
+    )
 
 
 def validation_image_indices(n_images: int, val_fraction: float) -> list:
@@ -246,9 +254,11 @@ def split_images(pairs: list, patch_size: int, val_fraction: float) -> list:
         CoreError: with fewer than two images, or an image smaller than a patch.
     """
     if len(pairs) < 2:
-        raise CoreError("VAL_SPLIT 'images' holds back whole images for validation, so it "
-                        f"needs at least two image/mask pairs ({len(pairs)} given). Add "
-                        "images, or use VAL_SPLIT 'rows' (a strip of every image).")
+        raise CoreError(
+            "VAL_SPLIT 'images' holds back whole images for validation, so it "
+            f"needs at least two image/mask pairs ({len(pairs)} given). Add "
+            "images, or use VAL_SPLIT 'rows' (a strip of every image)."
+        )
     for pair in pairs:
         _check_fits_a_patch(pair, patch_size)
     held = set(validation_image_indices(len(pairs), val_fraction))
@@ -261,13 +271,17 @@ def split_images(pairs: list, patch_size: int, val_fraction: float) -> list:
     return pairs
 
 
-def split_pairs(pairs: list, val_split: str, patch_size: int, val_fraction: float,
-                feedback: Feedback) -> list:
+def split_pairs(
+    pairs: list, val_split: str, patch_size: int, val_fraction: float, feedback: Feedback
+) -> list:
     """Split every pair as VAL_SPLIT says (``split_images`` or ``split_regions``)."""
     if val_split == "images":
         split_images(pairs, patch_size, val_fraction)
-        feedback.info("Validation images (held back whole): " + ", ".join(
-            f"'{pr.image}'" for pr in pairs if pr.train is None) + ".")
+        feedback.info(
+            "Validation images (held back whole): "
+            + ", ".join(f"'{pr.image}'" for pr in pairs if pr.train is None)
+            + "."
+        )
     else:
         for pair in pairs:
             split_regions(pair, patch_size, val_fraction)
@@ -278,9 +292,13 @@ def warn_mixed_grids(pairs: list, feedback: Feedback) -> None:
     """Warn when the images differ in pixel size or CRS (the model stores the first's)."""
     sizes = {tuple(round(v, 6) for v in p.pixel_size) for p in pairs}
     if len(sizes) > 1:
-        feedback.warning(f"The images have different pixel sizes ({sorted(sizes)}); the model "
-                         "stores the first. Predict on images with a similar pixel size.")
+        feedback.warning(
+            f"The images have different pixel sizes ({sorted(sizes)}); the model "
+            "stores the first. Predict on images with a similar pixel size."
+        )
     crss = {p.crs_name for p in pairs}
     if len(crss) > 1:
-        feedback.warning(f"The images are in different CRSs ({', '.join(sorted(crss))}); the "
-                         "model stores the first.")
+        feedback.warning(
+            f"The images are in different CRSs ({', '.join(sorted(crss))}); the "
+            "model stores the first."
+        )

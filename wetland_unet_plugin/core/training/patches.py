@@ -21,19 +21,19 @@ from .. import dihedral
 from ..feedback import Feedback, SubFeedback
 from ..normalize import normalize
 from ..raster import open_raster, valid_pixels
+from ..schema import TRAIN
 from .masks import MaskScan, mask_labels
 from .pairs import SCAN_ROWS, PairInfo
 
 #: Default memory for whole-image caches (normalised float32 + labels), in MB.
-DEFAULT_CACHE_MB = 1024
+DEFAULT_CACHE_MB = TRAIN.param("CACHE_LIMIT_MB").default
 #: Candidate windows tried before the best one so far is accepted.
 MAX_TRIES = 20
 #: Streams of patch indices: training epochs share one endless stream.
 TRAIN_STREAM, VAL_STREAM, PROBE_STREAM = 1, 2, 3
 
 
-def radiometric_jitter(image: np.ndarray, amount: float,
-                       rng: np.random.Generator) -> np.ndarray:
+def radiometric_jitter(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
     """Random per-band gain and offset of a normalised patch (radiometric augmentation).
 
     Each band b becomes ``x * g_b + o_b`` with g_b uniform in [1 - amount, 1 + amount]
@@ -66,8 +66,16 @@ class PatchSource:
     windows, with one rasterio handle per thread.
     """
 
-    def __init__(self, pair: PairInfo, scan: MaskScan, bands: list, stats: dict,
-                 n_classes: int, cache: bool, feedback: Feedback | None = None):
+    def __init__(
+        self,
+        pair: PairInfo,
+        scan: MaskScan,
+        bands: list,
+        stats: dict,
+        n_classes: int,
+        cache: bool,
+        feedback: Feedback | None = None,
+    ):
         self.pair = pair
         self.scan = scan
         self.bands = list(bands)
@@ -98,8 +106,8 @@ class PatchSource:
                 rows = min(SCAN_ROWS, pair.height - row0)
                 block = src.read(self.bands, window=Window(0, row0, pair.width, rows))
                 valid = valid_pixels(block, pair.nodata)
-                self.image[row0:row0 + rows] = normalize(block, self.stats, valid)
-                labels[row0:row0 + rows][~valid] = 0
+                self.image[row0 : row0 + rows] = normalize(block, self.stats, valid)
+                labels[row0 : row0 + rows][~valid] = 0
                 feedback.progress((row0 + rows) / pair.height)
         self.labels = labels
         self.scan.labels = None
@@ -119,14 +127,17 @@ class PatchSource:
         Invalid input pixels are 0 in the image and 0 (unlabelled) in the labels.
         """
         if self.cached:
-            return (self.image[row:row + size, col:col + size],
-                    self.labels[row:row + size, col:col + size])
+            return (
+                self.image[row : row + size, col : col + size],
+                self.labels[row : row + size, col : col + size],
+            )
         image_ds, mask_ds = self._datasets()
         window = Window(col, row, size, size)
         block = image_ds.read(self.bands, window=window)
         valid = valid_pixels(block, self.pair.nodata)
-        labels, _ = mask_labels(mask_ds.read(window=window), self.pair.mask_kind,
-                                self.n_classes, self.pair.mask_nodata)
+        labels, _ = mask_labels(
+            mask_ds.read(window=window), self.pair.mask_kind, self.n_classes, self.pair.mask_nodata
+        )
         labels[~valid] = 0
         return normalize(block, self.stats, valid), labels
 
@@ -140,9 +151,15 @@ class PatchSource:
         self._local = threading.local()
 
 
-def build_sources(pairs: list, scans: list, bands: list, stats: dict, n_classes: int,
-                  cache_limit_mb: float = DEFAULT_CACHE_MB,
-                  feedback: Feedback | None = None) -> list:
+def build_sources(
+    pairs: list,
+    scans: list,
+    bands: list,
+    stats: dict,
+    n_classes: int,
+    cache_limit_mb: float = DEFAULT_CACHE_MB,
+    feedback: Feedback | None = None,
+) -> list:
     """Make a ``PatchSource`` per pair, caching whole images while they fit the limit.
 
     Args:
@@ -190,9 +207,16 @@ class PatchSampler:
     radiometric jitter (``radiometric_jitter``).
     """
 
-    def __init__(self, sources: list, n_classes: int, patch_size: int,
-                 min_labelled_fraction: float = 0.02, balance: bool = True, seed: int = 0,
-                 jitter: float = 0.0):
+    def __init__(
+        self,
+        sources: list,
+        n_classes: int,
+        patch_size: int,
+        min_labelled_fraction: float = 0.02,
+        balance: bool = True,
+        seed: int = 0,
+        jitter: float = 0.0,
+    ):
         self.jitter = float(jitter)
         self.sources = sources
         self.n_classes = n_classes
@@ -266,8 +290,9 @@ class PatchSampler:
         key = (region, stream, index)
         position = self._positions.get(key)
         if position is not None:
-            image, labels = self.sources[position[0]].read(position[1], position[2],
-                                                           self.patch_size)
+            image, labels = self.sources[position[0]].read(
+                position[1], position[2], self.patch_size
+            )
         else:
             position, image, labels = self._find(region, rng)
             if region == "val":
@@ -279,8 +304,15 @@ class PatchSampler:
                 image = radiometric_jitter(image, self.jitter, rng)
         return image, labels
 
-    def batches(self, region: str, batch_size: int, count: int | None = None,
-                stream: int = 0, augment: bool = False, workers: int | None = None):
+    def batches(
+        self,
+        region: str,
+        batch_size: int,
+        count: int | None = None,
+        stream: int = 0,
+        augment: bool = False,
+        workers: int | None = None,
+    ):
         """Yield (images (b, s, s, bands) float32, labels (b, s, s) uint8) batches.
 
         Args:
@@ -296,10 +328,13 @@ class PatchSampler:
         index = 0
         while count is None or index < count:
             stop = index + batch_size if count is None else min(index + batch_size, count)
-            patches = list(pool.map(
-                lambda i: self.patch(region, i, stream, augment), range(index, stop)))
-            yield (np.stack([p[0] for p in patches]).astype(np.float32, copy=False),
-                   np.stack([p[1] for p in patches]))
+            patches = list(
+                pool.map(lambda i: self.patch(region, i, stream, augment), range(index, stop))
+            )
+            yield (
+                np.stack([p[0] for p in patches]).astype(np.float32, copy=False),
+                np.stack([p[1] for p in patches]),
+            )
             index = stop
 
     def _executor(self, workers: int | None) -> ThreadPoolExecutor:
@@ -308,7 +343,8 @@ class PatchSampler:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     max_workers=workers or min(4, os.cpu_count() or 1),
-                    thread_name_prefix="wetland-unet-patches")
+                    thread_name_prefix="wetland-unet-patches",
+                )
             return self._pool
 
     def label_counts(self, region: str, count: int, stream: int) -> np.ndarray:
@@ -316,7 +352,8 @@ class PatchSampler:
         totals = np.zeros(self.n_classes + 1, np.int64)
         for _, labels in self.batches(region, 32, count, stream):
             totals += np.bincount(labels.ravel(), minlength=self.n_classes + 1)[
-                :self.n_classes + 1]
+                : self.n_classes + 1
+            ]
         return totals
 
     def close(self) -> None:

@@ -27,23 +27,29 @@ _SCAN, _STATS, _CACHE, _END = 0.0, 0.4, 0.6, 0.9
 class TrainingData:
     """The prepared data of a training run."""
 
-    pairs: list              # pairs.PairInfo, split into training and validation parts
-    bands: list              # 1-based input bands
-    scans: list              # masks.MaskScan per pair
-    stats: dict              # normalisation statistics
-    invalid_shares: list     # per pair: share of invalid pixels in the sampled windows
-    sources: list            # patches.PatchSource per pair
+    pairs: list  # pairs.PairInfo, split into training and validation parts
+    bands: list  # 1-based input bands
+    scans: list  # masks.MaskScan per pair
+    stats: dict  # normalisation statistics
+    invalid_shares: list  # per pair: share of invalid pixels in the sampled windows
+    sources: list  # patches.PatchSource per pair
     sampler: PatchSampler
-    seed: int                # the seed used (drawn at random when SEED was not given)
+    seed: int  # the seed used (drawn at random when SEED was not given)
 
 
 def draw_seed(seed) -> int:
     """The run's seed: SEED when given, else a random one (recorded in the metadata)."""
-    return seed if seed is not None else int(np.random.SeedSequence().entropy % 2 ** 31)
+    return seed if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
 
 
-def scan_masks(pairs: list, bands: list, n_classes: int, rng: np.random.Generator,
-               cache_limit_mb: float, feedback: Feedback) -> list:
+def scan_masks(
+    pairs: list,
+    bands: list,
+    n_classes: int,
+    rng: np.random.Generator,
+    cache_limit_mb: float,
+    feedback: Feedback,
+) -> list:
     """Scan every mask; keep the labels of the images whose cache fits, in order."""
     budget = cache_limit_mb * 1e6
     scans = []
@@ -56,8 +62,9 @@ def scan_masks(pairs: list, bands: list, n_classes: int, rng: np.random.Generato
     return scans
 
 
-def prepare_data(pairs: list, bands: list, n_classes: int, p: dict, init_meta: dict | None,
-                 feedback: Feedback) -> TrainingData:
+def prepare_data(
+    pairs: list, bands: list, n_classes: int, p: dict, init_meta: dict | None, feedback: Feedback
+) -> TrainingData:
     """Scan the masks, compute the statistics, open the sources and make the sampler.
 
     Args:
@@ -74,16 +81,31 @@ def prepare_data(pairs: list, bands: list, n_classes: int, p: dict, init_meta: d
     """
     seed = draw_seed(p["seed"])
     rng = np.random.default_rng(seed)
-    scans = scan_masks(pairs, bands, n_classes, rng, p["cache_limit_mb"],
-                       SubFeedback(feedback, _SCAN, _STATS))
+    scans = scan_masks(
+        pairs, bands, n_classes, rng, p["cache_limit_mb"], SubFeedback(feedback, _SCAN, _STATS)
+    )
     check_labels(pairs, scans)
-    stats, invalid_shares = sample_normalization(pairs, bands, rng,
-                                                 SubFeedback(feedback, _STATS, _CACHE))
+    stats, invalid_shares = sample_normalization(
+        pairs, bands, rng, SubFeedback(feedback, _STATS, _CACHE)
+    )
     if init_meta is not None:
         stats = init_meta["normalization"]
-    sources = build_sources(pairs, scans, bands, stats, n_classes, p["cache_limit_mb"],
-                            SubFeedback(feedback, _CACHE, _END))
-    sampler = PatchSampler(sources, n_classes, p["patch_size"], p["min_labelled_fraction"],
-                           p["balance_classes"], seed,
-                           jitter=p["jitter"] if p["augment"] else 0.0)
+    sources = build_sources(
+        pairs,
+        scans,
+        bands,
+        stats,
+        n_classes,
+        p["cache_limit_mb"],
+        SubFeedback(feedback, _CACHE, _END),
+    )
+    sampler = PatchSampler(
+        sources,
+        n_classes,
+        p["patch_size"],
+        p["min_labelled_fraction"],
+        p["balance_classes"],
+        seed,
+        jitter=p["jitter"] if p["augment"] else 0.0,
+    )
     return TrainingData(pairs, bands, scans, stats, invalid_shares, sources, sampler, seed)

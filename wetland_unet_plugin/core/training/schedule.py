@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import math
 
-#: Learning-rate schedules (LR_SCHEDULE): halve on a validation-loss plateau, or a
-#: linear warmup then cosine decay over the planned steps (EPOCHS x steps per epoch).
-LR_SCHEDULES = ("plateau", "cosine")
-#: The default schedule (why: docs/decisions.md).
-DEFAULT_LR_SCHEDULE = "cosine"
 #: Cosine schedule: share of the planned steps spent warming up linearly from 0, and
 #: the final learning rate as a share of LEARNING_RATE.
 COSINE_WARMUP_FRACTION = 0.05
 COSINE_FINAL_FACTOR = 0.01
 
 
-def cosine_rate(progress: float, learning_rate: float,
-                warmup_fraction: float = COSINE_WARMUP_FRACTION,
-                final_factor: float = COSINE_FINAL_FACTOR) -> float:
+def cosine_rate(
+    progress: float,
+    learning_rate: float,
+    warmup_fraction: float = COSINE_WARMUP_FRACTION,
+    final_factor: float = COSINE_FINAL_FACTOR,
+) -> float:
     """The learning rate of the cosine schedule at ``progress`` (0..1) of the training.
 
     A linear warmup from 0 to ``learning_rate`` over the first ``warmup_fraction``,
@@ -36,12 +34,14 @@ def cosine_rate(progress: float, learning_rate: float,
     if progress < warmup_fraction:
         return learning_rate * progress / warmup_fraction
     done = (progress - warmup_fraction) / (1.0 - warmup_fraction)
-    return learning_rate * (final_factor + (1.0 - final_factor) * 0.5
-                            * (1.0 + math.cos(math.pi * done)))
+    return learning_rate * (
+        final_factor + (1.0 - final_factor) * 0.5 * (1.0 + math.cos(math.pi * done))
+    )
 
 
-def schedule_progress(step: int, total_steps: int, elapsed_s: float = 0.0,
-                      time_limit_s: float | None = None) -> float:
+def schedule_progress(
+    step: int, total_steps: int, elapsed_s: float = 0.0, time_limit_s: float | None = None
+) -> float:
     """Progress of training at the start of step ``step`` (0-based), for ``cosine_rate``.
 
     The share of the planned steps done once this step ends, (step + 1) / total_steps;

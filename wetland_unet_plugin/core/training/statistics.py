@@ -29,8 +29,12 @@ def _random_windows(pair: PairInfo, rng: np.random.Generator, count: int, size: 
         yield Window(0, 0, w, h)
         return
     for _ in range(count):
-        yield Window(int(rng.integers(0, pair.width - w + 1)),
-                     int(rng.integers(0, pair.height - h + 1)), w, h)
+        yield Window(
+            int(rng.integers(0, pair.width - w + 1)),
+            int(rng.integers(0, pair.height - h + 1)),
+            w,
+            h,
+        )
 
 
 def _valid_samples(block: np.ndarray, nodata) -> tuple[np.ndarray, int]:
@@ -72,8 +76,9 @@ def _image_samples(pair: PairInfo, bands: list, rng: np.random.Generator) -> tup
     return samples, invalid_share
 
 
-def sample_normalization(pairs: list, bands: list, rng: np.random.Generator,
-                         feedback: Feedback | None = None) -> tuple[dict, list]:
+def sample_normalization(
+    pairs: list, bands: list, rng: np.random.Generator, feedback: Feedback | None = None
+) -> tuple[dict, list]:
     """Robust per-band statistics over valid pixels of a bounded sample of every image.
 
     Args:
@@ -100,7 +105,8 @@ def sample_normalization(pairs: list, bands: list, rng: np.random.Generator,
                 f"The image '{pair.image}' has no valid pixel in bands "
                 f"{', '.join(map(str, bands))}: every pixel is nodata ({pair.nodata}), NaN or "
                 "infinite. Check the image and its nodata value (wetlandunet:cleaninvalid "
-                "can fill invalid pixels), or remove it from IMAGES.")
+                "can fill invalid pixels), or remove it from IMAGES."
+            )
         if len(samples) > STATS_PIXELS_PER_IMAGE:
             samples = samples[rng.choice(len(samples), STATS_PIXELS_PER_IMAGE, replace=False)]
         collected.append(samples.astype(np.float64))

@@ -26,24 +26,14 @@ from ..feedback import Canceled, CoreError, Feedback, SubFeedback
 from ..metrics import confusion_matrix, scores
 from ..modelfile import save_model
 from ..raster import check_disk_space
-from .checks import (
-    DEFAULT_EARLY_STOPPING_PATIENCE,
-    DEFAULT_EPOCHS,
-    DEFAULT_MIN_LABELLED_FRACTION,
-    DEFAULT_REDUCE_LR_PATIENCE,
-    LOSSES,
-    check_init_model,
-    check_outputs,
-    check_parameters,
-    check_patch_size,
-)
+from ..schema import TRAIN
+from .checks import ACTIVATIONS, check_init_model, check_outputs, check_patch_size
 from .dataset import make_dataset
 from .devices import device_strategy, seeded
 from .metadata import FitSummary, model_metadata, training_result
-from .pairs import as_path_list, check_pairs, select_bands, split_pairs, warn_mixed_grids
-from .patches import DEFAULT_CACHE_MB, TRAIN_STREAM, VAL_STREAM
+from .pairs import check_pairs, select_bands, split_pairs, warn_mixed_grids
+from .patches import TRAIN_STREAM, VAL_STREAM
 from .prepare import TrainingData, prepare_data
-from .schedule import DEFAULT_LR_SCHEDULE
 from .weights import choose_class_weights, parse_class_weights
 
 # Progress: share of the job before each stage.
@@ -60,86 +50,32 @@ class Outputs:
     tensorboard_dir: str | None = None
 
 
-def train_model(images, masks, class_names, output_model: str, output_report: str | None = None,
-                class_colors=None, class_weights="auto", patch_size: int = 160,
-                batch_size: int = 8, train_size: int = 2000, val_size: int = 1000,
-                epochs: int = DEFAULT_EPOCHS, val_fraction: float = 0.25, augment: bool = True,
-                filters: int = 32, depth: int = 5, learning_rate: float = 1e-3, seed=None,
-                init_model: str | None = None, bands=None, loss: str = "categorical",
-                early_stopping_patience: int = DEFAULT_EARLY_STOPPING_PATIENCE,
-                reduce_lr_patience: int = DEFAULT_REDUCE_LR_PATIENCE,
-                csv_log: str | None = None, tensorboard_dir: str | None = None,
-                min_labelled_fraction: float = DEFAULT_MIN_LABELLED_FRACTION,
-                keep_best_on_cancel: bool = True, balance_classes: bool = True,
-                dropout: float = 0.1, cache_limit_mb: float = DEFAULT_CACHE_MB,
-                lr_schedule: str = DEFAULT_LR_SCHEDULE, val_split: str = "rows",
-                jitter: float = 0.0,
-                time_limit: float = 0.0, xla: bool = True, spectral_skip: bool = True,
-                feedback: Feedback | None = None) -> dict:
+def train_model(
+    images=None,
+    masks=None,
+    class_names=None,
+    output_model=None,
+    output_report=None,
+    *,
+    feedback: Feedback | None = None,
+    **params,
+) -> dict:
     """Train a U-Net on image/mask pairs and write the model file (and a report).
 
     Every input is checked before training starts; a failed or canceled run
     leaves no model file (except the best model so far on cancel, see below).
 
     Args:
-        images: image paths (list, or one string with ';' between paths).
-        masks: mask paths, same order, each on its image's grid: one band of class
-            ids 1..N (0 / nodata = unlabelled, ignored), or N one-hot bands.
-        class_names: "water,wetland,..." or a list; class id i is name i.
-        output_model: model file to write (``.keras``).
-        output_report: optional HTML report to write.
-        class_colors: optional "#rrggbb,..." (default: colours picked by name).
-        class_weights: "auto" (median-frequency balancing), "equal", or N numbers.
-        patch_size: patch side in pixels, a multiple of 2**depth.
-        batch_size: patches per training step.
-        train_size: training patches per epoch.
-        val_size: validation patches (the same ones every epoch).
-        epochs: most epochs to train (early stopping may end sooner). For this and
-            the other tuning numbers below, None means the default.
-        val_fraction: share of each image's rows (or columns) held out for validation
-            (VAL_SPLIT "rows"), or share of the images held back whole ("images").
-        augment: random dihedral transforms (rotations by 90 degrees, flips).
-        filters: filters of the U-Net's first level.
-        depth: down-sampling steps of the U-Net.
-        learning_rate: Adam's learning rate.
-        seed: integer for reproducible training (identical weights on CPU), or None.
-        init_model: a model file to fine-tune; its classes and bands must match, and
-            its architecture and normalisation are kept.
-        bands: 1-based input bands ("1,2,3,7"); None = all (or the init model's).
-        loss: "categorical" (softmax) or "binary" (sigmoid, as the seed did).
-        early_stopping_patience: epochs without a better validation loss before
-            stopping (0 disables).
-        reduce_lr_patience: epochs without improvement before halving the learning
-            rate (0 disables; only with lr_schedule "plateau").
-        csv_log: optional CSV file of per-epoch metrics.
-        tensorboard_dir: optional TensorBoard log folder.
-        min_labelled_fraction: patches with a smaller share of labelled pixels are
-            redrawn (up to 20 tries).
-        keep_best_on_cancel: on cancel, save the best model so far when an epoch finished.
-        balance_classes: draw patch centres uniformly over classes (else in
-            proportion to their pixels).
-        dropout: spatial dropout of the deeper U-Net blocks.
-        cache_limit_mb: memory for keeping small images whole; larger ones are read
-            in windows.
-        lr_schedule: "cosine" (the default: ``cosine_rate``, set before every step: 5%
-            linear warmup, then cosine decay to 1% of LEARNING_RATE at the end of EPOCHS,
-            or of ``time_limit`` when that comes first; reduce_lr_patience is ignored) or
-            "plateau" (constant LEARNING_RATE, halved after reduce_lr_patience epochs
-            without a better validation loss).
-        val_split: "rows" (a strip of the last VAL_FRACTION of rows of every image,
-            after a gap of PATCH_SIZE/2) or "images" (round(VAL_FRACTION x images)
-            whole images held back for validation, the others used whole for training;
-            needs at least two images).
-        jitter: radiometric augmentation (with ``augment``): per patch and band a
-            gain in [1 - jitter, 1 + jitter] and an offset in [-jitter, jitter], in
-            normalised units (``patches.radiometric_jitter``); 0 = off.
-        time_limit: minutes of model fitting (0 = no limit): training stops after the
-            epoch when another epoch would pass the limit.
-        xla: compile the training step with XLA on every device (``compile_model``).
-            With a seed it replaces op determinism, which Keras does not combine with
-            XLA; the weights are still identical run to run on CPU.
-        spectral_skip: give the U-Net's last layers each pixel's own band values
-            (``unet.build_unet``); a fine-tuned model keeps its INIT_MODEL's choice.
+        images, masks, class_names, output_model, output_report, **params: the
+            parameters of ``schema.TRAIN`` by their keyword (``python -m
+            wetland_unet_plugin.core train --help`` lists them with their defaults; each
+            is checked there, and None means the default). ``images`` and ``masks`` are
+            lists of paths (or one string with ';' between paths), masks in the same
+            order, each on its image's grid: one band of class ids 1..N (0 / nodata =
+            unlabelled, ignored), or N one-hot bands. ``init_model`` fine-tunes a model:
+            its classes and bands must match, and its architecture and normalisation are
+            kept. With a seed the weights are identical run to run on CPU (XLA replaces
+            op determinism, which Keras does not combine with it).
         feedback: progress, messages and cancel.
 
     Returns:
@@ -156,45 +92,44 @@ def train_model(images, masks, class_names, output_model: str, output_report: st
     """
     feedback = feedback or Feedback()
     started = time.perf_counter()
-    defaults = dict(epochs=DEFAULT_EPOCHS, early_stopping_patience=DEFAULT_EARLY_STOPPING_PATIENCE,
-                    reduce_lr_patience=DEFAULT_REDUCE_LR_PATIENCE,
-                    min_labelled_fraction=DEFAULT_MIN_LABELLED_FRACTION)
-    epochs, early_stopping_patience, reduce_lr_patience, min_labelled_fraction = (
-        defaults[k] if v is None else v for k, v in (
-            ("epochs", epochs), ("early_stopping_patience", early_stopping_patience),
-            ("reduce_lr_patience", reduce_lr_patience),
-            ("min_labelled_fraction", min_labelled_fraction)))
-    p = check_parameters(dict(
-        patch_size=patch_size, batch_size=batch_size, train_size=train_size,
-        val_size=val_size, epochs=epochs, val_fraction=val_fraction, filters=filters,
-        depth=depth, learning_rate=learning_rate, early_stopping_patience=early_stopping_patience,
-        reduce_lr_patience=reduce_lr_patience, min_labelled_fraction=min_labelled_fraction,
-        seed=seed, loss=loss, lr_schedule=lr_schedule, val_split=val_split, jitter=jitter,
-        dropout=dropout, time_limit=time_limit, xla=bool(xla),
-        spectral_skip=bool(spectral_skip)))
-    p.update(augment=bool(augment), balance_classes=bool(balance_classes),
-             keep_best_on_cancel=keep_best_on_cancel, cache_limit_mb=cache_limit_mb,
-             init_model=init_model, class_weights=class_weights)
-    names, colors, explicit_weights = _classes(class_names, class_colors, class_weights)
-    image_list = as_path_list(images, "IMAGES")
-    mask_list = as_path_list(masks, "MASKS")
-    outputs = Outputs(output_model, output_report, csv_log, tensorboard_dir)
-    check_outputs(output_model, output_report, csv_log,
-                  image_list + mask_list + ([init_model] if init_model else []))
+    p = TRAIN.check(
+        dict(
+            params,
+            images=images,
+            masks=masks,
+            class_names=class_names,
+            output_model=output_model,
+            output_report=output_report,
+        )
+    )
+    names, colors, explicit_weights = _classes(
+        p["class_names"], p["class_colors"], p["class_weights"]
+    )
+    image_list, mask_list = p["images"], p["masks"]
+    init_model, bands = p["init_model"], p["bands"]
+    outputs = Outputs(p["output_model"], p["output_report"], p["csv_log"], p["tensorboard_dir"])
+    check_outputs(
+        outputs.model,
+        outputs.report,
+        outputs.csv_log,
+        image_list + mask_list + ([init_model] if init_model else []),
+    )
 
-    pairs, chosen = check_pairs(image_list, mask_list, len(names),
-                                bands if not init_model else None)
+    pairs, chosen = check_pairs(
+        image_list, mask_list, len(names), bands if not init_model else None
+    )
     init_meta = None
     if init_model:
         init_meta, chosen = _adopt_init_model(p, bands, pairs, len(names), feedback)
     check_patch_size(p["patch_size"], p["depth"])
     split_pairs(pairs, p["val_split"], p["patch_size"], p["val_fraction"], feedback)
     warn_mixed_grids(pairs, feedback)
-    feedback.info(f"{len(pairs)} image/mask pair(s), bands {chosen}, classes "
-                  f"{', '.join(f'{i + 1} {n}' for i, n in enumerate(names))}.")
+    feedback.info(
+        f"{len(pairs)} image/mask pair(s), bands {chosen}, classes "
+        f"{', '.join(f'{i + 1} {n}' for i, n in enumerate(names))}."
+    )
 
-    data = prepare_data(pairs, chosen, len(names), p, init_meta,
-                        SubFeedback(feedback, 0.0, _P_FIT))
+    data = prepare_data(pairs, chosen, len(names), p, init_meta, SubFeedback(feedback, 0.0, _P_FIT))
     try:
         return _train(p, names, colors, explicit_weights, data, outputs, started, feedback)
     finally:
@@ -205,14 +140,17 @@ def _classes(class_names, class_colors, class_weights) -> tuple[list, list, list
     """(names, colours, explicit class weights or None for auto), checked."""
     names = parse_class_names(class_names)
     if len(names) < 2:
-        raise CoreError(f"Only one class name given ({names[0]}): a U-Net needs at least two "
-                        "classes, e.g. CLASS_NAMES=\"water,other\".")
+        raise CoreError(
+            f"Only one class name given ({names[0]}): a U-Net needs at least two "
+            'classes, e.g. CLASS_NAMES="water,other".'
+        )
     colors = parse_colors(class_colors, len(names)) or default_colors(names)
     return names, colors, parse_class_weights(class_weights, len(names))
 
 
-def _adopt_init_model(p: dict, bands, pairs: list, n_classes: int,
-                      feedback: Feedback) -> tuple[dict, list]:
+def _adopt_init_model(
+    p: dict, bands, pairs: list, n_classes: int, feedback: Feedback
+) -> tuple[dict, list]:
     """Fine-tuning: check INIT_MODEL against this run and take its architecture and bands.
 
     Sets ``p``'s filters, depth and spectral_skip to the init model's.
@@ -221,18 +159,23 @@ def _adopt_init_model(p: dict, bands, pairs: list, n_classes: int,
         (the init model's metadata, its 1-based bands).
     """
     init_model = p["init_model"]
-    init_meta = check_init_model(init_model, n_classes, parse_int_list(bands, "BANDS"),
-                                 pairs[0].image_count)
+    init_meta = check_init_model(
+        init_model, n_classes, parse_int_list(bands, "BANDS"), pairs[0].image_count
+    )
     chosen = select_bands(init_meta.get("bands"), pairs[0].image_count, pairs[0].image)
     if init_meta.get("loss", p["loss"]) != p["loss"]:
-        raise CoreError(f"INIT_MODEL was trained with LOSS '{init_meta.get('loss')}': "
-                        "fine-tune it with the same LOSS.")
+        raise CoreError(
+            f"INIT_MODEL was trained with LOSS '{init_meta.get('loss')}': "
+            "fine-tune it with the same LOSS."
+        )
     p["filters"], p["depth"] = int(init_meta["filters"]), int(init_meta["depth"])
     # Models written before the spectral skip existed have no key and no skip.
     p["spectral_skip"] = bool(init_meta.get("spectral_skip", False))
-    feedback.info(f"Fine-tuning {init_model}: FILTERS {p['filters']}, DEPTH {p['depth']}, "
-                  f"spectral skip {'on' if p['spectral_skip'] else 'off'}, bands {chosen} "
-                  "and its normalisation are kept.")
+    feedback.info(
+        f"Fine-tuning {init_model}: FILTERS {p['filters']}, DEPTH {p['depth']}, "
+        f"spectral skip {'on' if p['spectral_skip'] else 'off'}, bands {chosen} "
+        "and its normalisation are kept."
+    )
     return init_meta, chosen
 
 
@@ -242,46 +185,68 @@ def _steps(p: dict) -> tuple[int, int]:
     return max(1, math.ceil(p["train_size"] / batch)), max(1, math.ceil(p["val_size"] / batch))
 
 
-def _train(p: dict, names: list, colors: list, explicit_weights, data: TrainingData,
-           outputs: Outputs, started: float, feedback: Feedback) -> dict:
+def _train(
+    p: dict,
+    names: list,
+    colors: list,
+    explicit_weights,
+    data: TrainingData,
+    outputs: Outputs,
+    started: float,
+    feedback: Feedback,
+) -> dict:
     """Class weights, network, fit, validation scores, model file and report."""
     n_classes = len(names)
-    weights, weight_info = choose_class_weights(data.sampler, explicit_weights,
-                                                p["train_size"], names, feedback)
+    weights, weight_info = choose_class_weights(
+        data.sampler, explicit_weights, p["train_size"], names, feedback
+    )
     # XLA is forced on one device only: with replicas Keras decides (XLA on GPUs; on logical
     # CPUs XLA cannot reach the other replicas' variables). Keras turns XLA off under op
     # determinism; XLA's CPU code gives identical weights for a seed without it.
-    with device_strategy(feedback) as replicas, seeded(
-            data.seed, deterministic=p["seed"] is not None and not (p["xla"] and replicas == 1)):
+    with (
+        device_strategy(feedback) as replicas,
+        seeded(data.seed, deterministic=p["seed"] is not None and not (p["xla"] and replicas == 1)),
+    ):
         model = _network(p, data, n_classes, replicas)
-        p = dict(p, xla=bool(model.jit_compile))     # as compiled, for the metadata
+        p = dict(p, xla=bool(model.jit_compile))  # as compiled, for the metadata
         n_params = int(model.count_params())
         check_disk_space(outputs.model, n_params * 4 * 1.1 + 1e6, "OUTPUT_MODEL")
         _describe_network(p, n_params, feedback)
         with contextlib.ExitStack() as stack:
-            csv_path = (stack.enter_context(atomic_output(outputs.csv_log))
-                        if outputs.csv_log else None)
+            csv_path = (
+                stack.enter_context(atomic_output(outputs.csv_log)) if outputs.csv_log else None
+            )
             fit = _fit(model, p, data, n_classes, weights, outputs, csv_path, feedback)
             matrix, val_scores = _validation_scores(
-                model, data.sampler, p["batch_size"], p["val_size"], n_classes,
-                SubFeedback(feedback, _P_VAL, _P_SAVE) if not fit.canceled else Feedback())
-            metadata = model_metadata(p, names, colors, data, fit, n_params, matrix,
-                                      val_scores, weight_info, started)
+                model,
+                data.sampler,
+                p["batch_size"],
+                p["val_size"],
+                n_classes,
+                SubFeedback(feedback, _P_VAL, _P_SAVE) if not fit.canceled else Feedback(),
+            )
+            metadata = model_metadata(
+                p, names, colors, data, fit, n_params, matrix, val_scores, weight_info, started
+            )
             feedback.progress(_P_SAVE)
             report_path = _save(model, metadata, outputs)
     result = training_result(metadata, outputs.model, report_path)
     feedback.progress(1.0)
     if fit.canceled:
         result["canceled"] = True
-        error = Canceled(f"Training canceled after epoch {fit.epochs_run}; the best model so "
-                         f"far (epoch {fit.best_epoch}, validation loss "
-                         f"{fit.best_val_loss:.4f}) was saved to {outputs.model}.")
+        error = Canceled(
+            f"Training canceled after epoch {fit.epochs_run}; the best model so "
+            f"far (epoch {fit.best_epoch}, validation loss "
+            f"{fit.best_val_loss:.4f}) was saved to {outputs.model}."
+        )
         error.result = result
         feedback.warning(str(error))
         raise error
-    feedback.info(f"Model written to {outputs.model}: best epoch {fit.best_epoch}, "
-                  f"validation accuracy {val_scores['overall_accuracy']:.3f}, mean IoU "
-                  f"{val_scores['mean_iou']:.3f}.")
+    feedback.info(
+        f"Model written to {outputs.model}: best epoch {fit.best_epoch}, "
+        f"validation accuracy {val_scores['overall_accuracy']:.3f}, mean IoU "
+        f"{val_scores['mean_iou']:.3f}."
+    )
     return result
 
 
@@ -295,26 +260,45 @@ def _network(p: dict, data: TrainingData, n_classes: int, replicas: int):
         model = load_model(p["init_model"]).keras_model
         shape_in, shape_out = model.input_shape[-1], model.output_shape[-1]
         if shape_in != len(data.bands) or shape_out != n_classes:
-            raise CoreError(f"INIT_MODEL's network takes {shape_in} bands and gives "
-                            f"{shape_out} classes, but its metadata says otherwise: the "
-                            "file is inconsistent; train from scratch.")
+            raise CoreError(
+                f"INIT_MODEL's network takes {shape_in} bands and gives "
+                f"{shape_out} classes, but its metadata says otherwise: the "
+                "file is inconsistent; train from scratch."
+            )
     else:
-        model = build_unet(len(data.bands), n_classes, p["filters"], p["depth"],
-                           p["dropout"], LOSSES[p["loss"]], p["spectral_skip"])
+        model = build_unet(
+            len(data.bands),
+            n_classes,
+            p["filters"],
+            p["depth"],
+            p["dropout"],
+            ACTIVATIONS[p["loss"]],
+            p["spectral_skip"],
+        )
     return compile_model(model, p["loss"], p["learning_rate"], p["xla"] and replicas == 1)
 
 
 def _describe_network(p: dict, n_params: int, feedback: Feedback) -> None:
     steps, _ = _steps(p)
-    feedback.info(f"U-Net: {n_params:,} parameters"
-                  + (", spectral skip" if p["spectral_skip"] else "")
-                  + f", patches {p['patch_size']} px, "
-                  f"{steps} steps of {p['batch_size']} per epoch, {p['val_size']} validation "
-                  "patches" + (", XLA-compiled." if p["xla"] else "."))
+    feedback.info(
+        f"U-Net: {n_params:,} parameters"
+        + (", spectral skip" if p["spectral_skip"] else "")
+        + f", patches {p['patch_size']} px, "
+        f"{steps} steps of {p['batch_size']} per epoch, {p['val_size']} validation "
+        "patches" + (", XLA-compiled." if p["xla"] else ".")
+    )
 
 
-def _fit(model, p: dict, data: TrainingData, n_classes: int, weights: list, outputs: Outputs,
-         csv_path, feedback: Feedback) -> FitSummary:
+def _fit(
+    model,
+    p: dict,
+    data: TrainingData,
+    n_classes: int,
+    weights: list,
+    outputs: Outputs,
+    csv_path,
+    feedback: Feedback,
+) -> FitSummary:
     """Run ``model.fit``, check how it ended and restore the best epoch's weights.
 
     Raises:
@@ -325,31 +309,50 @@ def _fit(model, p: dict, data: TrainingData, n_classes: int, weights: list, outp
 
     steps, val_steps = _steps(p)
     batch = p["batch_size"]
-    train_ds = make_dataset(data.sampler, "train", batch, n_classes, weights, None,
-                            TRAIN_STREAM, p["augment"])
-    val_ds = make_dataset(data.sampler, "val", batch, n_classes, weights, p["val_size"],
-                          VAL_STREAM, False)
-    monitor = TrainingMonitor(SubFeedback(feedback, _P_FIT, _P_VAL), p["epochs"], steps,
-                              val_steps)
-    callbacks, time_limit = training_callbacks(p, steps, monitor, outputs.tensorboard_dir,
-                                               csv_path)
+    train_ds = make_dataset(
+        data.sampler, "train", batch, n_classes, weights, None, TRAIN_STREAM, p["augment"]
+    )
+    val_ds = make_dataset(
+        data.sampler, "val", batch, n_classes, weights, p["val_size"], VAL_STREAM, False
+    )
+    monitor = TrainingMonitor(SubFeedback(feedback, _P_FIT, _P_VAL), p["epochs"], steps, val_steps)
+    callbacks, time_limit = training_callbacks(p, steps, monitor, outputs.tensorboard_dir, csv_path)
     fit_start = time.perf_counter()
-    history = model.fit(train_ds, epochs=p["epochs"], steps_per_epoch=steps,
-                        validation_data=val_ds, callbacks=callbacks, verbose=0, shuffle=False)
+    history = model.fit(
+        train_ds,
+        epochs=p["epochs"],
+        steps_per_epoch=steps,
+        validation_data=val_ds,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,
+    )
     seconds = time.perf_counter() - fit_start
     if time_limit and time_limit.stopped_after and not monitor.canceled:
-        feedback.info(f"Stopped after epoch {time_limit.stopped_after}: the time limit "
-                      f"of {p['time_limit']:g} min would be passed by another epoch.")
+        feedback.info(
+            f"Stopped after epoch {time_limit.stopped_after}: the time limit "
+            f"of {p['time_limit']:g} min would be passed by another epoch."
+        )
     _check_fit_ended_well(monitor, p)
     if monitor.best_weights is not None:
         model.set_weights(monitor.best_weights)
     completed = monitor.completed
-    hist = {k: [float(x) for x in vals[:completed]]
-            for k, vals in history.history.items() if k != "learning_rate"}
+    hist = {
+        k: [float(x) for x in vals[:completed]]
+        for k, vals in history.history.items()
+        if k != "learning_rate"
+    }
     hist["learning_rate"] = monitor.learning_rates[:completed]
     hist["epoch_time_s"] = [round(t, 3) for t in monitor.epoch_times[:completed]]
-    return FitSummary(hist, completed, monitor.best_epoch, monitor.best_loss,
-                      bool(monitor.canceled), seconds, steps)
+    return FitSummary(
+        hist,
+        completed,
+        monitor.best_epoch,
+        monitor.best_loss,
+        bool(monitor.canceled),
+        seconds,
+        steps,
+    )
 
 
 def _check_fit_ended_well(monitor, p: dict) -> None:
@@ -359,12 +362,15 @@ def _check_fit_ended_well(monitor, p: dict) -> None:
             f"Training diverged: the loss became NaN or infinite at epoch "
             f"{monitor.nan_at[0]}, batch {monitor.nan_at[1]}. Lower LEARNING_RATE "
             f"(e.g. {p['learning_rate'] / 10:g}) and check the images for invalid "
-            "pixels (NaN, Inf, -1 or other fill values) with wetlandunet:cleaninvalid.")
+            "pixels (NaN, Inf, -1 or other fill values) with wetlandunet:cleaninvalid."
+        )
     if monitor.canceled and not (p["keep_best_on_cancel"] and monitor.best_weights):
-        raise Canceled("Training canceled before any epoch finished; no model was "
-                       "written." if not monitor.best_weights else
-                       "Training canceled; no model was written (keep the best model "
-                       "so far with KEEP_BEST_ON_CANCEL).")
+        raise Canceled(
+            "Training canceled before any epoch finished; no model was written."
+            if not monitor.best_weights
+            else "Training canceled; no model was written (keep the best model "
+            "so far with KEEP_BEST_ON_CANCEL)."
+        )
 
 
 def _validation_scores(model, sampler, batch_size, val_size, n_classes, feedback) -> tuple:
@@ -392,6 +398,7 @@ def _save(model, metadata: dict, outputs: Outputs) -> str | None:
     if not outputs.report:
         return None
     from ..report import write_training_report
+
     try:
         return write_training_report(outputs.report, metadata)
     except Exception:

@@ -23,10 +23,12 @@ PROBE_PATCHES = 256
 
 def auto_weights_formula(n_patches: int) -> str:
     """The formula of auto class weights, as written in the metadata and report."""
-    return (f"median-frequency balancing: w_c = median(f) / f_c, where f_c is the share of "
-            f"class c among the labelled pixels of {n_patches} sampled training patches "
-            f"(median over the classes present), clipped to [{WEIGHT_CLIP[0]:g}, "
-            f"{WEIGHT_CLIP[1]:g}]; a class absent from the training patches gets 1")
+    return (
+        f"median-frequency balancing: w_c = median(f) / f_c, where f_c is the share of "
+        f"class c among the labelled pixels of {n_patches} sampled training patches "
+        f"(median over the classes present), clipped to [{WEIGHT_CLIP[0]:g}, "
+        f"{WEIGHT_CLIP[1]:g}]; a class absent from the training patches gets 1"
+    )
 
 
 def auto_class_weights(counts, clip=WEIGHT_CLIP) -> list:
@@ -62,17 +64,21 @@ def parse_class_weights(spec, n_classes: int):
         return [1.0] * n_classes
     values = parse_float_list(spec, "CLASS_WEIGHTS")
     if len(values) != n_classes:
-        raise CoreError(f"CLASS_WEIGHTS has {len(values)} numbers but there are {n_classes} "
-                        "classes: give one weight per class name, in the same order, or "
-                        "'auto'.")
+        raise CoreError(
+            f"CLASS_WEIGHTS has {len(values)} numbers but there are {n_classes} "
+            "classes: give one weight per class name, in the same order, or "
+            "'auto'."
+        )
     if any(not math.isfinite(v) or v < 0 for v in values) or not any(v > 0 for v in values):
-        raise CoreError("CLASS_WEIGHTS must be finite numbers >= 0, at least one above 0 "
-                        "(or 'auto').")
+        raise CoreError(
+            "CLASS_WEIGHTS must be finite numbers >= 0, at least one above 0 (or 'auto')."
+        )
     return [float(v) for v in values]
 
 
-def choose_class_weights(sampler: PatchSampler, explicit: list | None, train_size: int,
-                         names: list, feedback: Feedback) -> tuple[list, dict]:
+def choose_class_weights(
+    sampler: PatchSampler, explicit: list | None, train_size: int, names: list, feedback: Feedback
+) -> tuple[list, dict]:
     """The loss's class weights: ``explicit`` when given, else auto weights from a probe.
 
     Args:
@@ -91,15 +97,24 @@ def choose_class_weights(sampler: PatchSampler, explicit: list | None, train_siz
         n_probe = min(train_size, PROBE_PATCHES)
         counts = sampler.label_counts("train", n_probe, PROBE_STREAM)[1:]
         weights = auto_class_weights(counts)
-        info = {"method": "auto", "formula": auto_weights_formula(n_probe), "values": weights,
-                "frequencies": [float(c) / max(1, counts.sum()) for c in counts]}
+        info = {
+            "method": "auto",
+            "formula": auto_weights_formula(n_probe),
+            "values": weights,
+            "frequencies": [float(c) / max(1, counts.sum()) for c in counts],
+        }
         absent = [names[i] for i, c in enumerate(counts) if c == 0]
         if absent:
-            feedback.warning(f"Class(es) {', '.join(absent)} have no labelled pixels in the "
-                             "training patches; the model cannot learn them.")
+            feedback.warning(
+                f"Class(es) {', '.join(absent)} have no labelled pixels in the "
+                "training patches; the model cannot learn them."
+            )
     else:
         weights = explicit
         info = {"method": "explicit", "formula": "given by CLASS_WEIGHTS", "values": weights}
-    feedback.info("Class weights: " + ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights))
-                  + f" ({info['method']}).")
+    feedback.info(
+        "Class weights: "
+        + ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights))
+        + f" ({info['method']})."
+    )
     return weights, info
