@@ -15,9 +15,10 @@ from .schema import BY_NAME
 
 def environment_info() -> dict:
     """Import TensorFlow and report versions: the worker's health check."""
+    # TensorFlow first: the module whose absence the user must hear about.
+    tf = importlib.import_module("tensorflow")
     import keras
     import numpy
-    import tensorflow as tf  # first: the module whose absence the user must hear about
 
     return {
         "python": platform.python_version(),
