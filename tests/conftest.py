@@ -5,6 +5,9 @@ import sys
 
 import pytest
 
+#: Fixtures that train a model: every test that uses one is slow (left out by make test-fast).
+TRAINING_FIXTURES = {"trained"}
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -22,3 +25,10 @@ def provider(qgis_processing):
     plugin.initProcessing()
     yield QgsApplication.processingRegistry().providerById("wetlandunet")
     plugin.unload()
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that need a trained model as slow."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -51,6 +51,7 @@ def lambda_model(tmp_path):
     return path, marker
 
 
+@pytest.mark.slow
 def test_lambda_model_is_refused_and_its_code_never_runs(lambda_model):
     """load_model refuses the Lambda layer; the marker file is never written."""
     path, marker = lambda_model
@@ -60,6 +61,7 @@ def test_lambda_model_is_refused_and_its_code_never_runs(lambda_model):
     assert not os.path.exists(marker)
 
 
+@pytest.mark.slow
 def test_the_crafted_file_really_would_run_code_if_loaded_unsafely(lambda_model):
     """Control: Keras with safe mode off does run the Lambda, so the test above means something."""
     path, marker = lambda_model
@@ -69,6 +71,7 @@ def test_the_crafted_file_really_would_run_code_if_loaded_unsafely(lambda_model)
     assert os.path.exists(marker)
 
 
+@pytest.mark.slow
 def test_unknown_custom_objects_are_refused(tmp_path):
     """A layer from a module outside Keras would have to import and run foreign code."""
     import keras
@@ -103,6 +106,7 @@ def test_foreign_keras_file_without_metadata_is_refused(tmp_path):
         load_model(path)
 
 
+@pytest.mark.slow
 def test_training_that_diverges_stops_with_advice(tmp_path):
     """An absurd learning rate makes the loss NaN: error names LEARNING_RATE, no model."""
     sys.path.insert(0, os.path.dirname(__file__))

@@ -15,6 +15,7 @@ from rasterio.transform import from_origin
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from tests.recorder import Recorder
 from wetland_unet_plugin.core import dihedral
 from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
 from wetland_unet_plugin.core.inference import scene as inference_scene
@@ -187,20 +188,6 @@ class CancelAfter(Feedback):
 
     def warning(self, text):
         self.warnings.append(text)
-
-
-class Recorder(Feedback):
-    def __init__(self):
-        self.warnings, self.infos, self.fractions = [], [], []
-
-    def warning(self, text):
-        self.warnings.append(text)
-
-    def info(self, text):
-        self.infos.append(text)
-
-    def progress(self, fraction):
-        self.fractions.append(fraction)
 
 
 @pytest.fixture(scope="module")

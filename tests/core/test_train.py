@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -10,10 +11,12 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
-from synthetic import make_scene, write_mask, write_onehot_mask
+from synthetic import DEFAULT_TRANSFORM, make_scene, write_mask, write_onehot_mask
 
+from tests.rasters import write_raster
+from tests.recorder import Recorder
 from wetland_unet_plugin.core import dihedral
-from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
+from wetland_unet_plugin.core.feedback import Canceled, CoreError
 from wetland_unet_plugin.core.modelfile import load_model, read_metadata
 from wetland_unet_plugin.core.normalize import normalize
 from wetland_unet_plugin.core.training import patches, train_model
@@ -52,24 +55,6 @@ TINY = dict(
     learning_rate=3e-3,
     xla=False,
 )
-
-
-class Recorder(Feedback):
-    """Feedback that keeps what it hears and can cancel when a message appears."""
-
-    def __init__(self, cancel_on: str | None = None):
-        self.lines, self.fractions, self.cancel_on, self.canceled = [], [], cancel_on, False
-
-    def progress(self, fraction):
-        self.fractions.append(fraction)
-
-    def info(self, text):
-        self.lines.append(text)
-        if self.cancel_on and self.cancel_on in text:
-            self.canceled = True
-
-    def is_canceled(self):
-        return self.canceled
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +168,7 @@ def test_report_and_csv_log(trained):
     assert log.splitlines()[0].startswith("epoch") and len(log.splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights(scenes, tmp_path):
     """Without XLA: op determinism on."""
     kwargs = dict(TINY, train_size=32, val_size=16, epochs=2, filters=4, seed=11)
@@ -237,6 +223,7 @@ def test_xla_compiles_the_training_step_on_cpu():
         tf_config.disable_op_determinism()
 
 
+@pytest.mark.slow
 def test_onehot_masks_binary_loss_and_unlabelled_garbage(scenes, tmp_path):
     """Half the scene unlabelled and filled with random spectra: the model still learns."""
     class_map = make_scene(str(tmp_path / "img.tif"), 160, 160, seed=4)
@@ -345,6 +332,7 @@ def test_fine_tune_from_init_model(scenes, trained, tmp_path):
     _no_outputs(tmp_path, str(tmp_path / "x.keras"))
 
 
+@pytest.mark.slow
 def test_cancel_keeps_best_model_so_far_or_nothing(scenes, tmp_path):
     out = str(tmp_path / "c.keras")
     feedback = Recorder(cancel_on="Epoch 1/")
@@ -668,6 +656,7 @@ def test_cosine_schedule_follows_the_formula():
     assert schedule_progress(500, 200) == 1.0
 
 
+@pytest.mark.slow
 def test_training_with_image_split_cosine_schedule_and_jitter(scenes, tmp_path):
     feedback = Recorder()
     kwargs = dict(TINY, train_size=64, val_size=16, epochs=3, seed=2)  # 8 steps per epoch
@@ -701,6 +690,7 @@ def test_training_with_image_split_cosine_schedule_and_jitter(scenes, tmp_path):
     assert any("Validation images" in line and "eval.tif" in line for line in feedback.lines)
 
 
+@pytest.mark.slow
 def test_time_limit_stops_training_after_an_epoch(scenes, tmp_path):
     feedback = Recorder()
     kwargs = dict(TINY, train_size=16, val_size=8, epochs=4, filters=4, seed=2)
@@ -723,48 +713,33 @@ def test_time_limit_stops_training_after_an_epoch(scenes, tmp_path):
     assert any("Stopped after epoch 1: the time limit" in line for line in feedback.lines)
 
 
-def _write(path, array, like=None, **profile):
-    base = dict(
-        driver="GTiff",
-        width=array.shape[2],
-        height=array.shape[1],
-        count=array.shape[0],
-        dtype=str(array.dtype),
-        crs="EPSG:32618",
-        transform=from_origin(500000.0, 4500000.0, 3.0, 3.0),
-    )
-    base.update(profile)
-    with rasterio.open(path, "w", **base) as dst:
-        dst.write(array)
-    return path
-
-
 @pytest.fixture(scope="module")
 def bad(scenes, tmp_path_factory):
     """Rasters that break one rule each."""
     folder = tmp_path_factory.mktemp("bad")
     d = {"folder": folder}
+    on_grid = functools.partial(write_raster, transform=DEFAULT_TRANSFORM)  # the scenes' grid
     train_map = scenes["train_map"]
-    d["shifted_mask"] = _write(
+    d["shifted_mask"] = on_grid(
         str(folder / "shifted.tif"),
         train_map[None],
         transform=from_origin(500003.0, 4500000.0, 3.0, 3.0),
     )
-    d["mask_values"] = _write(
+    d["mask_values"] = on_grid(
         str(folder / "values.tif"), np.where(train_map == 3, 5, train_map).astype(np.uint8)[None]
     )
     d["image8"] = str(folder / "img8.tif")
     make_scene(d["image8"], 160, 160, n_bands=8, seed=1)
-    d["empty_mask"] = _write(str(folder / "empty.tif"), np.zeros((1, 160, 160), np.uint8))
-    d["nodata_image"] = _write(
+    d["empty_mask"] = on_grid(str(folder / "empty.tif"), np.zeros((1, 160, 160), np.uint8))
+    d["nodata_image"] = on_grid(
         str(folder / "nodata.tif"), np.full((4, 160, 160), -1, np.float32), nodata=-1
     )
-    d["two_band_mask"] = _write(
+    d["two_band_mask"] = on_grid(
         str(folder / "twoband.tif"), np.stack([train_map, train_map]).astype(np.uint8)
     )
     top_only = train_map.copy()
     top_only[100:] = 0
-    d["top_only_mask"] = _write(str(folder / "top.tif"), top_only.astype(np.uint8)[None])
+    d["top_only_mask"] = on_grid(str(folder / "top.tif"), top_only.astype(np.uint8)[None])
     d["small"] = str(folder / "small.tif")
     small_map = make_scene(d["small"], 48, 48, seed=3)
     d["small_mask"] = write_mask(str(folder / "small_mask.tif"), small_map, d["small"])

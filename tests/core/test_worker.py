@@ -26,6 +26,7 @@ def client():
     worker.stop()
 
 
+@pytest.mark.slow
 def test_ping_imports_tensorflow_in_the_worker(client):
     """The health check reports the worker's TensorFlow, and the worker is another process."""
     info = client.run("ping", {})
@@ -45,6 +46,7 @@ def test_core_errors_come_back_with_their_message_and_the_worker_survives(client
     assert client.starts == 1
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_reported_and_replaced(client):
     """SIGKILL of the worker: the next job gets a fresh worker and works."""
     client.run("ping", {})

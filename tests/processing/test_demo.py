@@ -10,6 +10,7 @@ import pytest
 import rasterio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = pytest.mark.slow
 
 
 def test_quick_demo_produces_every_deliverable(tmp_path):

@@ -75,6 +75,7 @@ def qgis_process(home, *args, timeout=300):
     )
 
 
+@pytest.mark.slow
 def test_zip_holds_the_plugin_and_nothing_else(tmp_path):
     """The zip QGIS installs: package, metadata.txt, resources; no tests, no caches."""
     out = str(tmp_path / "plugin.zip")
@@ -102,6 +103,7 @@ def test_zip_holds_the_plugin_and_nothing_else(tmp_path):
     assert "hasProcessingProvider=yes" in metadata and "supportsQt6=True" in metadata
 
 
+@pytest.mark.slow
 def test_qgis_process_lists_the_algorithms(deployed_home):
     """After deploy, plain qgis_process.bin list shows every algorithm and chain."""
     result = qgis_process(deployed_home, "list")
@@ -119,6 +121,7 @@ def test_qgis_process_lists_the_algorithms(deployed_home):
         assert f"wetlandunet:{alg}" in result.stdout
 
 
+@pytest.mark.slow
 def test_qgis_process_runs_clean_train_and_predict(deployed_home, tmp_path):
     """Three separate qgis_process runs: clean (in QGIS), train and predict (worker)."""
     image = str(tmp_path / "scene.tif")
@@ -203,6 +206,7 @@ def test_qgis_process_runs_clean_train_and_predict(deployed_home, tmp_path):
     not shutil.which("xvfb-run") or not shutil.which("qgis"),
     reason="QGIS desktop or xvfb-run missing",
 )
+@pytest.mark.slow
 def test_qgis_desktop_runs_predict_through_the_deployed_plugin(
     deployed_home, trained, scenes, tmp_path
 ):

@@ -306,6 +306,7 @@ def test_styleclassified_rejects_bad_colours(tmp_path):
     assert not os.path.exists(tmp_path / "classes.qml")
 
 
+@pytest.mark.slow
 def test_can_execute_says_what_to_run_when_tensorflow_is_missing():
     """A worker Python without TensorFlow (Debian's own python3): train/predict say so in
     words and name the fix; the preparation algorithms still work."""

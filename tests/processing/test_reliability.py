@@ -80,6 +80,7 @@ def predict_params(model, scene, output, **extra):
     )
 
 
+@pytest.mark.slow
 def test_cancel_prediction_leaves_nothing(trained, big_scene, tmp_path):
     """Cancel at 20 %: the result says canceled, no output or temporary file remains."""
     import processing
@@ -124,6 +125,7 @@ def test_cancel_training_without_keeping_leaves_no_model(scenes, tmp_path):
     assert not os.path.exists(model) and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_cancel_training_keeps_the_best_model_when_asked(scenes, tmp_path):
     """Cancel after the first epoch with KEEP_BEST_ON_CANCEL: a whole, loadable model."""
     import processing
@@ -151,6 +153,7 @@ def test_cancel_training_keeps_the_best_model_when_asked(scenes, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_prediction_is_reported_and_the_next_job_works(
     trained, big_scene, tmp_path
 ):
@@ -208,6 +211,7 @@ def _alive(pid):
         return handle.read().split()[2] != "Z"
 
 
+@pytest.mark.slow
 def test_killing_the_qgis_side_mid_prediction_leaves_nothing_then_or_later(
     trained, big_scene, tmp_path
 ):
@@ -248,6 +252,7 @@ def test_killing_the_qgis_side_mid_prediction_leaves_nothing_then_or_later(
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_two_qgis_processes_never_share_a_worker(trained):
     """Each process starts its own worker, a child of that process."""
     from wetland_unet_plugin.processing.settings import worker_python
