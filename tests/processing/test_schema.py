@@ -77,8 +77,6 @@ PUBLIC = {
     },
     "evaluate": {"PREDICTION", "REFERENCE", "MODEL", "CLASS_NAMES", "OUTPUT_HTML", "OUTPUT_TABLE"},
     "styleclassified": {"INPUT", "MODEL", "CLASS_NAMES", "CLASS_COLORS", "OUTPUT_STYLE"},
-    "setupworker": {"PYTHON", "FOLDER", "DEVICE", "REQUIREMENTS", "PIP_OPTIONS"},
-    "diagnostics": {"OUTPUT_REPORT"},
 }
 
 
