@@ -76,6 +76,17 @@ PUBLIC = {
         "OUTPUT_MAP",
     },
     "evaluate": {"PREDICTION", "REFERENCE", "MODEL", "CLASS_NAMES", "OUTPUT_HTML", "OUTPUT_TABLE"},
+    "predictmany": {
+        "INPUTS",
+        "MODEL",
+        "TTA",
+        "SKIP_EXISTING",
+        "TARGET_CRS",
+        "OUTPUT_FOLDER",
+        "OUTPUT_TABLE",
+        "OUTPUT_MOSAIC",
+    },
+    "mergemany": {"TABLES", "FOLDER", "TARGET_CRS", "OUTPUT_TABLE", "OUTPUT_MOSAIC"},
     "styleclassified": {"INPUT", "MODEL", "CLASS_NAMES", "CLASS_COLORS", "OUTPUT_STYLE"},
 }
 

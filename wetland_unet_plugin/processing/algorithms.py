@@ -4,6 +4,7 @@ from .align_pair import AlignPairAlgorithm
 from .clean_invalid import CleanInvalidAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .predict import PredictAlgorithm
+from .predict_many import MergeManyAlgorithm, PredictManyAlgorithm
 from .style_classified import StyleClassifiedAlgorithm
 from .train import TrainAlgorithm
 
@@ -15,6 +16,8 @@ def all_algorithms():
         CleanInvalidAlgorithm(),
         TrainAlgorithm(),
         PredictAlgorithm(),
+        PredictManyAlgorithm(),
+        MergeManyAlgorithm(),
         EvaluateAlgorithm(),
         StyleClassifiedAlgorithm(),
     ]

@@ -7,11 +7,12 @@ its job's schema and nowhere else.
 
 from .assess import EVALUATE, STYLE
 from .base import Job, Output, Param
+from .many import MERGE_MANY, PREDICT_MANY
 from .model import PREDICT, TRAIN
 from .prepare import ALIGN, CLEAN
 
 #: Every job, in Toolbox order.
-JOBS = (ALIGN, CLEAN, TRAIN, PREDICT, EVALUATE, STYLE)
+JOBS = (ALIGN, CLEAN, TRAIN, PREDICT, PREDICT_MANY, MERGE_MANY, EVALUATE, STYLE)
 BY_NAME = {job.name: job for job in JOBS}
 BY_ALG_ID = {job.alg_id: job for job in JOBS}
 
@@ -26,6 +27,8 @@ __all__ = [
     "CLEAN",
     "TRAIN",
     "PREDICT",
+    "PREDICT_MANY",
+    "MERGE_MANY",
     "EVALUATE",
     "STYLE",
 ]

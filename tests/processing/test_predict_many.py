@@ -1,0 +1,144 @@
+"""wetlandunet:predictmany through processing.run: a folder of maps, a table of hectares,
+a failed row for a corrupt scene, a mosaic by the most-confident rule, resuming."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from tests.core.synthetic import make_scene
+
+#: Scene grids: 3 m pixels (9 m2 = 0.0009 ha); B starts 32 pixels east of A, so they
+#: overlap on 32 columns.
+PIXEL_HA = 3.0 * 3.0 / 10_000
+A_ORIGIN = (500000.0, 4500000.0)
+B_ORIGIN = (500000.0 + 32 * 3.0, 4500000.0)
+PLANET = "20230405_151523_42_2474_3B_AnalyticMS_SR_clip.tif"
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """Scene A, a truncated (corrupt) scene, and a Planet-named scene B with its metadata."""
+    folder = tmp_path_factory.mktemp("many")
+    a = str(folder / "alpha.tif")
+    make_scene(a, 64, 64, seed=21, transform=from_origin(*A_ORIGIN, 3.0, 3.0))
+    bad = str(folder / "broken.tif")
+    make_scene(bad, 96, 96, seed=22)
+    size = os.path.getsize(bad)
+    with open(bad, "r+b") as f:
+        f.truncate(size // 3)
+    b = str(folder / PLANET)
+    make_scene(b, 64, 64, seed=23, transform=from_origin(*B_ORIGIN, 3.0, 3.0))
+    with open(folder / "20230405_151523_42_2474_metadata.json", "w") as f:
+        json.dump({"properties": {"acquired": "2023-04-05T15:15:23.42Z"}}, f)
+    return {"folder": folder, "a": a, "bad": bad, "b": b}
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read(path, bands=None):
+    with rasterio.open(path) as src:
+        return src.read(bands) if bands else src.read()
+
+
+@pytest.mark.slow
+def test_many_scenes_maps_table_mosaic_and_resume(trained, batch, tmp_path):
+    import processing
+
+    out = tmp_path / "maps"
+    params = {
+        "INPUTS": [batch["a"], batch["bad"], batch["b"]],
+        "MODEL": trained["OUTPUT_MODEL"],
+        "OUTPUT_FOLDER": str(out),
+        "OUTPUT_TABLE": str(tmp_path / "scenes.csv"),
+        "OUTPUT_MOSAIC": str(tmp_path / "mosaic.tif"),
+    }
+    result = processing.run("wetlandunet:predictmany", params)
+    assert result["SCENES_DONE"] == 2 and result["SCENES_FAILED"] == 1
+    a_map, b_map = out / "alpha_classes.tif", out / "20230405_151523_42_2474_classes.tif"
+    for path in (a_map, b_map):
+        assert path.exists() and path.with_suffix(".qml").exists()
+    assert not (out / "broken_classes.tif").exists()
+    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no partial file left
+
+    rows = read_rows(tmp_path / "scenes.csv")
+    assert [r["scene"] for r in rows] == [batch["a"], batch["bad"], batch["b"], "TOTAL"]
+    by_scene = {os.path.basename(r["scene"]): r for r in rows}
+    failed = by_scene["broken.tif"]
+    assert failed["status"] == "failed" and "broken.tif" in failed["message"], failed
+    b_row = by_scene[PLANET]
+    assert b_row["item_id"] == "20230405_151523_42_2474"
+    assert b_row["acquired"] == "2023-04-05T15:15:23.42Z"
+    assert by_scene["alpha.tif"]["item_id"] == "alpha" and by_scene["alpha.tif"]["acquired"] == ""
+    names = ["water", "wetland", "forest"]
+    for name, path in (("alpha.tif", a_map), (PLANET, b_map)):
+        row = by_scene[name]
+        assert row["status"] == "done"
+        counts = np.bincount(read(path, 1).ravel(), minlength=4)
+        assert counts[1:].sum() == 64 * 64  # synthetic scenes have no invalid pixel
+        for k, cls in enumerate(names, start=1):
+            assert float(row[f"{cls}_ha"]) == pytest.approx(counts[k] * PIXEL_HA, abs=1e-6)
+        assert float(row["valid_ha"]) == pytest.approx(64 * 64 * PIXEL_HA, abs=1e-6)
+        assert float(row["masked_ha"]) == 0.0
+    total = by_scene["TOTAL"]
+    assert float(total["valid_ha"]) == pytest.approx(2 * 64 * 64 * PIXEL_HA, abs=1e-5)
+    assert "2 scenes mapped, 1 failed" in total["message"]
+
+    # The mosaic: one grid over A and B (96 x 64 pixels from A's corner); where they
+    # overlap, the scene whose probability of its own class is higher wins, A on a tie.
+    with rasterio.open(tmp_path / "mosaic.tif") as src:
+        mosaic = src.read(1)
+        assert (src.width, src.height) == (96, 64)
+        assert (src.transform.c, src.transform.f) == A_ORIGIN
+    a_cls, b_cls = read(a_map, 1), read(b_map, 1)
+    a_p = read(out / "alpha_probabilities.tif")
+    b_p = read(out / "20230405_151523_42_2474_probabilities.tif")
+    a_conf = np.take_along_axis(a_p, a_cls[None].astype(int) - 1, 0)[0]
+    b_conf = np.take_along_axis(b_p, b_cls[None].astype(int) - 1, 0)[0]
+    expected = np.zeros((64, 96), dtype=np.uint8)
+    expected[:, :64] = a_cls
+    expected[:, 64:] = b_cls[:, 32:]
+    overlap_b = b_conf[:, :32] > a_conf[:, 32:]
+    expected[:, 32:64] = np.where(overlap_b, b_cls[:, :32], a_cls[:, 32:])
+    assert overlap_b.any() and (~overlap_b).any()  # both scenes win somewhere
+    np.testing.assert_array_equal(mosaic, expected)
+
+    # Resume: nothing is predicted again, the table says so with the same hectares.
+    stamps = {p: os.path.getmtime(p) for p in (a_map, b_map)}
+    again = processing.run(
+        "wetlandunet:predictmany",
+        dict(params, SKIP_EXISTING=True, OUTPUT_TABLE=str(tmp_path / "again.csv")),
+    )
+    assert again["SCENES_DONE"] == 2 and again["SCENES_FAILED"] == 1
+    assert {p: os.path.getmtime(p) for p in stamps} == stamps
+    rows2 = read_rows(tmp_path / "again.csv")
+    assert [r["status"] for r in rows2[:3]] == ["skipped", "failed", "skipped"]
+    for old, new in zip(rows, rows2):
+        assert old["valid_ha"] == new["valid_ha"] and old["forest_ha"] == new["forest_ha"]
+
+
+@pytest.mark.slow
+def test_unwritable_output_folder_is_refused_before_work(trained, batch, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(QgsProcessingException, match="OUTPUT_FOLDER .* cannot be created"):
+        processing.run(
+            "wetlandunet:predictmany",
+            {
+                "INPUTS": [batch["a"]],
+                "MODEL": trained["OUTPUT_MODEL"],
+                "OUTPUT_FOLDER": str(blocker / "maps"),
+                "OUTPUT_TABLE": str(tmp_path / "t.csv"),
+            },
+        )
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
