@@ -24,6 +24,7 @@ _KIND_HELP = {
     "rasters": "one or more rasters",
     "raster": "raster file",
     "vector": "vector file (GeoPackage, Shapefile, ...)",
+    "layer": "raster, or vector file (GeoPackage, Shapefile, ...)",
     "crs": "EPSG:xxxx or WKT",
     "field": "attribute name",
     "folder_out": "folder",

@@ -317,6 +317,8 @@ def evaluate_map(
             ``output_html`` (self-contained report), ``output_table`` (CSV: confusion
             matrix, per-class metrics, overall), ``class_names`` ("a,b,c" or a list, when
             no model is given), ``model`` (its class names are used; no TensorFlow).
+            A ``reference`` that is a point layer goes to ``accuracy.assess``
+            (``reference_field``, ``stratified``, ``output_areas``).
         feedback: ``Feedback``.
 
     Returns:
@@ -339,6 +341,14 @@ def evaluate_map(
             output_table=output_table,
         )
     )
+    from .accuracy.points import is_vector
+
+    if is_vector(p["reference"]):  # labelled points: good-practice estimates (core/accuracy)
+        from .accuracy.assess import evaluate_points
+
+        return evaluate_points(p, feedback)
+    if p["output_areas"]:
+        raise CoreError("OUTPUT_AREAS needs a REFERENCE of labelled sample points.")
     prediction, reference, model = p["prediction"], p["reference"], p["model"]
     output_html, output_table, class_names = p["output_html"], p["output_table"], p["class_names"]
     inputs = [prediction, reference, model]

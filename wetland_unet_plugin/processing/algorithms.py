@@ -5,6 +5,7 @@ from .clean_invalid import CleanInvalidAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .predict import PredictAlgorithm
 from .predict_many import MergeManyAlgorithm, PredictManyAlgorithm
+from .sample_points import SamplePointsAlgorithm
 from .style_classified import StyleClassifiedAlgorithm
 from .train import TrainAlgorithm
 
@@ -19,5 +20,6 @@ def all_algorithms():
         PredictManyAlgorithm(),
         MergeManyAlgorithm(),
         EvaluateAlgorithm(),
+        SamplePointsAlgorithm(),
         StyleClassifiedAlgorithm(),
     ]

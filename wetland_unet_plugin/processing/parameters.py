@@ -18,6 +18,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMapLayer,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -104,14 +105,22 @@ _BUILDERS = {
     "folder_out": lambda p: QgsProcessingParameterFolderDestination(
         p.name, p.label, optional=p.optional, createByDefault=p.create
     ),
-    "vector_out": lambda p: QgsProcessingParameterVectorDestination(
+    "vector_out": lambda p: _vector_out(p),
+    "layer": lambda p: QgsProcessingParameterMapLayer(p.name, p.label, optional=p.optional),
+}
+
+
+def _vector_out(p):
+    """A vector destination the core writes with OGR: always a file, never memory:."""
+    definition = QgsProcessingParameterVectorDestination(
         p.name,
         p.label,
         QgsProcessing.TypeVectorAnyGeometry,
         optional=p.optional,
         createByDefault=p.create,
-    ),
-}
+    )
+    definition.setSupportsNonFileBasedOutput(False)
+    return definition
 
 
 def qgis_parameter(p) -> QgsProcessingParameterDefinition:
@@ -185,6 +194,29 @@ def _vector(algorithm, parameters, p, context, feedback):
     return f"{path}|layername={layer}" if layer else path
 
 
+def _layer(algorithm, parameters, p, context):
+    """A raster or vector layer as a path GDAL/OGR reads ('file.gpkg|layername=x')."""
+    from qgis.core import QgsRasterLayer, QgsVectorLayer
+
+    value = parameters.get(p.name)
+    if _empty(value):
+        return None
+    layer = algorithm.parameterAsLayer(parameters, p.name, context)
+    if isinstance(layer, QgsRasterLayer):
+        return _file_raster(layer, p, value)
+    if not isinstance(layer, QgsVectorLayer) or not layer.isValid():
+        raise QgsProcessingException(
+            f"{p.name}: '{value}' is not a layer QGIS can open; choose a raster or a "
+            "point layer (GeoPackage, Shapefile)."
+        )
+    if layer.providerType() != "ogr":
+        raise QgsProcessingException(
+            f"{p.name}: '{layer.name()}' comes from the '{layer.providerType()}' provider; "
+            "save it as a GeoPackage first (Export > Save Features As)."
+        )
+    return layer.source()
+
+
 def _choice(algorithm, parameters, p, context):
     value = parameters.get(p.name)
     if isinstance(value, QgsProperty):
@@ -218,6 +250,8 @@ def read_value(algorithm, p, parameters, context, feedback):
         return _rasters(algorithm, parameters, p, context)
     if kind == "vector":
         return _vector(algorithm, parameters, p, context, feedback)
+    if kind == "layer":
+        return _layer(algorithm, parameters, p, context)
     if kind in ("choice", "choices"):
         return _choice(algorithm, parameters, p, context)
     if kind == "crs":

@@ -10,9 +10,10 @@ from .base import Job, Output, Param
 from .many import MERGE_MANY, PREDICT_MANY
 from .model import PREDICT, TRAIN
 from .prepare import ALIGN, CLEAN
+from .sampling import SAMPLEPOINTS
 
 #: Every job, in Toolbox order.
-JOBS = (ALIGN, CLEAN, TRAIN, PREDICT, PREDICT_MANY, MERGE_MANY, EVALUATE, STYLE)
+JOBS = (ALIGN, CLEAN, TRAIN, PREDICT, PREDICT_MANY, MERGE_MANY, EVALUATE, SAMPLEPOINTS, STYLE)
 BY_NAME = {job.name: job for job in JOBS}
 BY_ALG_ID = {job.alg_id: job for job in JOBS}
 
@@ -31,4 +32,5 @@ __all__ = [
     "MERGE_MANY",
     "EVALUATE",
     "STYLE",
+    "SAMPLEPOINTS",
 ]

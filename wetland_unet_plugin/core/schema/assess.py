@@ -15,13 +15,36 @@ EVALUATE = Job(
         "is aligned to the map with nearest neighbour. Writes the confusion matrix (CSV, "
         "rows = reference, columns = prediction), an HTML report with a confusion-matrix "
         "figure and per-class precision, recall, F1 and IoU, and returns overall accuracy, "
-        "Cohen's kappa and mean IoU. Class names come from MODEL or CLASS_NAMES."
+        "Cohen's kappa and mean IoU. Class names come from MODEL or CLASS_NAMES.\n\n"
+        "REFERENCE may also be a point layer labelled in REFERENCE_FIELD (class ids or "
+        "names; default field 'reference'), such as the labelled output of 'Stratified "
+        "sample for accuracy assessment'. Points carrying map_class (or with STRATIFIED on) "
+        "are a stratified sample of the map: the report then gives the error matrix in area "
+        "proportions, overall, user's and producer's accuracy, and every class's mapped "
+        "area and estimated area in hectares, each with a 95 % confidence interval "
+        "(stratified estimators of Olofsson et al. 2014; strata weights from the map's "
+        "pixel counts over its valid area); OUTPUT_AREAS holds the per-class table. Points "
+        "outside the map, on nodata or with an empty reference are skipped and counted; "
+        "points in another CRS are reprojected."
     ),
     params=(
         Param("PREDICTION", "raster", "Class map"),
-        Param("REFERENCE", "raster", "Reference"),
+        Param("REFERENCE", "layer", "Reference (class raster, or labelled points)"),
         Param("MODEL", "file", "Model (for class names)", optional=True, extension="keras"),
         Param("CLASS_NAMES", "str", "Or class names (e.g. water,wetland,forest)", optional=True),
+        Param(
+            "REFERENCE_FIELD",
+            "field",
+            "Reference field of the points (class ids or names; empty = 'reference')",
+            optional=True,
+            parent="REFERENCE",
+        ),
+        Param(
+            "STRATIFIED",
+            "bool",
+            "Points are a stratified sample of the map by class (on by itself with map_class)",
+            default=False,
+        ),
         Param(
             "OUTPUT_HTML", "file_out", "Report", optional=True, file_filter="HTML files (*.html)"
         ),
@@ -30,6 +53,14 @@ EVALUATE = Job(
             "file_out",
             "Confusion matrix",
             optional=True,
+            file_filter="CSV files (*.csv)",
+        ),
+        Param(
+            "OUTPUT_AREAS",
+            "file_out",
+            "Area estimates with 95 % intervals (stratified points)",
+            optional=True,
+            create=False,
             file_filter="CSV files (*.csv)",
         ),
     ),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..feedback import CoreError
 
 #: Input kinds that hold a path (or list of paths) to read.
-PATH_KINDS = frozenset({"raster", "rasters", "vector", "file", "folder"})
+PATH_KINDS = frozenset({"raster", "rasters", "vector", "layer", "file", "folder"})
 #: Output kinds: a path the job writes.
 OUTPUT_KINDS = frozenset({"raster_out", "file_out", "folder_out", "vector_out"})
 KINDS = (
@@ -32,6 +32,7 @@ class Param:
         name: the public name, as in Processing and ``qgis_process`` (``TTA``).
         kind: ``int``, ``float``, ``bool``, ``str``, ``choice`` (one of ``choices``),
             ``choices`` (a list of ``choices``), ``raster``, ``rasters``, ``vector``,
+            ``layer`` (a raster or a vector, as a path GDAL/OGR reads),
             ``field`` (of the ``parent`` vector), ``crs``, ``file`` (``extension``),
             ``folder``, or an output: ``raster_out``, ``file_out`` (``file_filter``),
             ``folder_out``, ``vector_out``.
