@@ -110,6 +110,14 @@ PUBLIC = {
     },
     "mergemany": {"TABLES", "FOLDER", "TARGET_CRS", "OUTPUT_TABLE", "OUTPUT_MOSAIC"},
     "styleclassified": {"INPUT", "MODEL", "CLASS_NAMES", "CLASS_COLORS", "OUTPUT_STYLE"},
+    "preparescene": {
+        "INPUT",
+        "UDM",
+        "MASK_CLASSES",
+        "MASK_BUFFER",
+        "RADIOMETRY",
+        "OUTPUT",
+    },
 }
 
 

@@ -5,6 +5,7 @@ from .clean_invalid import CleanInvalidAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .predict import PredictAlgorithm
 from .predict_many import MergeManyAlgorithm, PredictManyAlgorithm
+from .prepare_scene import PrepareSceneAlgorithm
 from .sample_points import SamplePointsAlgorithm
 from .style_classified import StyleClassifiedAlgorithm
 from .train import TrainAlgorithm
@@ -15,6 +16,7 @@ def all_algorithms():
     return [
         AlignPairAlgorithm(),
         CleanInvalidAlgorithm(),
+        PrepareSceneAlgorithm(),
         TrainAlgorithm(),
         PredictAlgorithm(),
         PredictManyAlgorithm(),

@@ -131,7 +131,7 @@ def run_scene(
     loaded = resolve_model(model)
     spec = model_spec(loaded, feedback)
     with rasterlib.open_raster(input, "input scene") as src:
-        band_indexes = check_bands(spec, src, input)
+        band_indexes = check_bands(spec, src, input, feedback)
         tile, ov = resolve_tiling(spec, tile_size, overlap, feedback)
         check_outputs(
             paths, [input, model_path], src.height, src.width, spec.n_classes, probability_dtype

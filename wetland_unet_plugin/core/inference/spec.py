@@ -25,6 +25,7 @@ class ModelSpec:
     normalization: dict
     pixel_size: list | None
     crs_wkt: str | None
+    band_names: list | None = None  # names of ``bands`` (training band descriptions); None: unnamed
 
 
 def count_pools(keras_model) -> int:
@@ -93,16 +94,72 @@ def model_spec(loaded: LoadedModel, feedback: Feedback | None = None) -> ModelSp
         normalization=stats,
         pixel_size=meta.get("pixel_size"),
         crs_wkt=meta.get("crs"),
+        band_names=_names(meta.get("band_names"), n_channels),
     )
 
 
-def check_bands(spec: ModelSpec, dataset, path: str) -> list:
+def _names(names, n_channels: int) -> list | None:
+    """The model's band names when every input band has one, else None."""
+    if not names or len(names) != n_channels or not all(str(n or "").strip() for n in names):
+        return None
+    return [str(n).strip() for n in names]
+
+
+def check_bands(spec: ModelSpec, dataset, path: str, feedback: Feedback | None = None) -> list:
     """The 1-based bands of ``dataset`` the model reads, in model order.
 
+    By name when the model and the scene both have band names (the training images'
+    and the scene's band descriptions, compared without case): a model trained on
+    4-band Planet scenes (blue, green, red, nir) reads those four bands of an 8-band
+    scene wherever they are. By number otherwise (the model's BANDS), with a warning
+    when only the model has names (they cannot be checked).
+
+    Args:
+        spec: the model's ``ModelSpec``.
+        dataset: the open scene.
+        path: the scene's path, for messages.
+        feedback: where the mapping is logged.
+
     Raises:
-        CoreError: the scene lacks a band the model needs, or has another band count.
+        CoreError: the scene lacks a band the model needs (named, or numbered), or has
+            another band count.
     """
-    count = dataset.count
+    feedback = feedback or Feedback()
+    scene_names = [str(d).strip() if d else "" for d in dataset.descriptions]
+    if spec.band_names and all(scene_names):
+        return _bands_by_name(spec, scene_names, path, feedback)
+    indexes = _bands_by_number(spec, dataset.count, path)
+    if spec.band_names:
+        feedback.warning(
+            f"The model reads bands named {', '.join(spec.band_names)} but '{path}' has no "
+            f"band names: bands {indexes} are used by number. Prepare the scene "
+            "(wetlandunet:preparescene) so its bands are picked by name."
+        )
+    return indexes
+
+
+def _bands_by_name(spec: ModelSpec, scene_names: list, path: str, feedback: Feedback) -> list:
+    """The scene's bands carrying the model's band names, the mapping logged."""
+    keys = [n.lower() for n in scene_names]
+    missing = [n for n in spec.band_names if n.lower() not in keys]
+    if missing:
+        raise CoreError(
+            f"The model needs the band(s) {', '.join(spec.band_names)} but '{path}' has no "
+            f"band named {', '.join(missing)} (its bands: {', '.join(scene_names)}). Use a "
+            "scene from a sensor with those bands, prepared with wetlandunet:preparescene "
+            "so its bands carry their names."
+        )
+    indexes = [keys.index(n.lower()) + 1 for n in spec.band_names]
+    feedback.info(
+        "Bands picked by name: "
+        + ", ".join(f"{n} = band {i}" for n, i in zip(spec.band_names, indexes))
+        + "."
+    )
+    return indexes
+
+
+def _bands_by_number(spec: ModelSpec, count: int, path: str) -> list:
+    """The model's band numbers, checked against the scene's band count."""
     if spec.bands:
         if len(spec.bands) != spec.n_channels:
             raise CoreError(

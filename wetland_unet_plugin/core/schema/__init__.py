@@ -9,11 +9,23 @@ from .assess import EVALUATE, STYLE
 from .base import Job, Output, Param
 from .many import MERGE_MANY, PREDICT_MANY
 from .model import PREDICT, TRAIN
+from .planet import PREPARE_SCENE
 from .prepare import ALIGN, CLEAN
 from .sampling import SAMPLEPOINTS
 
 #: Every job, in Toolbox order.
-JOBS = (ALIGN, CLEAN, TRAIN, PREDICT, PREDICT_MANY, MERGE_MANY, EVALUATE, SAMPLEPOINTS, STYLE)
+JOBS = (
+    ALIGN,
+    CLEAN,
+    PREPARE_SCENE,
+    TRAIN,
+    PREDICT,
+    PREDICT_MANY,
+    MERGE_MANY,
+    EVALUATE,
+    SAMPLEPOINTS,
+    STYLE,
+)
 BY_NAME = {job.name: job for job in JOBS}
 BY_ALG_ID = {job.alg_id: job for job in JOBS}
 
@@ -26,6 +38,7 @@ __all__ = [
     "BY_ALG_ID",
     "ALIGN",
     "CLEAN",
+    "PREPARE_SCENE",
     "TRAIN",
     "PREDICT",
     "PREDICT_MANY",

@@ -55,7 +55,13 @@ TRAIN = Job(
             "Class weights (auto, equal, or one number per class)",
             default="auto",
         ),
-        Param("BANDS", "str", "Bands to use, in order (e.g. 1,2,3,7; empty = all)", optional=True),
+        Param(
+            "BANDS",
+            "str",
+            "Bands to use, in order, by number or name (1,2,3,7 or blue,green,red,nir; "
+            "empty = all)",
+            optional=True,
+        ),
         Param("EPOCHS", "int", "Epochs", default=20, minimum=1),
         Param(
             "PATCH_SIZE", "int", "Patch size (pixels, multiple of 2^DEPTH)", default=160, minimum=8

@@ -9,6 +9,7 @@ images held back (VAL_SPLIT "images"). No pixels are read here.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from ..classes import parse_int_list
@@ -64,20 +65,59 @@ class PairInfo:
     split: str = ""  # "rows", "columns", "training image", "validation image"
 
 
-def select_bands(bands, count: int, source: str) -> list:
+def band_key(name) -> str:
+    """A band name as compared: lower case, no surrounding blanks ("" for none)."""
+    return str(name).strip().lower() if name else ""
+
+
+def _resolve_names(items: list, names: list, source: str) -> list:
+    """1-based bands of ``names`` (band descriptions) named by ``items`` (names or numbers)."""
+    keys = [band_key(n) for n in names]
+    chosen, missing = [], []
+    for item in items:
+        text = str(item).strip()
+        if text.lstrip("-").isdigit():
+            chosen.append(int(text))
+        elif band_key(text) in keys:
+            chosen.append(keys.index(band_key(text)) + 1)
+        else:
+            missing.append(text)
+    if missing:
+        have = ", ".join(f"{i + 1} {n}" for i, n in enumerate(names) if n) or "none"
+        raise CoreError(
+            f"BANDS names {', '.join(missing)}, which the images do not have (band "
+            f"names of '{source}': {have}). Use the images' band names or band numbers; "
+            "wetlandunet:preparescene gives Planet scenes their band names."
+        )
+    return chosen
+
+
+def select_bands(bands, count: int, source: str, names=None) -> list:
     """Return the 1-based input bands to use, checked against the image band count.
 
     Args:
-        bands: None (all bands), "1,2,3,7" or a list of 1-based band numbers.
+        bands: None (all bands), "1,2,3,7", "blue,green,red,nir" (band descriptions, any
+            case), or a list of band numbers or names.
         count: the images' band count.
         source: image path for messages.
+        names: the images' band descriptions (None or empty: no names to pick by).
 
     Raises:
-        CoreError: for bands out of range or repeated.
+        CoreError: for bands out of range, repeated, or names the images lack.
     """
-    chosen = parse_int_list(bands, "BANDS")
-    if not chosen:
+    if bands is None or (isinstance(bands, str) and not bands.strip()):
         return list(range(1, count + 1))
+    items = (
+        list(bands)
+        if isinstance(bands, (list, tuple))
+        else [t for t in re.split(r"[,;\s]+", str(bands).strip()) if t]
+    )
+    if not items:
+        return list(range(1, count + 1))
+    if any(not str(t).strip().lstrip("-").isdigit() for t in items):
+        chosen = _resolve_names(items, list(names or []), source)
+    else:
+        chosen = parse_int_list(items, "BANDS")
     bad = [b for b in chosen if b < 1 or b > count]
     if bad:
         raise CoreError(
@@ -128,8 +168,35 @@ def check_pairs(images, masks, n_classes: int, bands=None) -> tuple[list, list]:
             f"The IMAGES have different band counts ({listing}). Train on images "
             "from the same sensor with the same bands in the same order."
         )
-    chosen = select_bands(bands, pairs[0].image_count, pairs[0].image)
+    first = pairs[0]
+    chosen = select_bands(bands, first.image_count, first.image, first.band_descriptions)
+    check_band_names(pairs, chosen)
     return pairs, chosen
+
+
+def check_band_names(pairs: list, chosen: list) -> None:
+    """Refuse images whose chosen bands carry other names than the first image's.
+
+    Images without band names are accepted (nothing to compare).
+
+    Raises:
+        CoreError: naming the image, the band and both names.
+    """
+    first = pairs[0]
+
+    def name(pair, band):
+        names = pair.band_descriptions
+        return band_key(names[band - 1]) if band <= len(names) else ""
+
+    for pair in pairs[1:]:
+        for b in chosen:
+            if name(first, b) and name(pair, b) and name(first, b) != name(pair, b):
+                raise CoreError(
+                    f"Band {b} is '{first.band_descriptions[b - 1]}' in '{first.image}' but "
+                    f"'{pair.band_descriptions[b - 1]}' in '{pair.image}': the IMAGES must "
+                    "have the same bands in the same order. Prepare them alike "
+                    "(wetlandunet:preparescene) or train on one band layout."
+                )
 
 
 def _open_pair(index: int, image_path: str, mask_path: str, n_classes: int) -> PairInfo:

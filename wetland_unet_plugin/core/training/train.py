@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..atomic import atomic_output
-from ..classes import default_colors, parse_class_names, parse_colors, parse_int_list
+from ..classes import default_colors, parse_class_names, parse_colors
 from ..feedback import Canceled, CoreError, Feedback, SubFeedback
 from ..metrics import confusion_matrix, scores
 from ..modelfile import save_model
@@ -159,9 +159,11 @@ def _adopt_init_model(
         (the init model's metadata, its 1-based bands).
     """
     init_model = p["init_model"]
-    init_meta = check_init_model(
-        init_model, n_classes, parse_int_list(bands, "BANDS"), pairs[0].image_count
-    )
+    first = pairs[0]
+    asked = None
+    if bands is not None and str(bands).strip():
+        asked = select_bands(bands, first.image_count, first.image, first.band_descriptions)
+    init_meta = check_init_model(init_model, n_classes, asked, first.image_count)
     chosen = select_bands(init_meta.get("bands"), pairs[0].image_count, pairs[0].image)
     if init_meta.get("loss", p["loss"]) != p["loss"]:
         raise CoreError(
