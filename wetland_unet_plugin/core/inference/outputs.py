@@ -7,7 +7,13 @@ Outputs are tiled deflate GeoTIFFs on the input's grid, written through
 * OUTPUT_PROBABILITIES: one band per class, described by the class name;
   ``uint8``: round(p * 254), nodata 255, band scale 1/254 so GDAL/QGIS can show
   0..1; ``float32``: p in 0..1, nodata -1;
-* OUTPUT_MAP: RGBA uint8 picture in the class colours, alpha 0 where nodata.
+* OUTPUT_MAP: RGBA uint8 picture in the class colours, alpha 0 where nodata;
+* OUTPUT_UNCERTAINTY: float32 normalised entropy of the blended (and TTA-averaged)
+  probabilities, ``-sum(q log q) / log N`` with ``q = p / sum(p)``: 0 = one class
+  certain, 1 = all classes equally likely; nodata -1.
+
+``Outputs.counts`` counts pixels per class; with ``row_areas`` (a geographic grid,
+see ``areas.row_pixel_areas``) ``Outputs.area_m2`` sums each row's pixel area too.
 
 Probabilities are accumulated in a strip buffer of ``tile`` rows (``Blender``);
 rows no later tile can touch are written in whole GeoTIFF block rows
@@ -34,6 +40,7 @@ from .tiling import TileGrid, weight_window
 #: Nodata values of the outputs.
 CLASS_NODATA = 0
 PROB_NODATA = {"uint8": 255, "float32": -1.0}
+UNCERTAINTY_NODATA = -1.0
 #: uint8 probabilities are round(p * PROB_SCALE_UINT8).
 PROB_SCALE_UINT8 = 254
 #: Bounds of the GDAL block cache while predicting (see ``gdal_cache_bytes``).
@@ -137,6 +144,8 @@ def open_outputs(
             profile.update(
                 count=spec.n_classes, dtype=probability_dtype, nodata=PROB_NODATA[probability_dtype]
             )
+        elif key == "output_uncertainty":
+            profile.update(count=1, dtype="float32", nodata=UNCERTAINTY_NODATA)
         else:
             profile.update(count=4, dtype="uint8", nodata=None, photometric="RGB", alpha="YES")
         dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
@@ -157,6 +166,8 @@ def open_outputs(
             if probability_dtype == "uint8":
                 dst.scales = [1.0 / PROB_SCALE_UINT8] * spec.n_classes
                 dst.offsets = [0.0] * spec.n_classes
+        elif key == "output_uncertainty":
+            dst.set_band_description(1, "uncertainty")
         else:
             dst.colorinterp = [
                 ColorInterp.red,
@@ -174,7 +185,13 @@ class Outputs:
     """The open output datasets; writes finished rows in block-aligned chunks."""
 
     def __init__(
-        self, datasets: dict, spec: ModelSpec, probability_dtype: str, width: int, block_rows: int
+        self,
+        datasets: dict,
+        spec: ModelSpec,
+        probability_dtype: str,
+        width: int,
+        block_rows: int,
+        row_areas: np.ndarray | None = None,
     ):
         self.datasets = datasets
         self.spec = spec
@@ -185,6 +202,9 @@ class Outputs:
         self.pending: list = []
         self.pending_rows = 0
         self.counts = np.zeros(spec.n_classes + 1, dtype=np.int64)
+        self.row_areas = row_areas
+        self.area_m2 = np.zeros(spec.n_classes + 1, dtype=np.float64)
+        self.rows_added = 0
         palette = np.zeros((spec.n_classes + 1, 4), dtype=np.uint8)
         for k, color in enumerate(spec.class_colors[: spec.n_classes]):
             palette[k + 1, :3] = hex_to_rgb(color)
@@ -196,6 +216,14 @@ class Outputs:
         classes = np.argmax(probs, axis=-1).astype(np.uint8) + 1
         classes[~valid] = CLASS_NODATA
         self.counts += np.bincount(classes.ravel(), minlength=self.spec.n_classes + 1)
+        if self.row_areas is not None:
+            rows = self.row_areas[self.rows_added : self.rows_added + classes.shape[0]]
+            self.area_m2 += np.bincount(
+                classes.ravel(),
+                weights=np.repeat(rows, classes.shape[1]),
+                minlength=self.spec.n_classes + 1,
+            )
+        self.rows_added += classes.shape[0]
         chunk = {"output": classes[None]}
         if "output_probabilities" in self.datasets:
             bands = np.moveaxis(probs, -1, 0)
@@ -205,6 +233,8 @@ class Outputs:
                 out = bands.astype(np.float32)
             out[:, ~valid] = PROB_NODATA[self.probability_dtype]
             chunk["output_probabilities"] = out
+        if "output_uncertainty" in self.datasets:
+            chunk["output_uncertainty"] = normalised_entropy(probs, valid)[None]
         if "output_map" in self.datasets:
             chunk["output_map"] = np.moveaxis(self.palette[classes], -1, 0)
         self.pending.append(chunk)
@@ -232,6 +262,23 @@ class Outputs:
     def close(self) -> None:
         """Write what is left."""
         self._flush(final=True)
+
+
+def normalised_entropy(probs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Entropy of class probabilities (..., N) over log(N), float32 in 0..1, -1 where invalid.
+
+    Probabilities are first divided by their sum (sigmoid models need not sum to 1).
+    """
+    n = probs.shape[-1]
+    p = np.clip(probs.astype(np.float64), 0.0, None)
+    total = p.sum(axis=-1, keepdims=True)
+    q = p / np.where(total > 0, total, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
+    h = -terms.sum(axis=-1) / math.log(n) if n > 1 else np.zeros(probs.shape[:-1])
+    out = np.clip(h, 0.0, 1.0).astype(np.float32)
+    out[~valid] = UNCERTAINTY_NODATA
+    return out
 
 
 class Blender:

@@ -23,7 +23,8 @@ import time
 from contextlib import ExitStack
 
 from .. import raster as rasterlib
-from ..feedback import Feedback
+from ..areas import M2_PER_HA, row_pixel_areas, write_area_table
+from ..feedback import CoreError, Feedback
 from ..schema import PREDICT
 from .cache import resolve_model
 from .outputs import Blender, Outputs, check_outputs, gdal_cache_bytes, open_outputs
@@ -58,11 +59,15 @@ def predict_scene(
             most tile/4 and 64), ``tta`` (1, 2, 4 or 8 dihedral transforms averaged, all
             on the same cut tile, so TTA work scales with the valid tiles only),
             ``batch_size`` (tiles per model call), ``probability_dtype`` ("uint8": p x
-            254, nodata 255; "float32": nodata -1) and ``precision``.
+            254, nodata 255; "float32": nodata -1), ``precision``,
+            ``output_uncertainty`` (float32 normalised entropy 0..1, nodata -1) and
+            ``output_areas`` (CSV of pixels and hectares per class, see ``areas``).
         feedback: ``Feedback`` for progress, messages and cancel.
 
     Returns:
-        dict with ``output``, ``output_probabilities``, ``output_map`` (paths or None),
+        dict with ``output``, ``output_probabilities``, ``output_map``,
+        ``output_uncertainty``, ``output_areas`` (paths or None), ``class_hectares``
+        (name -> hectares when ``output_areas`` is given, else None),
         ``valid_pixels``, ``tiles_total``, ``tiles_predicted``, ``tiles_skipped``,
         ``model_megapixels`` (pixels sent to the model, per TTA transform: the tiles
         cut to their valid part), ``model_calls``, ``seconds``, ``megapixels_per_second``
@@ -126,7 +131,10 @@ def run_scene(
         "output": output,
         "output_probabilities": p["output_probabilities"] or None,
         "output_map": p["output_map"] or None,
+        "output_uncertainty": p["output_uncertainty"] or None,
     }
+    areas_path = p["output_areas"] or None
+    row_areas, geographic = None, False
     model_path = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
     loaded = resolve_model(model)
     spec = model_spec(loaded, feedback)
@@ -136,6 +144,12 @@ def run_scene(
         check_outputs(
             paths, [input, model_path], src.height, src.width, spec.n_classes, probability_dtype
         )
+        if areas_path:
+            rasterlib.check_output_path(areas_path, [input, model_path], what="OUTPUT_AREAS")
+            if os.path.realpath(areas_path) in {os.path.realpath(v) for v in paths.values() if v}:
+                raise CoreError("OUTPUT_AREAS must not be the path of another output.")
+            row_areas = row_pixel_areas(src.crs, src.transform, src.height, "input scene")
+            geographic = bool(src.crs.is_geographic)
         warn_grid(spec, src, feedback)
         grid = plan_tiles(src.height, src.width, tile, ov, spec.depth)
         base = rasterlib.gtiff_profile(src)
@@ -153,7 +167,12 @@ def run_scene(
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))
         datasets = open_outputs(stack, paths, base, spec, probability_dtype)
         outputs = Outputs(
-            datasets, spec, probability_dtype, grid.width, block_rows=int(base["blockysize"])
+            datasets,
+            spec,
+            probability_dtype,
+            grid.width,
+            block_rows=int(base["blockysize"]),
+            row_areas=row_areas if geographic else None,
         )
         blender = Blender(grid, spec.n_classes, outputs)
         reader = StripReader(input, band_indexes, spec.normalization, grid)
@@ -176,14 +195,22 @@ def run_scene(
             "outputs hold only nodata."
         )
     feedback.progress(1.0)
-    class_counts = {
-        str(name): int(outputs.counts[k + 1])
-        for k, name in enumerate(spec.class_names[: spec.n_classes])
-    }
+    names = [str(n) for n in spec.class_names[: spec.n_classes]]
+    class_counts = {name: int(outputs.counts[k + 1]) for k, name in enumerate(names)}
+    hectares = None
+    if areas_path:
+        area_m2 = outputs.area_m2[1:] if geographic else outputs.counts[1:] * row_areas[0]
+        hectares = area_m2 / M2_PER_HA
+        write_area_table(areas_path, names, outputs.counts[1:], hectares)
     return {
         "output": output,
         "output_probabilities": paths["output_probabilities"],
         "output_map": paths["output_map"],
+        "output_uncertainty": paths["output_uncertainty"],
+        "output_areas": areas_path,
+        "class_hectares": None
+        if hectares is None
+        else {name: round(float(h), 6) for name, h in zip(names, hectares)},
         "valid_pixels": int(valid),
         "tiles_total": grid.tiles_total,
         "tiles_predicted": counts["tiles_predicted"],
@@ -192,7 +219,7 @@ def run_scene(
         "model_calls": counts["model_calls"],
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(valid / 1e6 / seconds, 4) if seconds > 0 else 0.0,
-        "class_names": [str(n) for n in spec.class_names[: spec.n_classes]],
+        "class_names": names,
         "class_pixel_counts": class_counts,
         "tile_size": tile,
         "overlap": ov,

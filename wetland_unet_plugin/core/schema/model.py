@@ -294,7 +294,12 @@ PREDICT = Job(
         "OUTPUT: class ids 1..N (uint8, 0 = nodata), loaded styled with the model's class "
         "names and colours (a .qml is written beside it). OUTPUT_PROBABILITIES: one band per "
         "class. OUTPUT_MAP: an RGBA picture in the class colours. TTA averages 1, 2, 4 or 8 "
-        "flipped/rotated predictions. TensorFlow runs in the worker process; it keeps the "
+        "flipped/rotated predictions. OUTPUT_UNCERTAINTY: float32, the entropy of the averaged "
+        "probabilities divided by log(N) (0 = one class certain, 1 = all equally likely; -1 = "
+        "nodata), loaded with a sequential colour ramp. OUTPUT_AREAS: a CSV of pixels and "
+        "hectares per class and a total row; hectares are pixels x the pixel area in metres "
+        "(in a geographic CRS each row's pixel area is computed on the CRS's ellipsoid). "
+        "TensorFlow runs in the worker process; it keeps the "
         "model loaded, so batches of scenes do not reload it."
     ),
     params=(
@@ -346,6 +351,21 @@ PREDICT = Job(
             "OUTPUT_PROBABILITIES", "raster_out", "Class probabilities", optional=True, create=False
         ),
         Param("OUTPUT_MAP", "raster_out", "Colour map (RGBA)", optional=True, create=False),
+        Param(
+            "OUTPUT_UNCERTAINTY",
+            "raster_out",
+            "Uncertainty (normalised entropy: 0 = certain, 1 = uniform)",
+            optional=True,
+            create=False,
+        ),
+        Param(
+            "OUTPUT_AREAS",
+            "file_out",
+            "Areas per class (CSV: class_id, class_name, pixels, hectares)",
+            optional=True,
+            create=False,
+            file_filter="CSV files (*.csv)",
+        ),
     ),
     outputs=(
         Output("VALID_PIXELS", "number", "Valid pixels classified"),
