@@ -235,3 +235,17 @@ def test_sampler_draws_the_allocation_inside_each_stratum_and_never_on_nodata(tm
         path, out2, class_names="water,wetland,forest", sample_size=120, min_per_class=30, seed=5
     )
     assert read_points(out2) == rows
+
+
+def test_a_class_the_map_never_shows_gets_an_area_from_the_other_strata():
+    # Class 3 is mapped nowhere, yet 5 of 50 points mapped as class 2 are class 3.
+    counts = [[40, 10, 0], [5, 40, 5], [0, 0, 0]]
+    est = stratified_estimates(counts, [2000, 8000, 0], HA)
+    assert est["users_accuracy"][2] is None
+    assert est["producers_accuracy"][2] == 0.0
+    # 80 ha mapped as class 2 * 5/50 = 8 ha of class 3; SE = 100 ha * 0.8 * sqrt(0.1*0.9/49).
+    assert est["estimated_area"][2] == pytest.approx(8.0, abs=1e-9)
+    assert est["estimated_area_ci95"][2] == pytest.approx(
+        1.96 * 100 * 0.8 * math.sqrt(0.1 * 0.9 / 49), abs=1e-9
+    )
+    assert est["excluded"] == []

@@ -120,6 +120,9 @@ def stratified_estimates(counts, pixels, pixel_area: float = 1.0) -> dict:
     A stratum with fewer than 2 points has no variance: its class gets no user's or
     producer's accuracy and no estimated area, and the estimation domain becomes the
     other strata (W renormalised over them, A_tot their area); ``excluded`` names it.
+    A class mapped nowhere has no user's accuracy; its producer's accuracy is 0 and its
+    area comes from the other strata. Intervals are the normal approximation of the
+    paper (U +/- 1.96 SE), not clipped to [0, 1].
 
     Args:
         counts: (K, K) sample counts, rows = map class (stratum), columns = reference.
@@ -161,18 +164,19 @@ def stratified_estimates(counts, pixels, pixel_area: float = 1.0) -> dict:
         p_col = p.sum(axis=0)
         producers = np.where(p_col > 0, np.diag(p) / p_col, np.nan)
         area_var = (w[:, None] ** 2 * frac * (1 - frac) * var_weight[:, None]).sum(axis=0)
+    # A class mapped nowhere but found by the reference: P_j = 0 (p_jj = 0), eq. 7 applies.
+    has_pa = use | (big_n == 0)
     producers_var = np.full(k, np.nan)
     for j in range(k):
-        if not use[j] or ref_total[j] <= 0:
+        if not has_pa[j] or ref_total[j] <= 0:
             continue
         others = sum(
             big_n_d[i] ** 2 * frac[i, j] * (1 - frac[i, j]) * var_weight[i]
             for i in range(k)
             if i != j
         )
-        producers_var[j] = (
-            big_n_d[j] ** 2 * (1 - producers[j]) ** 2 * users_var[j] + producers[j] ** 2 * others
-        ) / ref_total[j] ** 2
+        own = big_n_d[j] ** 2 * (1 - producers[j]) ** 2 * users_var[j] if use[j] else 0.0
+        producers_var[j] = (own + producers[j] ** 2 * others) / ref_total[j] ** 2
 
     def value(x, ok=True):
         return float(x) if ok and np.isfinite(x) else None
@@ -187,9 +191,9 @@ def stratified_estimates(counts, pixels, pixel_area: float = 1.0) -> dict:
         "users_accuracy_ci95": [
             _interval(np.sqrt(users_var[i])) if use[i] else None for i in range(k)
         ],
-        "producers_accuracy": [value(producers[j], use[j]) for j in range(k)],
+        "producers_accuracy": [value(producers[j], has_pa[j]) for j in range(k)],
         "producers_accuracy_ci95": [
-            _interval(np.sqrt(producers_var[j])) if use[j] else None for j in range(k)
+            _interval(np.sqrt(producers_var[j])) if has_pa[j] else None for j in range(k)
         ],
         "mapped_area": [float(v) * pixel_area for v in big_n],
         "estimated_area": est_area,
