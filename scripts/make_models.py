@@ -5,7 +5,9 @@ The chains are built with QGIS's modeler API (what the Model Designer saves),
 so they stay valid for the QGIS that runs this script:
 
 * map_new_scene: align (scene + label polygons) -> clean -> predict (styled);
-* train_from_polygons: align -> clean -> train.
+* train_from_polygons: align -> clean -> train;
+* map_and_polygons: predict (with probabilities and uncertainty) -> cleanmap (minimum
+  mapping unit, polygons with mean probability and uncertainty); needs no labels.
 
     .venv/bin/python scripts/make_models.py
 """
@@ -169,6 +171,86 @@ def train_from_polygons():
     return model
 
 
+def map_and_polygons():
+    """predict -> cleanmap with polygons: a new scene to a cleaned map and its polygons."""
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    model = QgsProcessingModelAlgorithm("map_and_polygons", "Chains (modeler)", "chains")
+    model.setHelpContent(
+        {
+            "ALG_DESC": (
+                "Classifies a scene with a trained model, removes patches smaller than the "
+                "minimum mapping unit (hectares) and writes the cleaned map and its polygons "
+                "(class, area in hectares, mean probability and mean uncertainty), both styled. "
+                "Needs no labels. For a Planet delivery, run 'preparescene' first (or add it "
+                "in front of 'Classify scene' in the Model Designer)."
+            )
+        }
+    )
+    _param(model, QgsProcessingParameterRasterLayer("scene", "Scene (multiband image)"), 60, 60)
+    _param(model, QgsProcessingParameterFile("model", "Model (.keras)", extension="keras"), 60, 140)
+    _param(
+        model,
+        QgsProcessingParameterNumber(
+            "mmu_ha",
+            "Minimum mapping unit (hectares)",
+            QgsProcessingParameterNumber.Double,
+            0.1,
+            minValue=0.0,
+        ),
+        60,
+        220,
+    )
+    predict = _child(model, "wetlandunet:predict", "predict", "Classify scene", 320, 100)
+    predict.addParameterSources("MODEL", [Source.fromModelParameter("model")])
+    predict.addParameterSources("INPUT", [Source.fromModelParameter("scene")])
+    predict.addParameterSources("TTA", [Source.fromStaticValue("1")])
+    _output(predict, "OUTPUT", "Land-cover map", 520, 40)
+    model.addChildAlgorithm(predict)
+    clean = _child(
+        model, "wetlandunet:cleanmap", "clean", "Minimum mapping unit and polygons", 560, 160
+    )
+    clean.addParameterSources("INPUT", [Source.fromChildOutput("predict", "OUTPUT")])
+    clean.addParameterSources("MODEL", [Source.fromModelParameter("model")])
+    clean.addParameterSources("MMU_HA", [Source.fromModelParameter("mmu_ha")])
+    clean.addParameterSources("CONNECTIVITY", [Source.fromStaticValue("8")])
+    clean.addParameterSources(
+        "PROBABILITIES", [Source.fromChildOutput("predict", "OUTPUT_PROBABILITIES")]
+    )
+    clean.addParameterSources(
+        "UNCERTAINTY", [Source.fromChildOutput("predict", "OUTPUT_UNCERTAINTY")]
+    )
+    _outputs(
+        clean,
+        [("OUTPUT", "Cleaned land-cover map"), ("OUTPUT_POLYGONS", "Land-cover polygons")],
+        800,
+        160,
+    )
+    model.addChildAlgorithm(clean)
+    return model
+
+
+def _outputs(child, names, x, y):
+    """Several model outputs of one child: [(child output name, description), ...]."""
+    from qgis.core import QgsProcessingModelOutput
+    from qgis.PyQt.QtCore import QPointF
+
+    outputs = {}
+    for k, (name, description) in enumerate(names):
+        output = QgsProcessingModelOutput(description, description)
+        output.setChildOutputName(name)
+        output.setChildId(child.childId())
+        output.setPosition(QPointF(x, y + 80 * k))
+        outputs[description] = output
+    child.setModelOutputs(outputs)
+
+
 def main():
     from wetland_unet_plugin.processing.headless import start_qgis, stop_qgis
 
@@ -178,6 +260,7 @@ def main():
     for name, build in (
         ("map_new_scene", map_new_scene),
         ("train_from_polygons", train_from_polygons),
+        ("map_and_polygons", map_and_polygons),
     ):
         model = build()
         model.updateDestinationParameters()

@@ -74,6 +74,8 @@ PUBLIC = {
         "OUTPUT",
         "OUTPUT_PROBABILITIES",
         "OUTPUT_MAP",
+        "OUTPUT_UNCERTAINTY",
+        "OUTPUT_AREAS",
     },
     "evaluate": {
         "PREDICTION",
@@ -110,6 +112,19 @@ PUBLIC = {
     },
     "mergemany": {"TABLES", "FOLDER", "TARGET_CRS", "OUTPUT_TABLE", "OUTPUT_MOSAIC"},
     "styleclassified": {"INPUT", "MODEL", "CLASS_NAMES", "CLASS_COLORS", "OUTPUT_STYLE"},
+    "cleanmap": {
+        "INPUT",
+        "MODEL",
+        "CLASS_NAMES",
+        "CLASS_COLORS",
+        "MMU_HA",
+        "MMU_PER_CLASS",
+        "CONNECTIVITY",
+        "PROBABILITIES",
+        "UNCERTAINTY",
+        "OUTPUT",
+        "OUTPUT_POLYGONS",
+    },
     "preparescene": {
         "INPUT",
         "UDM",

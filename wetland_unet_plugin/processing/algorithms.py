@@ -2,6 +2,7 @@
 
 from .align_pair import AlignPairAlgorithm
 from .clean_invalid import CleanInvalidAlgorithm
+from .clean_map import CleanMapAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .predict import PredictAlgorithm
 from .predict_many import MergeManyAlgorithm, PredictManyAlgorithm
@@ -24,4 +25,5 @@ def all_algorithms():
         EvaluateAlgorithm(),
         SamplePointsAlgorithm(),
         StyleClassifiedAlgorithm(),
+        CleanMapAlgorithm(),
     ]

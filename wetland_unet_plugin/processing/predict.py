@@ -7,7 +7,7 @@ from qgis.core import QgsProcessingException
 from ..core.schema import PREDICT
 from .base import WetlandAlgorithm
 from .model_info import model_metadata, names_and_colors
-from .styling import ClassStylePostProcessor, write_qml
+from .styling import ClassStylePostProcessor, RampStylePostProcessor, write_qml, write_ramp_qml
 from .tensorflow_check import worker_ready
 
 
@@ -38,4 +38,14 @@ class PredictAlgorithm(WetlandAlgorithm):
         feedback.pushInfo(f"Style written to {qml}")
         ClassStylePostProcessor.attach(context, output, names, colors)
         outputs["OUTPUT_STYLE"] = qml
+        uncertainty = values.get("output_uncertainty")
+        if uncertainty and os.path.exists(uncertainty):
+            try:
+                write_ramp_qml(uncertainty)
+            except RuntimeError as err:
+                feedback.pushWarning(f"The uncertainty could not be styled: {err}")
+            RampStylePostProcessor.attach(context, uncertainty)
+        if result.get("class_hectares"):
+            for name, hectares in result["class_hectares"].items():
+                feedback.pushInfo(f"{name}: {hectares:,.4f} ha")
         return outputs

@@ -8,6 +8,7 @@ its job's schema and nowhere else.
 from .assess import EVALUATE, STYLE
 from .base import Job, Output, Param
 from .many import MERGE_MANY, PREDICT_MANY
+from .mapping import CLEANMAP
 from .model import PREDICT, TRAIN
 from .planet import PREPARE_SCENE
 from .prepare import ALIGN, CLEAN
@@ -25,6 +26,7 @@ JOBS = (
     EVALUATE,
     SAMPLEPOINTS,
     STYLE,
+    CLEANMAP,
 )
 BY_NAME = {job.name: job for job in JOBS}
 BY_ALG_ID = {job.alg_id: job for job in JOBS}
@@ -45,5 +47,6 @@ __all__ = [
     "MERGE_MANY",
     "EVALUATE",
     "STYLE",
+    "CLEANMAP",
     "SAMPLEPOINTS",
 ]
