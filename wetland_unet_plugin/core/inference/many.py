@@ -16,6 +16,7 @@ import os
 from .. import raster as rasterlib
 from ..atomic import remove_quietly
 from ..feedback import Canceled, CoreError, Feedback, SubFeedback
+from ..modelfile import read_metadata
 from ..mosaic import build_mosaic
 from ..scenetable import GOOD, acquired, area_values, class_areas, item_id, write_table
 from ..schema.many import PREDICT_MANY
@@ -124,9 +125,8 @@ def predict_many(
     rasterlib.check_output_path(table, inputs, what="OUTPUT_TABLE")
     if mosaic:
         rasterlib.check_output_path(mosaic, inputs, what="OUTPUT_MOSAIC")
-    loaded = resolve_model(p["model"])
-    spec = model_spec(loaded, feedback)
-    names = [str(n) for n in spec.class_names[: spec.n_classes]]
+    names, loaded = model_classes(p["model"], feedback)
+    n_classes = len(names)
     keep = bool(p["keep_probabilities"] or mosaic)
     scene_args = {k: p[k] for k in ("tta", "tile_size", "overlap", "batch_size", "precision")}
     share = 1.0 - (MOSAIC_SHARE if mosaic else 0.0)
@@ -143,14 +143,17 @@ def predict_many(
             "message": "",
         }
         sub = SubFeedback(feedback, share * k / n, share * (k + 1) / n)
+        exists = os.path.exists(classes) and (not keep or os.path.exists(probabilities))
+        skip = p["skip_existing"] and exists
+        if not skip and loaded is None:  # loaded once, when the first scene needs it
+            loaded = resolve_model(p["model"])
         try:
-            exists = os.path.exists(classes) and (not keep or os.path.exists(probabilities))
-            if p["skip_existing"] and exists:
+            if skip:
                 row.update(status="skipped", message="outputs exist (SKIP_EXISTING)")
                 feedback.info(f"  {os.path.basename(classes)} exists: skipped.")
             else:
                 _classify(loaded, scene, classes, probabilities if keep else None, scene_args, sub)
-            _, hectares = class_areas(classes, spec.n_classes)
+            _, hectares = class_areas(classes, n_classes)
             row.update(area_values(names, hectares))
         except Canceled:
             feedback.info(f"Canceled during scene {k + 1}/{n}; {k} finished scenes are kept.")
@@ -185,6 +188,27 @@ def predict_many(
         "rows": rows,
         "class_names": names,
     }
+
+
+def model_classes(model, feedback) -> tuple:
+    """The class names of MODEL, read without TensorFlow when it is a file (a resumed run
+    whose scenes all exist never loads the network), and the model when already loaded.
+
+    Returns:
+        (class names of ids 1..N, a ``LoadedModel`` or None).
+
+    Raises:
+        CoreError: for a file that is not a Wetland U-Net model.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        meta = read_metadata(os.fspath(model))
+        names = [str(n) for n in meta.get("class_names") or []]
+        n_classes = int(meta.get("n_classes") or len(names))
+        names += [f"class {i + 1}" for i in range(len(names), n_classes)]
+        return names[:n_classes], None
+    loaded = resolve_model(model)
+    spec = model_spec(loaded, feedback)
+    return [str(n) for n in spec.class_names[: spec.n_classes]], loaded
 
 
 def _classify(loaded, scene, classes, probabilities, scene_args, feedback) -> None:
