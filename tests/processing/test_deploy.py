@@ -92,6 +92,7 @@ def test_zip_holds_the_plugin_and_nothing_else(tmp_path):
         "wetland_unet_plugin/metadata.txt",
         "wetland_unet_plugin/plugin.py",
         "wetland_unet_plugin/core/worker.py",
+        "wetland_unet_plugin/requirements-worker.txt",  # what setupworker installs
         "wetland_unet_plugin/processing/provider.py",
         "wetland_unet_plugin/resources/icons/wetland_unet.svg",
         "wetland_unet_plugin/resources/models/map_new_scene.model3",

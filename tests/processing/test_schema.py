@@ -133,6 +133,8 @@ PUBLIC = {
         "RADIOMETRY",
         "OUTPUT",
     },
+    "setupworker": {"PYTHON", "FOLDER", "DEVICE", "REQUIREMENTS", "PIP_OPTIONS"},
+    "diagnostics": {"OUTPUT_REPORT"},
 }
 
 

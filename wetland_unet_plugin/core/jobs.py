@@ -7,26 +7,16 @@ returning a JSON-serialisable dict; it is imported on first use.
 from __future__ import annotations
 
 import importlib
-import platform
 
 from .feedback import CoreError
 from .schema import BY_NAME
 
 
 def environment_info() -> dict:
-    """Import TensorFlow and report versions: the worker's health check."""
-    # TensorFlow first: the module whose absence the user must hear about.
-    tf = importlib.import_module("tensorflow")
-    import keras
-    import numpy
+    """Import TensorFlow and report versions and devices: the worker's health check."""
+    from .diagnostics import worker_facts
 
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-    }
+    return worker_facts(smoke=False)
 
 
 def get_job(name: str):
@@ -37,6 +27,10 @@ def get_job(name: str):
     """
     if name == "ping":
         return lambda feedback=None: environment_info()
+    if name == "diagnose":  # versions, devices and a timed tiny train step and prediction
+        from .diagnostics import worker_facts
+
+        return lambda feedback=None: worker_facts(smoke=True)
     job = BY_NAME.get(name)
     if job is None or not job.function:
         known = sorted(n for n, j in BY_NAME.items() if j.function)

@@ -41,6 +41,18 @@ def run_core(function, feedback, **params):
         raise QgsProcessingException(str(err)) from None
 
 
+def log_device(client, feedback) -> None:
+    """Log the device the worker's TensorFlow runs on; warn, with the reason, when the
+    machine has a GPU that TensorFlow does not see."""
+    from ..core.diagnostics import device_line
+
+    facts = client.device_facts()
+    if feedback is not None:
+        feedback.pushInfo(device_line(facts))
+        if facts.get("gpu_reason"):
+            feedback.pushWarning(facts["gpu_reason"])
+
+
 def run_in_worker(job: str, feedback, **params):
     """Run a TensorFlow job in the worker process, mapping its errors.
 
@@ -48,10 +60,16 @@ def run_in_worker(job: str, feedback, **params):
         QgsProcessingException: with the core's or the worker's message.
     """
     from .settings import worker_python
+    from .tensorflow_check import worker_ready
     from .worker_client import get_client
 
+    ready, message = worker_ready()  # qgis_process and scripts do not ask canExecute()
+    if not ready:
+        raise QgsProcessingException(message)
     try:
-        return get_client(worker_python()).run(job, params, QgisFeedback(feedback))
+        client = get_client(worker_python())
+        log_device(client, feedback)
+        return client.run(job, params, QgisFeedback(feedback))
     except Canceled as err:
         kept = getattr(err, "result", None)
         if kept:  # the user asked to keep the best model so far, and it was written whole

@@ -5,7 +5,7 @@ import os
 
 from qgis.PyQt.QtGui import QIcon
 
-from .worker_client import default_python
+from .worker_client import default_python, default_python_source
 
 PROVIDER_ID = "wetlandunet"
 WORKER_PYTHON_SETTING = "WETLANDUNET_WORKER_PYTHON"
@@ -41,6 +41,11 @@ def processing_config():
 
 def worker_python() -> str:
     """The worker interpreter: the provider setting, else the default environment."""
+    return worker_python_source()[0]
+
+
+def worker_python_source() -> tuple:
+    """(worker interpreter, how it was chosen): the provider setting, else the default."""
     config, _ = processing_config()
     value = None
     if config is not None:
@@ -48,4 +53,13 @@ def worker_python() -> str:
             value = config.getSetting(WORKER_PYTHON_SETTING)
         except Exception:  # setting not registered yet
             value = None
-    return value or default_python()
+    if value and value != default_python():
+        return value, "the provider setting (Options > Processing > Providers > Wetland U-Net)"
+    return default_python_source()
+
+
+def record_worker_python(python: str) -> None:
+    """Make ``python`` the worker interpreter (the provider setting, saved in the profile)."""
+    config, _ = processing_config()
+    if config is not None:
+        config.setSettingValue(WORKER_PYTHON_SETTING, python)

@@ -5,6 +5,11 @@ from ..core.feedback import CoreError
 _CHECKED = {}
 
 
+def forget() -> None:
+    """Forget the answers (after setupworker recorded a new worker)."""
+    _CHECKED.clear()
+
+
 def worker_ready():
     """Return (ok, message); starts the worker once per interpreter and caches the answer."""
     from .settings import worker_python
@@ -15,7 +20,7 @@ def worker_ready():
         return _CHECKED[python]
     try:
         info = get_client(python).check_environment()
-        answer = (True, f"TensorFlow {info.get('tensorflow')} in {python}")
+        answer = (True, f"TensorFlow {info.get('tensorflow')} in {python} ({info.get('device')})")
     except CoreError as err:
         answer = (
             False,

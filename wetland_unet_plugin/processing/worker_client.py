@@ -19,6 +19,7 @@ import time
 
 from ..core.atomic import remove_partials_of
 from ..core.feedback import Canceled, CoreError, Feedback
+from ..core.setup_env import MARKER
 
 #: Environment variable that overrides the worker interpreter (setting and default).
 PYTHON_ENV_VAR = "WETLAND_UNET_PYTHON"
@@ -26,9 +27,11 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Written by `make deploy` beside the installed package: the environment it made.
 RECORDED_PYTHON_FILE = os.path.join(PACKAGE_DIR, "worker_python.txt")
 FIX_HINT = (
-    "Run `make setup` in the Wetland U-Net source folder (it builds .venv with "
-    "TensorFlow), then `make deploy`, or set the worker Python in Settings > Options "
-    "> Processing > Providers > Wetland U-Net."
+    "Run 'Install or repair the TensorFlow worker' (wetlandunet:setupworker) in the "
+    "Processing Toolbox, under Wetland U-Net > Worker environment, to build one; "
+    "'Check the TensorFlow worker' (wetlandunet:diagnostics) says what is wrong. Developers: "
+    "`make setup` then `make deploy`, or set the worker Python in Settings > Options > "
+    "Processing > Providers > Wetland U-Net."
 )
 
 
@@ -37,25 +40,30 @@ class WorkerError(CoreError):
 
 
 def default_python() -> str:
-    """The worker interpreter when the user set none.
+    """The worker interpreter when the user set none (see ``default_python_source``)."""
+    return default_python_source()[0]
+
+
+def default_python_source() -> tuple:
+    """(interpreter, how it was chosen) when the user set none.
 
     Order: $WETLAND_UNET_PYTHON, the environment recorded by `make deploy`, the
     source checkout's .venv, and the Python running now when it is not QGIS.
     """
     if os.environ.get(PYTHON_ENV_VAR):
-        return os.environ[PYTHON_ENV_VAR]
+        return os.environ[PYTHON_ENV_VAR], f"the {PYTHON_ENV_VAR} environment variable"
     if os.path.isfile(RECORDED_PYTHON_FILE):
         with open(RECORDED_PYTHON_FILE, encoding="utf-8") as handle:
             recorded = handle.read().strip()
         if recorded:
-            return recorded
+            return recorded, f"recorded by `make deploy` in {RECORDED_PYTHON_FILE}"
     checkout_venv = os.path.join(os.path.dirname(PACKAGE_DIR), ".venv", "bin", "python")
     if os.path.isfile(checkout_venv):
-        return checkout_venv
+        return checkout_venv, "the source checkout's .venv"
     executable = sys.executable or ""
     if os.path.basename(executable).startswith("python"):
-        return executable
-    return "python3"
+        return executable, "the Python running now"
+    return "python3", "none found: python3 on PATH"
 
 
 class WorkerClient:
@@ -70,6 +78,7 @@ class WorkerClient:
         self._next_id = 0
         self.jobs_run = 0
         self.starts = 0
+        self._facts = (None, None)  # (start number, ping facts) for device_facts()
 
     # -- process management -------------------------------------------------
     def _command(self) -> list[str]:
@@ -77,10 +86,14 @@ class WorkerClient:
 
     def _start(self) -> None:
         env = dict(os.environ)
+        env.pop("PYTHONHOME", None)  # set by QGIS's launcher on Windows: not the worker's
         parent = os.path.dirname(PACKAGE_DIR)
-        env["PYTHONPATH"] = parent + (
-            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
-        )
+        python = self.python or default_python()
+        # An environment built by setupworker has its own libraries: QGIS's PYTHONPATH
+        # (its numpy, its GDAL bindings) must not shadow them.
+        isolated = os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(python)), MARKER))
+        inherited = "" if isolated else env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = parent + (os.pathsep + inherited if inherited else "")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["PYTHONUNBUFFERED"] = "1"
         for var in ("QGIS_PREFIX_PATH", "QT_PLUGIN_PATH"):
@@ -294,6 +307,14 @@ class WorkerClient:
     def check_environment(self) -> dict:
         """Start the worker if needed and import TensorFlow there; returns versions."""
         return self.run("ping", {})
+
+    def device_facts(self) -> dict:
+        """The worker's versions and devices (``core.diagnostics.worker_facts``), asked once
+        per worker start."""
+        if not self.alive() or self._facts[0] != self.starts:
+            facts = self.check_environment()
+            self._facts = (self.starts, facts)
+        return self._facts[1]
 
 
 _CLIENT: WorkerClient | None = None

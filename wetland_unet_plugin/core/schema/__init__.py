@@ -7,6 +7,7 @@ its job's schema and nowhere else.
 
 from .assess import EVALUATE, STYLE
 from .base import Job, Output, Param
+from .environment import DIAGNOSTICS, SETUP_WORKER
 from .many import MERGE_MANY, PREDICT_MANY
 from .mapping import CLEANMAP
 from .model import PREDICT, TRAIN
@@ -27,6 +28,8 @@ JOBS = (
     SAMPLEPOINTS,
     STYLE,
     CLEANMAP,
+    SETUP_WORKER,
+    DIAGNOSTICS,
 )
 BY_NAME = {job.name: job for job in JOBS}
 BY_ALG_ID = {job.alg_id: job for job in JOBS}
@@ -49,4 +52,6 @@ __all__ = [
     "STYLE",
     "CLEANMAP",
     "SAMPLEPOINTS",
+    "SETUP_WORKER",
+    "DIAGNOSTICS",
 ]
