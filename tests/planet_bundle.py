@@ -9,7 +9,8 @@ edge, nir), uint16 with nodata 0 and a blackfill strip on its west edge; its UDM
 cloud, a shadow and a light-haze rectangle; the metadata XML with one reflectance
 coefficient per band; the item's JSON with its acquisition time. The land cover
 is ``synthetic.make_class_map``'s: the 8-band scene of an item carries, in its
-blue, green, red and nir bands, exactly the 4-band scene's values.
+blue, green, red and nir bands, exactly the 4-band scene's values. ``write_rpc_scene``
+and ``write_dem`` make a basic (1B) scene with RPCs over high ground and its DEM.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import os
 
 import numpy as np
 import rasterio
+import rasterio.transform
 
 from tests.core.synthetic import DEFAULT_TRANSFORM, make_class_map, make_image
+from tests.rasters import write_raster
 
 ITEM = "20240312_151234_12_24a3"
 ACQUIRED = "2024-03-12T15:12:34.512Z"
@@ -192,3 +195,66 @@ def write_xml(path: str, item: str, coefs: list) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
     return path
+
+
+# --- A basic (1B) scene: RPCs, no georeferencing -----------------------------------------
+
+W, H = 120, 80
+LON0, LAT0, SPAN_LON, SPAN_LAT = -74.10, 4.75, 0.012, 0.008  # Sabana de Bogota
+HEIGHT_OFF, HEIGHT_SCALE, K = 2500.0, 500.0, 0.5  # samp = (L + K * Hn) * W/2 + W/2
+
+
+def write_rpc_scene(tmp_path):
+    """A basic (1B) scene without georeferencing whose RPCs put pixel (col, row) at lon
+    LON0 + col / W * SPAN_LON, lat LAT0 - row / H * SPAN_LAT at 2,500 m, and move it by
+    K * (h - 2500) / 500 * W/2 columns at height h.
+
+    Returns:
+        (scene path, a label raster in EPSG:4326 around it, the scene's values:
+        row * 1000 + col + 1).
+    """
+    from rasterio.rpc import RPC
+
+    rpcs = RPC(
+        height_off=HEIGHT_OFF,
+        height_scale=HEIGHT_SCALE,
+        lat_off=LAT0 - SPAN_LAT / 2,
+        lat_scale=SPAN_LAT / 2,
+        long_off=LON0 + SPAN_LON / 2,
+        long_scale=SPAN_LON / 2,
+        line_off=H / 2,
+        line_scale=H / 2,
+        samp_off=W / 2,
+        samp_scale=W / 2,
+        line_num_coeff=[0, 0, -1] + [0] * 17,
+        line_den_coeff=[1] + [0] * 19,
+        samp_num_coeff=[0, 1, 0, K] + [0] * 16,  # terms 1, L, P, H, ...
+        samp_den_coeff=[1] + [0] * 19,
+        err_bias=None,
+        err_rand=None,
+    )
+    rows, cols = np.mgrid[0:H, 0:W]
+    data = (rows * 1000 + cols + 1).astype(np.int32)
+    path = str(tmp_path / f"{ITEM}_1B_AnalyticMS.tif")
+    with rasterio.open(path, "w", driver="GTiff", width=W, height=H, count=1, dtype="int32") as d:
+        d.write(data[None])
+        d.rpcs = rpcs
+    mask = write_raster(
+        tmp_path / "labels.tif",
+        np.ones((100, 100), np.uint8),
+        "EPSG:4326",
+        rasterio.transform.from_origin(LON0 - 0.01, LAT0 + 0.01, 0.0004, 0.0004),
+    )
+    return path, mask, data
+
+
+def write_dem(tmp_path, height, margin=0.05):
+    """A constant-height DEM (EPSG:4326) covering the RPC scene with ``margin`` degrees."""
+    return write_raster(
+        tmp_path / "dem.tif",
+        np.full((50, 50), height, np.float32),
+        "EPSG:4326",
+        rasterio.transform.from_origin(
+            LON0 - margin, LAT0 + margin, (SPAN_LON + 2 * margin) / 50, (SPAN_LAT + 2 * margin) / 50
+        ),
+    )

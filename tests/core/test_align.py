@@ -519,7 +519,9 @@ def test_output_is_input_and_mask_choice(scene, tmp_path):
         align_pair(scene["image"], scene["image"], str(tmp_path / "m.tif"), mask=scene["mask"])
     with pytest.raises(CoreError, match="also an input"):
         align_pair(scene["image"], str(tmp_path / "i.tif"), scene["mask"], mask=scene["mask"])
-    assert "No mask" in run_bad(scene, tmp_path)
+    alone = align_pair(scene["image"], str(tmp_path / "alone.tif"))  # no mask: the image alone
+    assert alone["output_mask"] is None and alone["image_resampled"] is False
+    assert "switch RPC on" in run_bad(scene, tmp_path, mask=scene["mask"], dem=scene["image"])
     assert "choose one" in run_bad(scene, tmp_path, mask=scene["mask"], mask_vector="x.gpkg")
     assert "RESAMPLING" in run_bad(scene, tmp_path, mask=scene["mask"], resampling="magic")
     assert "TARGET_CRS" in run_bad(scene, tmp_path, mask=scene["mask"], target_crs="EPSG:nope")

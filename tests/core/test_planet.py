@@ -8,9 +8,26 @@ import rasterio
 import rasterio.transform
 from scipy.ndimage import distance_transform_edt
 
-from tests.planet_bundle import ACQUIRED, ITEM, write_bundle, write_legacy_udm
+from tests.planet_bundle import (
+    ACQUIRED,
+    HEIGHT_OFF,
+    HEIGHT_SCALE,
+    ITEM,
+    LAT0,
+    LON0,
+    SPAN_LAT,
+    SPAN_LON,
+    H,
+    K,
+    W,
+    write_bundle,
+    write_dem,
+    write_legacy_udm,
+    write_rpc_scene,
+)
+from wetland_unet_plugin.core.alignment import align_pair
 from wetland_unet_plugin.core.feedback import CoreError, Feedback
-from wetland_unet_plugin.core.inference.spec import ModelSpec, check_bands
+from wetland_unet_plugin.core.inference.spec import ModelSpec, check_bands, warn_grid
 from wetland_unet_plugin.core.planet import naming
 from wetland_unet_plugin.core.planet.prepare import REFLECTANCE_NODATA, prepare_scene
 from wetland_unet_plugin.core.training.pairs import select_bands
@@ -234,3 +251,84 @@ def test_check_bands_falls_back_to_numbers(tmp_path):
         assert check_bands(named, scene, "u.tif", feedback) == [1, 2, 3, 4]
         assert "no band names" in feedback.warnings[0]
         assert check_bands(_spec([1, 2, 3, 4], None), scene, "u.tif") == [1, 2, 3, 4]
+
+
+# --- 1B scenes: RPC orthorectification with a DEM ---------------------------------------
+
+
+def _placed(out_img, shift_cols):
+    """Share of safely interior output pixels holding the scene pixel the RPCs put there."""
+    with rasterio.open(out_img) as ds:
+        got = ds.read(1)
+        cols, rows = np.meshgrid(np.arange(ds.width) + 0.5, np.arange(ds.height) + 0.5)
+        lon = ds.transform.c + ds.transform.a * cols
+        lat = ds.transform.f + ds.transform.e * rows
+    fc = (lon - LON0) / SPAN_LON * W + 0.5 + shift_cols
+    fr = (LAT0 - lat) / SPAN_LAT * H + 0.5
+    sure = (fc > 0.3) & (fc < W - 0.3) & (fr > 0.3) & (fr < H - 0.3)
+    sure &= (np.abs(fc - np.round(fc)) > 0.15) & (np.abs(fr - np.round(fr)) > 0.15)
+    assert sure.sum() > 500
+    data = (fr.astype(int) * 1000 + fc.astype(int) + 1)[sure]
+    return float(np.mean(got[sure] == data))
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_alignpair_rpc_uses_the_dem_or_the_height_offset(tmp_path):
+    """A 2,600 m DEM moves pixels by K * 0.2 * W/2 = 6 columns; without a DEM the RPCs'
+    height offset (2,500 m, no shift) is used, not 0 m, and the log gives the shift per 100 m."""
+    scene, mask, _ = write_rpc_scene(tmp_path)
+    common = dict(
+        mask=mask,
+        rpc=True,
+        target_crs="EPSG:4326",
+        pixel_size=SPAN_LON / W / 2,
+        resampling="nearest",
+    )
+    out = str(tmp_path / "dem_img.tif")
+    align_pair(scene, out, str(tmp_path / "dem_m.tif"), dem=write_dem(tmp_path, 2600.0), **common)
+    shift = K * (2600.0 - HEIGHT_OFF) / HEIGHT_SCALE * W / 2
+    assert shift == 6.0
+    assert _placed(out, shift) > 0.99
+    feedback = Recorder()
+    out = str(tmp_path / "flat_img.tif")
+    align_pair(scene, out, str(tmp_path / "flat_m.tif"), feedback=feedback, **common)
+    assert _placed(out, 0.0) > 0.99
+    per_100m = K * 100 / HEIGHT_SCALE * W / 2 * SPAN_LON / W * 111_320 * np.cos(np.radians(LAT0))
+    message = " ".join(feedback.warnings)
+    assert "2500 m" in message and f"about {per_100m:.1f} m" in message
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_alignpair_refuses_a_dem_that_does_not_cover_the_scene(tmp_path):
+    scene, mask, _ = write_rpc_scene(tmp_path)
+    dem = write_dem(tmp_path, 2600.0, margin=-0.003)  # smaller than the scene
+    out = tmp_path / "img.tif"
+    with pytest.raises(CoreError, match="give a DEM that covers the whole scene"):
+        align_pair(scene, str(out), str(tmp_path / "m_out.tif"), mask=mask, rpc=True, dem=dem)
+    assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_alignpair_orthorectifies_a_scene_alone_and_predict_refuses_it_unrectified(tmp_path):
+    """No MASK: the whole scene is orthorectified; the unrectified scene is refused by predict's
+    grid check before any work."""
+    scene, _, _ = write_rpc_scene(tmp_path)
+    out = str(tmp_path / "ortho.tif")
+    result = align_pair(
+        scene,
+        out,
+        str(tmp_path / "unused.tif"),
+        rpc=True,
+        target_crs="EPSG:4326",
+        pixel_size=SPAN_LON / W / 2,
+        resampling="nearest",
+    )
+    assert result["output_mask"] is None and not (tmp_path / "unused.tif").exists()
+    assert _placed(out, 0.0) > 0.99
+    with rasterio.open(out) as ds:  # the whole scene: W x H pixels of half size, about
+        assert abs(ds.width - 2 * W) <= 2 and abs(ds.height - 2 * H) <= 2
+    spec = _spec([1], None)
+    with rasterio.open(scene) as src, pytest.raises(CoreError, match="RPC coefficients but no"):
+        warn_grid(spec, src, Recorder())
+    with rasterio.open(out) as src:
+        warn_grid(spec, src, Recorder())  # georeferenced: accepted

@@ -5,7 +5,19 @@ import pytest
 import rasterio
 from qgis.core import QgsProcessingException
 
-from tests.planet_bundle import ACQUIRED, ITEM, write_bundle
+from tests.planet_bundle import (
+    ACQUIRED,
+    HEIGHT_OFF,
+    HEIGHT_SCALE,
+    ITEM,
+    LON0,
+    SPAN_LON,
+    K,
+    W,
+    write_bundle,
+    write_dem,
+    write_rpc_scene,
+)
 from tests.processing.conftest import NAMES, TINY
 
 pytestmark = pytest.mark.usefixtures("provider")
@@ -54,6 +66,36 @@ def test_preparescene_refuses_an_unknown_mask_class(tmp_path):
     bundle = write_bundle(tmp_path / "delivery")
     with pytest.raises(QgsProcessingException, match="cloud, shadow, heavy_haze"):
         _prepare(bundle, tmp_path / "p.tif", MASK_CLASSES="clouds")
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_alignpair_orthorectifies_a_1b_scene_alone_with_a_dem(tmp_path):
+    """No MASK: the scene alone; a 2,600 m DEM gives the same map as GDAL told the height."""
+    import processing
+
+    scene, _, data = write_rpc_scene(tmp_path)
+    dem = write_dem(tmp_path, 2600.0)
+    params = {
+        "IMAGE": scene,
+        "RPC": True,
+        "TARGET_CRS": "EPSG:4326",
+        "PIXEL_SIZE": SPAN_LON / W / 2,
+        "RESAMPLING": "nearest",
+    }
+    out = str(tmp_path / "ortho.tif")
+    result = processing.run("wetlandunet:alignpair", dict(params, DEM=dem, OUTPUT_IMAGE=out))
+    assert result["OUTPUT_IMAGE"] == out and not result.get("OUTPUT_MASK")
+    with rasterio.open(out) as ds:
+        row = ds.read(1)[ds.height // 2]
+        lon = ds.transform.c + ds.transform.a * (np.arange(ds.width) + 0.5)
+    # The scene column at each output pixel: K * (2600 - 2500) / 500 * W/2 = 6 further east
+    # than at the RPCs' height offset (RPC sample 0 is the centre of the first pixel).
+    shift = K * (2600.0 - HEIGHT_OFF) / HEIGHT_SCALE * W / 2
+    fc = (lon - LON0) / SPAN_LON * W + 0.5 + shift
+    sure = (fc > 0.3) & (fc < W - 0.3) & (np.abs(fc - np.round(fc)) > 0.15) & (row > 0)
+    assert sure.sum() > 50
+    assert np.mean((row[sure] - 1) % 1000 == fc[sure].astype(int)) > 0.95
+    assert data.max() == (80 - 1) * 1000 + W
 
 
 @pytest.mark.slow
@@ -115,6 +157,15 @@ def test_model_of_prepared_4band_scenes_maps_a_prepared_8band_scene(tmp_path):
     processing.run("wetlandunet:predict", {"MODEL": model, "INPUT": bundle["scene"], "OUTPUT": raw})
     with rasterio.open(raw) as dst:
         by_number = float((dst.read(1) == maps[4])[~flagged].mean())
+    with pytest.raises(QgsProcessingException, match="RPC coefficients but no georeferencing"):
+        processing.run(
+            "wetlandunet:predict",
+            {
+                "MODEL": model,
+                "INPUT": write_rpc_scene(tmp_path)[0],
+                "OUTPUT": str(tmp_path / "1b.tif"),
+            },
+        )
     print(
         f"same classes 4/8-band {same:.4f}, 4-band vs truth {truth:.4f}, by number {by_number:.4f}"
     )

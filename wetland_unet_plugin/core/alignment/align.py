@@ -39,6 +39,7 @@ from .crs import (
 from .grid import target_grid
 from .polygons import read_polygons, split_vector_uri
 from .rasterize import rasterize_polygons
+from .rpc import rpc_options
 from .warp import copy_image_window, warp_image, warp_mask_raster
 
 
@@ -83,7 +84,7 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
         feedback: :class:`Feedback` for progress, log and cancel.
         **params: the parameters of ``schema.ALIGN`` by keyword: ``image``,
             ``output_image``, ``output_mask`` (uint8/uint16, nodata 0); ``mask`` (a label
-            raster in any CRS, resolution, extent) or ``mask_vector`` (polygons, or
+            raster in any CRS, resolution, extent), or ``mask_vector`` (polygons, or
             'file.gpkg|layername=x') with ``vector_layer`` and ``class_field`` (integer
             ids, or text names); ``class_names`` ("water,wetland" or a list: text classes
             map to ids 1..N in this order, values not listed stay 0; for integer ids,
@@ -91,7 +92,10 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
             or for ``rpc`` without an image CRS the UTM zone of the scene);
             ``pixel_size`` (0 = the image's, or GDAL's suggestion when reprojecting);
             ``resampling`` (the image's; the mask always uses nearest neighbour);
-            ``rpc`` (orthorectify the image with its RPC coefficients).
+            ``rpc`` (orthorectify the image with its RPC coefficients); ``dem`` (terrain
+            heights for ``rpc``; without it the RPCs' height offset, not 0 m). Without
+            ``mask`` and ``mask_vector`` the image alone is aligned (orthorectified), over
+            its whole extent, and ``output_mask`` is None.
 
     Returns:
         ``{"output_image", "output_mask", "classes_json", "width", "height", "crs"
@@ -108,7 +112,12 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
     p = ALIGN.check(dict(params, image=image, output_image=output_image, output_mask=output_mask))
     image, output_image, output_mask = p["image"], p["output_image"], p["output_mask"]
     mask, mask_vector, vector_layer = p["mask"], p["mask_vector"], p["vector_layer"]
-    class_field, target_crs, rpc = p["class_field"], p["target_crs"], p["rpc"]
+    class_field, target_crs, rpc, dem = p["class_field"], p["target_crs"], p["rpc"], p["dem"]
+    if dem and not rpc:
+        raise CoreError(
+            "DEM is used to orthorectify with the image's RPCs: switch RPC on, or leave "
+            "DEM empty for an image that is already georeferenced."
+        )
     resampling, pixel_size = p["resampling"], p["pixel_size"]
     names = optional_class_names(p["class_names"])
     has_mask = mask not in (None, "")
@@ -118,25 +127,24 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
             "Both MASK and MASK_VECTOR are given: choose one, the label raster or "
             "the class polygons."
         )
-    if not has_mask and not has_vector:
-        raise CoreError(
-            "No mask given: choose a label raster (MASK) or class polygons "
-            "(MASK_VECTOR with CLASS_FIELD)."
-        )
+    has_labels = has_mask or has_vector  # without: the image alone (e.g. orthorectified)
     vector_path = split_vector_uri(mask_vector, vector_layer)[0] if has_vector else None
-    inputs = [image, mask if has_mask else None, vector_path]
+    inputs = [image, mask if has_mask else None, vector_path, dem]
     check_output_path(output_image, inputs, "output image")
-    check_output_path(output_mask, inputs, "output mask")
-    if os.path.abspath(output_image) == os.path.abspath(output_mask):
+    if has_labels:
+        check_output_path(output_mask, inputs, "output mask")
+    if has_labels and os.path.abspath(output_image) == os.path.abspath(output_mask):
         raise CoreError(
             "OUTPUT_IMAGE and OUTPUT_MASK are the same file: give them different paths."
         )
-    classes_json = output_mask + CLASSES_SUFFIX
+    classes_json = output_mask + CLASSES_SUFFIX if has_labels else None
 
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_raster(image, "image"))
         _check_image_georeferencing(src, image, rpc)
         dst_crs = _target_crs(src, target_crs, rpc, feedback)
+        if rpc:  # the terrain heights (DEM, or the RPCs' height offset), checked here
+            rpc = rpc_options(image, src, dem, feedback)
 
         # The mask's extent in the target CRS.
         msk = shapes = vector_info = None
@@ -145,7 +153,7 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
             if msk.crs is None:
                 raise no_crs_error("mask", mask)
             mask_bounds = reproject_bounds(msk.crs, dst_crs, corner_bounds(msk))
-        else:
+        elif has_vector:
             shapes, vector_info = read_polygons(
                 mask_vector,
                 vector_layer,
@@ -155,13 +163,15 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
                 SubFeedback(feedback, 0.0, 0.05),
             )
             mask_bounds = vector_info["bounds"]
+        else:
+            mask_bounds = None  # no labels: the image's whole extent
 
         grid = target_grid(src, rpc, dst_crs, pixel_size, mask_bounds, feedback)
         transform, width, height = grid.transform, grid.width, grid.height
 
         # Write both outputs; neither appears unless both succeed.
         tmp_image = stack.enter_context(atomic_output(output_image))
-        tmp_mask = stack.enter_context(atomic_output(output_mask))
+        tmp_mask = stack.enter_context(atomic_output(output_mask)) if has_labels else None
         image_step = SubFeedback(feedback, 0.05, 0.75)
         if grid.kept:
             feedback.info("The image keeps its own grid: its pixels are copied unchanged.")
@@ -190,15 +200,17 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
                 mask, msk, tmp_mask, dst_crs, transform, width, height, mask_step
             )
             mapping, document = name_raster_ids(mask, names, feedback)
-        else:
+        elif has_vector:
             labelled = rasterize_polygons(
                 shapes, vector_info, tmp_mask, transform, width, height, mask_step
             )
             mapping, document = vector_info["mapping"], vector_info["json"]
+        else:
+            labelled, mapping, document = {}, None, None
         feedback.check_canceled()
 
         # Both outputs must share one grid exactly.
-        with rasterio.open(tmp_image) as a, rasterio.open(tmp_mask) as b:
+        with rasterio.open(tmp_image) as a, rasterio.open(tmp_mask or tmp_image) as b:
             if (
                 (a.width, a.height) != (b.width, b.height)
                 or a.transform != b.transform
@@ -213,24 +225,25 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
 
         if document is not None:
             write_classes_json(stack.enter_context(atomic_output(classes_json)), document, labelled)
-    if document is None and os.path.exists(classes_json):
+    if document is None and classes_json and os.path.exists(classes_json):
         remove_quietly(classes_json)  # a stale mapping of an earlier run of this output
     feedback.progress(1.0)
 
     total = width * height
-    feedback.info(
-        "Labelled pixels: "
-        + (", ".join(f"{k}: {v:,}" for k, v in labelled.items()) or "none")
-        + f" (of {total:,} px)."
-    )
-    if not any(labelled.values()):
+    if has_labels:
+        feedback.info(
+            "Labelled pixels: "
+            + (", ".join(f"{k}: {v:,}" for k, v in labelled.items()) or "none")
+            + f" (of {total:,} px)."
+        )
+    if has_labels and not any(labelled.values()):
         feedback.warning(
             "The aligned mask has no labelled pixel in the common extent: check "
             "the mask's classes and that it covers the image."
         )
     return {
         "output_image": output_image,
-        "output_mask": output_mask,
+        "output_mask": output_mask if has_labels else None,
         "classes_json": classes_json if document is not None else None,
         "width": int(width),
         "height": int(height),

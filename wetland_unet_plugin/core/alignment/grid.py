@@ -74,6 +74,7 @@ def image_grid(image, rpc, dst_crs, pixel_size):
                 image.height,
                 rpcs=image.rpcs,
                 resolution=pixel_size or None,
+                **(rpc if isinstance(rpc, dict) else {}),
             )
         else:
             transform, width, height = calculate_default_transform(
@@ -134,6 +135,7 @@ def target_grid(image, rpc, dst_crs, pixel_size, mask_bounds, feedback) -> Grid:
             when PIXEL_SIZE would blow the output far beyond the image's size.
     """
     ox, oy, px, py, image_bounds, kept = image_grid(image, rpc, dst_crs, pixel_size)
+    mask_bounds = image_bounds if mask_bounds is None else mask_bounds  # no mask: the image
     common = (
         max(image_bounds[0], mask_bounds[0]),
         max(image_bounds[1], mask_bounds[1]),

@@ -2,7 +2,8 @@
 
 * On the image's own grid the image window is copied bit for bit; otherwise
   gdal.Warp resamples it (streamed by GDAL; optionally orthorectified with its
-  RPC coefficients, heights taken as 0 m above the ellipsoid, no DEM).
+  RPC coefficients and the terrain heights of ``rpc.rpc_options``: a DEM, or the
+  RPCs' height offset).
 * The mask is always resampled with nearest neighbour, written as uint8 (or
   uint16 for ids above 255) with nodata 0 = unlabelled: its own nodata, NaN,
   negative values and everything outside its coverage become 0.
@@ -76,6 +77,8 @@ def warp_image(
     )
     if rpc:
         options.update(rpc=True, srcSRS="EPSG:4326")
+        if isinstance(rpc, dict):  # terrain heights: RPC_DEM or RPC_HEIGHT
+            options["transformerOptions"] = [f"{k}={v}" for k, v in rpc.items()]
     with GdalErrors() as errors:
         result = gdal.Warp(path, str(image_path), **options)
         if feedback.is_canceled():

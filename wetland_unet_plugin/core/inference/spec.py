@@ -125,6 +125,7 @@ def check_bands(spec: ModelSpec, dataset, path: str, feedback: Feedback | None =
             another band count.
     """
     feedback = feedback or Feedback()
+    check_placed(dataset)
     scene_names = [str(d).strip() if d else "" for d in dataset.descriptions]
     if spec.band_names and all(scene_names):
         return _bands_by_name(spec, scene_names, path, feedback)
@@ -183,8 +184,29 @@ def _bands_by_number(spec: ModelSpec, count: int, path: str) -> list:
     return list(range(1, count + 1))
 
 
+def check_placed(dataset) -> None:
+    """Refuse a scene with RPCs but no georeferencing: its map would have no place.
+
+    Raises:
+        CoreError: telling the user to orthorectify it first.
+    """
+    if dataset.crs is None and dataset.rpcs is not None:
+        raise CoreError(
+            f"'{dataset.name}' has RPC coefficients but no georeferencing (a basic / 1B "
+            "scene): its map would have no place on the ground. Orthorectify it first with "
+            "wetlandunet:alignpair (RPC on, with a DEM for hilly terrain) and predict on its "
+            "output."
+        )
+
+
 def warn_grid(spec: ModelSpec, dataset, feedback: Feedback) -> None:
-    """Warn when the scene's CRS units or pixel size are far from the training data's."""
+    """Refuse an unrectified RPC scene; warn when the scene's CRS units or pixel size are
+    far from the training data's.
+
+    Raises:
+        CoreError: the scene has RPCs but no georeferencing (its map would have no place).
+    """
+    check_placed(dataset)
     model_crs = None
     if spec.crs_wkt:
         try:

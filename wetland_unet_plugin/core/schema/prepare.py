@@ -39,7 +39,11 @@ ALIGN = Job(
         "logged and written beside the mask as .classes.json).\n\n"
         "TARGET_CRS defaults to the image's CRS and PIXEL_SIZE (0) to the image's pixel "
         "size; the grid is snapped to the image's pixels, so when the image's own grid is "
-        "kept its pixels come out unchanged. Band descriptions and nodata carry over."
+        "kept its pixels come out unchanged. Band descriptions and nodata carry over.\n\n"
+        "RPC orthorectifies a basic / 1B scene with its RPCs and the heights of DEM; without "
+        "a DEM the RPCs' height offset (the scene's mean height, not 0 m) is used and the log "
+        "says how far each 100 m of relief moves the pixels. Without a mask the image alone "
+        "is aligned (orthorectified) over its whole extent."
     ),
     params=(
         Param("IMAGE", "raster", "Image"),
@@ -87,8 +91,17 @@ ALIGN = Job(
             default=False,
             advanced=True,
         ),
+        Param(
+            "DEM",
+            "raster",
+            "DEM for RPC orthorectification (empty: the RPCs' height offset everywhere)",
+            optional=True,
+            advanced=True,
+        ),
         Param("OUTPUT_IMAGE", "raster_out", "Aligned image"),
-        Param("OUTPUT_MASK", "raster_out", "Aligned mask"),
+        Param(
+            "OUTPUT_MASK", "raster_out", "Aligned mask (with MASK or MASK_VECTOR)", optional=True
+        ),
     ),
 )
 
