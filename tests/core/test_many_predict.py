@@ -118,3 +118,62 @@ def test_cancel_keeps_finished_scenes_and_removes_the_one_in_progress(tmp_path, 
         )
     assert feedback.reports >= 3  # canceled inside scene 2, after some of its tiles
     assert sorted(os.listdir(out)) == ["s0_classes.tif"]  # no partial file, no table
+
+
+@pytest.fixture(scope="module")
+def green_model(tmp_path_factory):
+    """The threshold model on band 2 (green) of a 4-band scene in reflectance x 10000:
+    class 1 (bright) above 5000, which only the bundle's clouds (8000) reach."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((None, None, 1))
+    conv = layers.Conv2D(2, 1, name="logits")
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(conv(inputs))
+    model = keras.Model(inputs, outputs)
+    conv.set_weights([np.array([[[[8.0, -8.0]]]], np.float32), np.array([-4.0, 4.0], np.float32)])
+    meta = {
+        "class_names": ["bright", "dark"],
+        "class_colors": ["#ffffff", "#333333"],
+        "n_classes": 2,
+        "bands": [2],
+        "n_input_bands": 4,
+        "normalization": {"low": [0.0], "high": [10000.0]},
+        "patch_size": 16,
+        "depth": 1,
+        "activation": "softmax",
+        "pixel_size": [3, 3],
+        "crs": CRS,
+    }
+    path = str(tmp_path_factory.mktemp("model") / "green.keras")
+    save_model(model, meta, path)
+    return path
+
+
+def test_prepare_masks_the_planet_udm2_and_counts_it_as_masked(tmp_path, green_model):
+    from tests.planet_bundle import ACQUIRED, ITEM, write_bundle
+
+    bundle = write_bundle(tmp_path / "delivery")
+    masked = bundle["cloud"] | bundle["shadow"] | bundle["blackfill"]  # default MASK_CLASSES
+    area = 3.0 * 3.0 / 10_000
+    tables = {}
+    for prepare in (True, False):
+        out = tmp_path / f"prepare_{prepare}"
+        result = predict_many(
+            inputs=[bundle["scene"]], model=green_model, output_folder=str(out), prepare=prepare
+        )
+        assert result["scenes_done"] == 1
+        with rasterio.open(out / f"{ITEM}_classes.tif") as src:
+            classes = src.read(1)
+        with open(out / "scenes.csv", newline="") as f:
+            tables[prepare] = row = next(csv.DictReader(f))
+        assert sorted(os.listdir(out)) == [f"{ITEM}_classes.tif", "scenes.csv"]
+        assert row["item_id"] == ITEM and row["acquired"] == ACQUIRED
+        if prepare:
+            np.testing.assert_array_equal(classes == 0, masked)
+            assert not (classes == 1).any()  # the clouds are gone
+            assert float(row["masked_ha"]) == pytest.approx(masked.sum() * area)
+        else:
+            np.testing.assert_array_equal(classes == 0, bundle["blackfill"])
+            np.testing.assert_array_equal(classes == 1, bundle["cloud"] & ~bundle["blackfill"])
+    assert float(tables[True]["valid_ha"]) < float(tables[False]["valid_ha"])

@@ -90,7 +90,8 @@ def predict_many(
         inputs, model, output_folder, output_table, output_mosaic, **params: the
             parameters of ``schema.PREDICT_MANY`` by keyword (``python -m
             wetland_unet_plugin.core predictmany --help``): ``inputs`` (scene paths),
-            ``model`` (a model file or ``LoadedModel``), ``tta``, ``skip_existing``,
+            ``model`` (a model file or ``LoadedModel``), ``tta``, ``prepare`` and
+            ``mask_classes`` (Planet preparation, see ``_prepare``), ``skip_existing``,
             ``keep_probabilities``, ``target_crs`` (the mosaic's), ``tile_size``,
             ``overlap``, ``batch_size``, ``precision``; ``output_table`` defaults to
             ``scenes.csv`` in the folder.
@@ -152,7 +153,15 @@ def predict_many(
                 row.update(status="skipped", message="outputs exist (SKIP_EXISTING)")
                 feedback.info(f"  {os.path.basename(classes)} exists: skipped.")
             else:
-                _classify(loaded, scene, classes, probabilities if keep else None, scene_args, sub)
+                source = scene
+                if p["prepare"]:
+                    source = _prepare(scene, folder, p["mask_classes"], row, sub)
+                try:
+                    outputs = (classes, probabilities if keep else None)
+                    _classify(loaded, source, *outputs, scene_args, SubFeedback(sub, 0.2, 1.0))
+                finally:
+                    if source != scene:
+                        remove_quietly(source)
             _, hectares = class_areas(classes, n_classes)
             row.update(area_values(names, hectares))
         except Canceled:
@@ -209,6 +218,28 @@ def model_classes(model, feedback) -> tuple:
     loaded = resolve_model(model)
     spec = model_spec(loaded, feedback)
     return [str(n) for n in spec.class_names[: spec.n_classes]], loaded
+
+
+def _prepare(scene, folder, mask_classes, row, feedback) -> str:
+    """Run ``prepare_scene`` on a scene whose usable-data mask is delivered beside it
+    (into a hidden file of the output folder, removed after the prediction); other
+    scenes are used as they are. Returns the path to predict; the row's ``acquired``
+    takes the delivery's metadata when it has some."""
+    from ..planet.naming import find_udm
+    from ..planet.prepare import prepare_scene
+
+    if not find_udm(scene):
+        return scene
+    prepared = os.path.join(folder, f".{row['item_id']}_prepared.tif")
+    result = prepare_scene(
+        input=scene,
+        output=prepared,
+        mask_classes=mask_classes,
+        feedback=SubFeedback(feedback, 0.0, 0.2),
+    )
+    row["acquired"] = result.get("acquired") or row["acquired"]
+    feedback.info(f"  prepared with {os.path.basename(result['udm'])}.")
+    return prepared
 
 
 def _classify(loaded, scene, classes, probabilities, scene_args, feedback) -> None:

@@ -8,6 +8,7 @@ tasks of a Slurm job (README, "Many scenes").
 
 from .base import Job, Output, Param
 from .model import PRECISIONS, TTA_CHOICES
+from .planet import DEFAULT_MASK_CLASSES, MASK_CLASS_CHOICES
 
 PREDICT_MANY = Job(
     name="predictmany",
@@ -28,7 +29,10 @@ PREDICT_MANY = Job(
         "times the pixel area in metres (in a geographic CRS, each row's pixel area on the "
         "ellipsoid), as predict's OUTPUT_AREAS. SKIP_EXISTING resumes a run: "
         "scenes whose outputs exist are not predicted again (their hectares are read from "
-        "their maps). A cancel keeps the finished scenes and removes the one in progress.\n\n"
+        "their maps). A cancel keeps the finished scenes and removes the one in progress. "
+        "PREPARE runs 'Prepare satellite scene' on every scene whose usable-data mask (UDM2) "
+        "is delivered beside it: its MASK_CLASSES (and blackfill) become nodata, counted "
+        "in masked_ha.\n\n"
         "OUTPUT_MOSAIC: one class map of all good scenes on one grid (TARGET_CRS, default "
         "the first scene's CRS, at the first scene's pixel size). Where scenes overlap, the "
         "most confident prediction wins (the highest probability of its class; a tie keeps "
@@ -45,6 +49,20 @@ PREDICT_MANY = Job(
             "Test-time augmentation (transforms averaged: 1, 2, 4 or 8)",
             default=1,
             choices=TTA_CHOICES,
+        ),
+        Param(
+            "PREPARE",
+            "bool",
+            "Prepare Planet scenes first (mask the UDM2's MASK_CLASSES; scenes without a "
+            "usable-data mask beside them are used as they are)",
+            default=True,
+        ),
+        Param(
+            "MASK_CLASSES",
+            "choices",
+            "UDM2 classes to mask with PREPARE (blackfill and unusable data always are)",
+            default=DEFAULT_MASK_CLASSES,
+            choices=MASK_CLASS_CHOICES,
         ),
         Param(
             "SKIP_EXISTING",
