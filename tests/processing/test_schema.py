@@ -23,6 +23,7 @@ PUBLIC = {
         "PIXEL_SIZE",
         "RESAMPLING",
         "RPC",
+        "DEM",
         "OUTPUT_IMAGE",
         "OUTPUT_MASK",
     },
