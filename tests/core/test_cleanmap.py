@@ -142,9 +142,17 @@ def speckled(rows=60, cols=50, seed=5):
 def test_no_patch_under_its_unit_and_polygon_areas_match_the_map(tmp_path, connectivity):
     m = speckled()
     src = write(tmp_path / "map.tif", m)
-    # probabilities: band k is 0.1 k everywhere; uncertainty: the column index / 100
+    # probabilities: band k is 0.1 k everywhere, float32 or predict's uint8 (p x 254, band
+    # scale 1/254); uncertainty: the column index / 100
     probs = np.stack([np.full(m.shape, 0.1 * k, np.float32) for k in (1, 2, 3)])
-    prob_path = write(tmp_path / "p.tif", probs, nodata=-1.0)
+    if connectivity == 4:
+        prob_path = write(tmp_path / "p.tif", probs, nodata=-1.0)
+        expected_probability = [0.1, 0.2, 0.3]
+    else:
+        prob_path = write(tmp_path / "p.tif", np.rint(probs * 254).astype(np.uint8), nodata=255)
+        with rasterio.open(prob_path, "r+") as ds:
+            ds.scales = [1 / 254] * 3
+        expected_probability = [round(25.4 * k) / 254 for k in (1, 2, 3)]
     unc = np.tile(np.arange(m.shape[1], dtype=np.float32) / 100, (m.shape[0], 1))
     unc_path = write(tmp_path / "u.tif", unc, nodata=-1.0)
     result = clean_map(
@@ -172,7 +180,8 @@ def test_no_patch_under_its_unit_and_polygon_areas_match_the_map(tmp_path, conne
         ring_m2 = sum(p["ring_area_m2"] for p in mine)
         assert ring_m2 == pytest.approx(map_m2, rel=0.005)
         assert sum(p["area_ha"] for p in mine) == pytest.approx(map_m2 / 10_000, rel=0.005)
-        assert all(p["mean_probability"] == pytest.approx(0.1 * k, abs=1e-6) for p in mine)
+        want = expected_probability[k - 1]
+        assert all(p["mean_probability"] == pytest.approx(want, abs=1e-6) for p in mine)
     # mean uncertainty of each polygon = mean column / 100 of its pixels (rasterized here)
     from osgeo import gdal
 

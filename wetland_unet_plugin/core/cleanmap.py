@@ -258,8 +258,10 @@ def label_patches(classes: np.ndarray, n_classes: int, connectivity: int):
         mask = classes == k
         if not mask.any():
             continue
-        lab, n = ndimage.label(mask, structure=structure)
-        labels[mask] = lab[mask] + offset
+        lab, n = ndimage.label(mask, structure=structure, output=np.int32)
+        np.add(lab, offset, out=lab, where=mask)  # in place: no scene-sized temporaries
+        labels += lab  # lab is 0 outside this class, labels is 0 inside it
+        del lab
         patch_class.extend([k] * n)
         offset += n
     sizes = np.bincount(labels.ravel(), minlength=offset + 1)
@@ -324,7 +326,7 @@ def merge_small_patches(
         last = np.r_[pa[1:] != pa[:-1], True]
         new_class = patch_class.copy()
         new_class[pa[last]] = patch_class[pb[last]]
-        classes = new_class[labels].astype(np.uint8)
+        classes = new_class.astype(np.uint8)[labels]
         stats["merged"] += int(last.sum())
         stats["passes"] += 1
     labels, patch_class, _ = label_patches(classes, n_classes, connectivity)
