@@ -142,3 +142,43 @@ def test_unwritable_output_folder_is_refused_before_work(trained, batch, tmp_pat
             },
         )
     assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
+def test_mergemany_joins_tables_and_styles_the_mosaic(provider, tmp_path):
+    """mergemany through processing.run (in QGIS's process): two hand-made runs' tables
+    and maps -> one table and the most-confident mosaic, styled with the maps' palette."""
+    import processing
+
+    from tests.core import test_many as hand
+    from tests.core.test_many import MOSAIC, write_pair
+    from tests.core.test_many import write_table as write_run_table
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+
+    for pair in (
+        write_pair(str(maps), "a", hand.A_CLASSES, hand.A_CONF, 0),
+        write_pair(str(maps), "b", hand.B_CLASSES, hand.B_CONF, 3),
+    ):
+        with rasterio.open(pair[0], "r+") as dst:  # the tags predict writes
+            dst.update_tags(
+                class_names=json.dumps(hand.NAMES),
+                class_colors=json.dumps(["#0000ff", "#00ffff", "#008000"]),
+            )
+    one = write_run_table(tmp_path / "one.csv", [("a.tif", "a", "done", (0.03, 0.03, 0.02))])
+    two = write_run_table(tmp_path / "two.csv", [("b.tif", "b", "done", (0.02, 0.03, 0.03))])
+    result = processing.run(
+        "wetlandunet:mergemany",
+        {
+            "TABLES": f"{one};{two}",
+            "FOLDER": str(maps),
+            "OUTPUT_TABLE": str(tmp_path / "all.csv"),
+            "OUTPUT_MOSAIC": str(tmp_path / "all.tif"),
+        },
+    )
+    assert (result["SCENES_DONE"], result["SCENES_FAILED"]) == (2, 0)
+    rows = read_rows(tmp_path / "all.csv")
+    assert [r["scene"] for r in rows] == ["a.tif", "b.tif", "TOTAL"]
+    assert float(rows[-1]["valid_ha"]) == pytest.approx(0.16)
+    np.testing.assert_array_equal(read(tmp_path / "all.tif", 1), MOSAIC)
+    assert (tmp_path / "all.qml").exists()
