@@ -50,7 +50,8 @@ class WetlandUNetProvider(QgsProcessingProvider):
                 setting(
                     self.name(),
                     WORKER_PYTHON_SETTING,
-                    "Worker Python with TensorFlow (train and predict run there, outside QGIS)",
+                    "Worker Python with TensorFlow (train and predict run there, outside QGIS; "
+                    "build one with Wetland U-Net > Install or repair the TensorFlow worker)",
                     default_python(),
                     valuetype=setting.FILE,
                 )
