@@ -59,6 +59,7 @@ def test_many_scenes_maps_table_mosaic_and_resume(trained, batch, tmp_path):
         "OUTPUT_FOLDER": str(out),
         "OUTPUT_TABLE": str(tmp_path / "scenes.csv"),
         "OUTPUT_MOSAIC": str(tmp_path / "mosaic.tif"),
+        "KEEP_UNCERTAINTY": True,
     }
     result = processing.run("wetlandunet:predictmany", params)
     assert result["SCENES_DONE"] == 2 and result["SCENES_FAILED"] == 1
@@ -110,8 +111,15 @@ def test_many_scenes_maps_table_mosaic_and_resume(trained, batch, tmp_path):
     assert overlap_b.any() and (~overlap_b).any()  # both scenes win somewhere
     np.testing.assert_array_equal(mosaic, expected)
 
+    # Uncertainty: the normalised entropy of the averaged probabilities (kept as uint8).
+    uncertainty = read(out / "alpha_uncertainty.tif", 1)
+    assert (out / "alpha_uncertainty.qml").exists()
+    p = np.clip(a_p.astype(float) / 254, 1e-9, 1)
+    entropy = -(p * np.log(p)).sum(axis=0) / np.log(3)
+    np.testing.assert_allclose(uncertainty, entropy, atol=0.03)
+
     # Resume: nothing is predicted again, the table says so with the same hectares.
-    stamps = {p: os.path.getmtime(p) for p in (a_map, b_map)}
+    stamps = {p: os.path.getmtime(p) for p in (a_map, b_map, out / "alpha_uncertainty.tif")}
     again = processing.run(
         "wetlandunet:predictmany",
         dict(params, SKIP_EXISTING=True, OUTPUT_TABLE=str(tmp_path / "again.csv")),

@@ -9,7 +9,7 @@ from ..core.classes import default_colors
 from ..core.schema import MERGE_MANY, PREDICT_MANY
 from .base import WetlandAlgorithm
 from .model_info import model_metadata, names_and_colors
-from .styling import ClassStylePostProcessor, write_qml
+from .styling import ClassStylePostProcessor, write_qml, write_ramp_qml
 from .tensorflow_check import worker_ready
 
 
@@ -51,6 +51,11 @@ class PredictManyAlgorithm(WetlandAlgorithm):
     def results(self, outputs, result, values, context, feedback):
         names, colors = self._classes
         style_maps(result.get("maps") or [], names, colors, feedback)
+        for path in result.get("uncertainty_maps") or []:
+            try:
+                write_ramp_qml(path)
+            except RuntimeError as err:
+                feedback.reportError(f"{path} was written but could not be styled: {err}")
         style_mosaic(outputs, result, names, colors, context, feedback)
         outputs["OUTPUT_TABLE"] = result.get("output_table")
         failed = int(result.get("scenes_failed") or 0)

@@ -26,12 +26,14 @@ from .spec import model_spec
 
 #: Share of the progress bar the mosaic takes when there is one.
 MOSAIC_SHARE = 0.1
+#: The files of a scene in the output folder: ``<item id or stem><suffix>``.
+SUFFIXES = ("_classes.tif", "_probabilities.tif", "_uncertainty.tif")
 #: The table's name in the output folder when OUTPUT_TABLE is empty.
 DEFAULT_TABLE = "scenes.csv"
 
 
 def output_names(inputs: list, folder: str) -> list:
-    """``(classes, probabilities)`` paths in ``folder`` for each scene.
+    """``(classes, probabilities, uncertainty)`` paths in ``folder`` for each scene.
 
     Raises:
         CoreError: when two scenes would write the same map (same item id or stem).
@@ -47,7 +49,7 @@ def output_names(inputs: list, folder: str) -> list:
             )
         seen[item] = scene
         base = os.path.join(folder, item)
-        paths.append((base + "_classes.tif", base + "_probabilities.tif"))
+        paths.append(tuple(base + suffix for suffix in SUFFIXES))
     return paths
 
 
@@ -92,15 +94,16 @@ def predict_many(
             wetland_unet_plugin.core predictmany --help``): ``inputs`` (scene paths),
             ``model`` (a model file or ``LoadedModel``), ``tta``, ``prepare`` and
             ``mask_classes`` (Planet preparation, see ``_prepare``), ``skip_existing``,
-            ``keep_probabilities``, ``target_crs`` (the mosaic's), ``tile_size``,
-            ``overlap``, ``batch_size``, ``precision``; ``output_table`` defaults to
-            ``scenes.csv`` in the folder.
+            ``keep_probabilities``, ``keep_uncertainty``, ``target_crs`` (the mosaic's),
+            ``tile_size``, ``overlap``, ``batch_size``, ``precision``; ``output_table``
+            defaults to ``scenes.csv`` in the folder.
         feedback: progress (scenes, and tiles within a scene), messages, cancel.
 
     Returns:
         dict with ``output_folder``, ``output_table``, ``output_mosaic`` (None when not
         asked or no scene was mapped), ``scenes_done`` (mapped now or kept),
-        ``scenes_failed``, ``maps`` (the class maps of the good scenes), ``rows``
+        ``scenes_failed``, ``maps`` (the class maps of the good scenes),
+        ``uncertainty_maps`` (theirs, with ``keep_uncertainty``), ``rows``
         (the table's scene rows), ``class_names``.
 
     Raises:
@@ -133,7 +136,8 @@ def predict_many(
     share = 1.0 - (MOSAIC_SHARE if mosaic else 0.0)
     n = len(inputs)
     rows = []
-    for k, (scene, (classes, probabilities)) in enumerate(zip(inputs, paths)):
+    uncertain = bool(p["keep_uncertainty"])
+    for k, (scene, (classes, probabilities, uncertainty)) in enumerate(zip(inputs, paths)):
         feedback.check_canceled()
         feedback.info(f"Scene {k + 1}/{n}: {scene}")
         row = {
@@ -144,7 +148,8 @@ def predict_many(
             "message": "",
         }
         sub = SubFeedback(feedback, share * k / n, share * (k + 1) / n)
-        exists = os.path.exists(classes) and (not keep or os.path.exists(probabilities))
+        wanted = [classes] + [probabilities] * keep + [uncertainty] * uncertain
+        exists = all(os.path.exists(path) for path in wanted)
         skip = p["skip_existing"] and exists
         if not skip and loaded is None:  # loaded once, when the first scene needs it
             loaded = resolve_model(p["model"])
@@ -157,8 +162,12 @@ def predict_many(
                 if p["prepare"]:
                     source = _prepare(scene, folder, p["mask_classes"], row, sub)
                 try:
-                    outputs = (classes, probabilities if keep else None)
-                    _classify(loaded, source, *outputs, scene_args, SubFeedback(sub, 0.2, 1.0))
+                    outputs = {
+                        "output_probabilities": probabilities if keep else None,
+                        "output_uncertainty": uncertainty if uncertain else None,
+                    }
+                    rest = SubFeedback(sub, 0.2, 1.0)
+                    _classify(loaded, source, classes, outputs, scene_args, rest)
                 finally:
                     if source != scene:
                         remove_quietly(source)
@@ -173,7 +182,7 @@ def predict_many(
             feedback.warning(f"Scene {scene} failed: {message}")
         rows.append(row)
         sub.progress(1.0)
-    good = [(paths[k][0], paths[k][1]) for k, r in enumerate(rows) if r["status"] in GOOD]
+    good = [paths[k] for k, r in enumerate(rows) if r["status"] in GOOD]
     failed = len(rows) - len(good)
     write_table(table, rows, names)
     feedback.info(f"Table of {n} scenes written to {table}.")
@@ -182,7 +191,8 @@ def predict_many(
     made = None
     if mosaic and good:
         feedback.info(f"Mosaicking {len(good)} scenes into {mosaic}.")
-        build_mosaic(good, mosaic, p["target_crs"], SubFeedback(feedback, share, 1.0))
+        pairs = [g[:2] for g in good]
+        build_mosaic(pairs, mosaic, p["target_crs"], SubFeedback(feedback, share, 1.0))
         made = mosaic
     elif mosaic:
         feedback.warning("No scene was mapped, so no mosaic was written.")
@@ -194,6 +204,7 @@ def predict_many(
         "scenes_done": len(good),
         "scenes_failed": failed,
         "maps": [g[0] for g in good],
+        "uncertainty_maps": [g[2] for g in good if uncertain],
         "rows": rows,
         "class_names": names,
     }
@@ -242,7 +253,7 @@ def _prepare(scene, folder, mask_classes, row, feedback) -> str:
     return prepared
 
 
-def _classify(loaded, scene, classes, probabilities, scene_args, feedback) -> None:
+def _classify(loaded, scene, classes, outputs, scene_args, feedback) -> None:
     """Run ``predict_scene`` on one scene; a scene without a valid pixel fails (its
     all-nodata outputs are removed).
 
@@ -253,12 +264,12 @@ def _classify(loaded, scene, classes, probabilities, scene_args, feedback) -> No
         loaded,
         scene,
         classes,
-        output_probabilities=probabilities,
         feedback=feedback,
+        **outputs,
         **scene_args,
     )
     if result["valid_pixels"] == 0:
-        for path in (classes, probabilities):
+        for path in [classes, *outputs.values()]:
             if path:
                 remove_quietly(path)
         raise CoreError(

@@ -77,6 +77,14 @@ PREDICT_MANY = Job(
             default=False,
             advanced=True,
         ),
+        Param(
+            "KEEP_UNCERTAINTY",
+            "bool",
+            "Write each scene's uncertainty (<id>_uncertainty.tif: normalised entropy, "
+            "0 = certain, 1 = uniform)",
+            default=False,
+            advanced=True,
+        ),
         Param("TARGET_CRS", "crs", "Mosaic CRS (default: the first scene's)", optional=True),
         Param(
             "TILE_SIZE",
