@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import QgsProcessingException
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 from tests.planet_bundle import (
     ACQUIRED,
@@ -19,8 +19,36 @@ from tests.planet_bundle import (
     write_rpc_scene,
 )
 from tests.processing.conftest import NAMES, TINY
+from wetland_unet_plugin.core.modelfile import read_metadata
 
 pytestmark = pytest.mark.usefixtures("provider")
+
+
+class Log(QgsProcessingFeedback):
+    """Keeps the warnings an algorithm pushes."""
+
+    def __init__(self):
+        super().__init__()
+        self.warnings = []
+
+    def pushWarning(self, text):
+        self.warnings.append(text)
+        super().pushWarning(text)
+
+
+def _valid_values(path):
+    """(n_valid_pixels, bands) values of a prepared scene's pixels that hold data."""
+    with rasterio.open(path) as src:
+        data = src.read().astype(np.float64)
+        nodata = src.nodata
+    valid = (data != nodata).all(axis=0)
+    return data[:, valid].T
+
+
+def _shift(path, normalization, bands):
+    """Largest |scene mean - training mean| / training std over the model's bands."""
+    mean = _valid_values(path)[:, bands].mean(axis=0)
+    return float(np.max(np.abs(mean - normalization["mean"]) / np.asarray(normalization["std"])))
 
 
 def _prepare(bundle, out, **params):
@@ -134,16 +162,29 @@ def test_model_of_prepared_4band_scenes_maps_a_prepared_8band_scene(tmp_path):
             OUTPUT_REPORT=str(tmp_path / "report.html"),
         ),
     )
-    maps = {}
+    meta = read_metadata(model)
+    assert meta["band_names"] == ["blue", "green", "red", "nir"]
+    assert meta["radiometry"] == {"radiometry": "as_is", "product_kind": "surface_reflectance"}
+    # Clouds, shadows and blackfill never enter the normalisation: its mean is that of the
+    # prepared images' valid pixels (small images: every valid pixel is sampled).
+    valid = np.concatenate([_valid_values(image) for image in images])
+    np.testing.assert_allclose(meta["normalization"]["mean"], valid.mean(axis=0), rtol=1e-6)
+    maps, shifts = {}, {}
     for n_bands in (4, 8):
         bundle = write_bundle(
             tmp_path / f"t{n_bands}", n_bands=n_bands, width=120, height=96, seed=9
         )
         scene = _prepare(bundle, tmp_path / f"scene{n_bands}.tif")["OUTPUT"]
         out = str(tmp_path / f"map{n_bands}.tif")
-        processing.run("wetlandunet:predict", {"MODEL": model, "INPUT": scene, "OUTPUT": out})
+        result = processing.run(
+            "wetlandunet:predict", {"MODEL": model, "INPUT": scene, "OUTPUT": out}
+        )
         with rasterio.open(out) as dst:
             maps[n_bands] = dst.read(1)
+        bands = [0, 1, 2, 3] if n_bands == 4 else [1, 3, 5, 7]
+        shifts[n_bands] = _shift(scene, meta["normalization"], bands)
+        assert result["RADIOMETRIC_SHIFT"] == pytest.approx(shifts[n_bands], abs=1e-3)
+        assert shifts[n_bands] < 3.0
     flagged = bundle["cloud"] | bundle["shadow"] | bundle["blackfill"]
     for classes in maps.values():
         assert (classes[flagged] == 0).all()  # nodata where the UDM2 masked
@@ -157,6 +198,19 @@ def test_model_of_prepared_4band_scenes_maps_a_prepared_8band_scene(tmp_path):
     processing.run("wetlandunet:predict", {"MODEL": model, "INPUT": bundle["scene"], "OUTPUT": raw})
     with rasterio.open(raw) as dst:
         by_number = float((dst.read(1) == maps[4])[~flagged].mean())
+    # A scene prepared as reflectance (0..1) lies far outside the as-is training data.
+    scene = _prepare(bundle, tmp_path / "refl.tif", RADIOMETRY="reflectance")["OUTPUT"]
+    log = Log()
+    result = processing.run(
+        "wetlandunet:predict",
+        {"MODEL": model, "INPUT": scene, "OUTPUT": str(tmp_path / "refl_map.tif")},
+        feedback=log,
+    )
+    expected = _shift(scene, meta["normalization"], [1, 3, 5, 7])
+    assert result["RADIOMETRIC_SHIFT"] == pytest.approx(expected, abs=1e-3) and expected > 3
+    warnings = " ".join(log.warnings)
+    assert "far from the training data's radiometry: green (scene mean" in warnings
+    assert "trained on radiometry 'as_is' but the scene is 'reflectance'" in warnings
     with pytest.raises(QgsProcessingException, match="RPC coefficients but no georeferencing"):
         processing.run(
             "wetlandunet:predict",
@@ -167,6 +221,7 @@ def test_model_of_prepared_4band_scenes_maps_a_prepared_8band_scene(tmp_path):
             },
         )
     print(
-        f"same classes 4/8-band {same:.4f}, 4-band vs truth {truth:.4f}, by number {by_number:.4f}"
+        f"same classes 4/8-band {same:.4f}, 4-band vs truth {truth:.4f}, by number "
+        f"{by_number:.4f}; shifts {shifts}, reflectance scene {expected:.1f}"
     )
     assert by_number < same - 0.1, (by_number, same)

@@ -31,7 +31,7 @@ from .outputs import Blender, Outputs, check_outputs, gdal_cache_bytes, open_out
 from .pipeline import run_pipeline
 from .predictors import get_predictor
 from .reader import StripReader
-from .spec import check_bands, model_spec, warn_grid
+from .spec import check_bands, model_spec, radiometric_shift, warn_grid
 from .tiling import plan_tiles, resolve_tiling
 
 
@@ -151,6 +151,7 @@ def run_scene(
             row_areas = row_pixel_areas(src.crs, src.transform, src.height, "input scene")
             geographic = bool(src.crs.is_geographic)
         warn_grid(spec, src, feedback)
+        shift = radiometric_shift(spec, src, band_indexes, feedback)
         grid = plan_tiles(src.height, src.width, tile, ov, spec.depth)
         base = rasterlib.gtiff_profile(src)
         cache_bytes = gdal_cache_bytes(src, grid, spec.n_classes, probability_dtype)
@@ -212,6 +213,7 @@ def run_scene(
         if hectares is None
         else {name: round(float(h), 6) for name, h in zip(names, hectares)},
         "valid_pixels": int(valid),
+        "radiometric_shift": shift,
         "tiles_total": grid.tiles_total,
         "tiles_predicted": counts["tiles_predicted"],
         "tiles_skipped": counts["tiles_skipped"],

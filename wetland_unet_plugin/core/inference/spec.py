@@ -9,6 +9,7 @@ import numpy as np
 from ..classes import default_colors
 from ..feedback import CoreError, Feedback
 from ..modelfile import LoadedModel
+from ..raster import valid_pixels
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ModelSpec:
     pixel_size: list | None
     crs_wkt: str | None
     band_names: list | None = None  # names of ``bands`` (training band descriptions); None: unnamed
+    radiometry: dict | None = None  # training images' "radiometry" and "product_kind" tags
 
 
 def count_pools(keras_model) -> int:
@@ -95,6 +97,7 @@ def model_spec(loaded: LoadedModel, feedback: Feedback | None = None) -> ModelSp
         pixel_size=meta.get("pixel_size"),
         crs_wkt=meta.get("crs"),
         band_names=_names(meta.get("band_names"), n_channels),
+        radiometry=meta.get("radiometry"),
     )
 
 
@@ -247,3 +250,70 @@ def warn_grid(spec: ModelSpec, dataset, feedback: Feedback) -> None:
                     "at the wrong scale and may classify poorly. Resample the input "
                     "(wetlandunet:alignpair PIXEL_SIZE) to the training pixel size."
                 )
+
+
+#: A scene band whose mean lies this many training standard deviations from the training
+#: mean is named in a warning.
+SHIFT_WARNING = 3.0
+#: Longest side of the decimated read used for the scene's statistics.
+SHIFT_SAMPLE_SIDE = 512
+
+
+def radiometric_shift(spec: ModelSpec, dataset, band_indexes: list, feedback: Feedback):
+    """The largest per-band shift of the scene from the training data, in training spreads.
+
+    For each band the model reads: |scene mean - training mean| / training standard
+    deviation, the scene's mean over its valid pixels (nodata and GDAL masks left out) of a
+    decimated read (at most ``SHIFT_SAMPLE_SIDE`` pixels a side). Bands beyond
+    ``SHIFT_WARNING`` are named in a warning, as is a radiometry or product kind (the tags
+    wetlandunet:preparescene writes) that differs from the training images'.
+
+    Returns:
+        The largest shift (rounded to 3 decimals), or None when the model has no mean and
+        standard deviation or the scene no valid pixel.
+    """
+    _warn_radiometry(spec, dataset, feedback)
+    mean, std = spec.normalization.get("mean"), spec.normalization.get("std")
+    if not mean or not std or len(mean) != len(band_indexes):
+        return None
+    from rasterio.enums import Resampling
+
+    step = max(1.0, max(dataset.width, dataset.height) / SHIFT_SAMPLE_SIDE)
+    shape = (max(1, int(dataset.height / step)), max(1, int(dataset.width / step)))
+    block = dataset.read(
+        band_indexes, out_shape=(len(band_indexes), *shape), resampling=Resampling.nearest
+    )
+    valid = valid_pixels(block, [dataset.nodatavals[b - 1] for b in band_indexes])
+    valid &= dataset.read_masks(band_indexes[0], out_shape=shape) > 0
+    if not valid.any():
+        return None
+    scene = block[:, valid].astype(np.float64).mean(axis=1)
+    spread = np.maximum(np.asarray(std, dtype=np.float64), 1e-12)
+    shifts = np.abs(scene - np.asarray(mean, dtype=np.float64)) / spread
+    names = spec.band_names or [f"band {b}" for b in band_indexes]
+    far = [
+        f"{names[i]} (scene mean {scene[i]:.4g}, training {mean[i]:.4g} +- {std[i]:.4g}: "
+        f"{shifts[i]:.1f} spreads)"
+        for i in np.argsort(-shifts)
+        if shifts[i] > SHIFT_WARNING
+    ]
+    if far:
+        feedback.warning(
+            "The scene is far from the training data's radiometry: " + "; ".join(far) + ". "
+            "The map may be wrong; prepare scenes and training images alike "
+            "(wetlandunet:preparescene with the same RADIOMETRY)."
+        )
+    return round(float(shifts.max()), 3)
+
+
+def _warn_radiometry(spec: ModelSpec, dataset, feedback: Feedback) -> None:
+    """Warn when the scene's radiometry or product kind tag differs from the training's."""
+    tags = dataset.tags()
+    for key, label in (("radiometry", "radiometry"), ("product_kind", "product kind")):
+        trained = (spec.radiometry or {}).get(key)
+        scene = tags.get(key.upper())
+        if trained and scene and trained != scene:
+            feedback.warning(
+                f"The model was trained on {label} '{trained}' but the scene is '{scene}': "
+                "prepare it like the training images (wetlandunet:preparescene)."
+            )

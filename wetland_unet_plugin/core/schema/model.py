@@ -369,6 +369,11 @@ PREDICT = Job(
     ),
     outputs=(
         Output("VALID_PIXELS", "number", "Valid pixels classified"),
+        Output(
+            "RADIOMETRIC_SHIFT",
+            "number",
+            "Largest band shift from the training data (training spreads)",
+        ),
         Output("OUTPUT_STYLE", "file", "Style file (.qml)"),
     ),
 )

@@ -173,6 +173,7 @@ def model_metadata(
         "band_names": [
             descriptions[b - 1] if b - 1 < len(descriptions) else None for b in data.bands
         ],
+        "radiometry": first.radiometry,
         "input_dtype": first.dtype,
         "nodata": first.nodata,
         "normalization": data.stats,

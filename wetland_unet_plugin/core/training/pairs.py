@@ -60,6 +60,7 @@ class PairInfo:
     crs_name: str
     pixel_size: tuple
     band_descriptions: list
+    radiometry: dict | None = None  # "radiometry", "product_kind": preparescene's tags
     train: Region | None = None  # None: a validation image (VAL_SPLIT "images")
     val: Region | None = None  # None: a training image (VAL_SPLIT "images")
     split: str = ""  # "rows", "columns", "training image", "validation image"
@@ -242,6 +243,10 @@ def _open_pair(index: int, image_path: str, mask_path: str, n_classes: int) -> P
             crs_name=str(img.crs) if img.crs else "",
             pixel_size=(float(res[0]), float(res[1])),
             band_descriptions=list(img.descriptions),
+            radiometry={
+                "radiometry": img.tags().get("RADIOMETRY"),
+                "product_kind": img.tags().get("PRODUCT_KIND"),
+            },
         )
 
 
