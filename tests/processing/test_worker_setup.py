@@ -219,3 +219,60 @@ def test_diagnostics_without_tensorflow_says_what_to_do(tmp_path, worker_setting
     assert result["WORKER_OK"] is False and result["TENSORFLOW"] == ""
     assert "What to do:" in text and "wetlandunet:setupworker" in text
     assert "worker Python: /usr/bin/python3" in text and "the provider setting" in text
+
+
+@pytest.mark.slow
+def test_a_gpu_tensorflow_does_not_see_is_warned_about_with_the_reason(
+    trained, scenes, tmp_path, monkeypatch
+):
+    """The machine reports an NVIDIA GPU (an `nvidia-smi` on PATH answering as the driver's
+    does) but the worker has TensorFlow's CPU build: predict logs the CPU and warns naming
+    the GPU, the CPU build and the fix; the diagnostics report says the same."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    from wetland_unet_plugin.processing.worker_client import shutdown_client
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    smi = tools / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 143771'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    shutdown_client()  # the next worker inherits this PATH
+
+    class Log(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.infos, self.warnings = [], []
+
+        def pushInfo(self, text):
+            self.infos.append(text)
+
+        def pushWarning(self, text):
+            self.warnings.append(text)
+
+    try:
+        log = Log()
+        processing.run(
+            "wetlandunet:predict",
+            {
+                "MODEL": trained["OUTPUT_MODEL"],
+                "INPUT": scenes["test"],
+                "OUTPUT": str(tmp_path / "map.tif"),
+            },
+            feedback=log,
+        )
+        assert any(line.startswith("Running on the CPU (TensorFlow 2.") for line in log.infos)
+        warning = next(w for w in log.warnings if "NVIDIA H200" in w)
+        assert "CPU build (tensorflow-cpu" in warning and "DEVICE gpu" in warning
+
+        report = str(tmp_path / "report.txt")
+        result = processing.run("wetlandunet:diagnostics", {"OUTPUT_REPORT": report})
+        text = open(report, encoding="utf-8").read()
+        assert result["WORKER_OK"] is False  # it works, but not on the GPU the machine has
+        assert "GPU in the machine: NVIDIA H200, 143771 MiB" in text
+        assert "GPUs TensorFlow sees: none" in text and "What to do:" in text
+    finally:
+        monkeypatch.undo()
+        shutdown_client()
