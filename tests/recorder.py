@@ -4,7 +4,7 @@ from wetland_unet_plugin.core.feedback import Feedback
 
 
 class Recorder(Feedback):
-    """Keeps log lines, warnings and progress fractions.
+    """Keeps log lines (warnings too), warnings apart, and progress fractions.
 
     Args:
         cancel_after: cancel once more than this many progress calls were made.
@@ -21,7 +21,9 @@ class Recorder(Feedback):
             self.canceled = True
 
     def warning(self, text):
+        """Kept apart, and in the log as the base Feedback writes it ("Warning: ...")."""
         self.warnings.append(text)
+        self.info("Warning: " + text)
 
     def progress(self, fraction):
         self.fractions.append(fraction)
