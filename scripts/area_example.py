@@ -39,6 +39,7 @@ def label_from_raster(points_path: str, raster_path: str) -> int:
     ds = ogr.Open(points_path, 1)
     layer = ds.GetLayer(0)
     labelled = 0
+    ds.StartTransaction()
     with rasterio.open(raster_path) as labels:
         for feature in layer:
             geom = feature.GetGeometryRef()
@@ -49,6 +50,7 @@ def label_from_raster(points_path: str, raster_path: str) -> int:
             else:
                 feature.SetFieldNull("reference")
             layer.SetFeature(feature)
+    ds.CommitTransaction()
     ds = None
     return labelled
 

@@ -81,6 +81,7 @@ def label(path, values):
 
     ds = ogr.Open(str(path), 1)
     layer = ds.GetLayer(0)
+    ds.StartTransaction()  # one commit, not one per point
     for fid, value in values.items():
         feature = layer.GetFeature(fid)
         if value is None:
@@ -88,6 +89,7 @@ def label(path, values):
         else:
             feature.SetField("reference", value)
         layer.SetFeature(feature)
+    ds.CommitTransaction()
     ds = None
 
 
@@ -268,9 +270,11 @@ def test_bad_points_fail_clearly_and_write_nothing(maps, case, message):
         ds = ogr.Open(out, 1)
         layer = ds.GetLayer(0)
         layer.CreateField(ogr.FieldDefn("label", ogr.OFTString))
+        ds.StartTransaction()
         for i, feature in enumerate(layer):
             feature.SetField("label", "marsh" if i == 0 else "forest")
             layer.SetFeature(feature)
+        ds.CommitTransaction()
         ds = None
         params["REFERENCE_FIELD"] = "label"
     elif case == "field":
@@ -289,9 +293,11 @@ def test_class_names_in_the_reference_field_are_accepted(maps):
     ds = ogr.Open(out, 1)
     layer = ds.GetLayer(0)
     layer.CreateField(ogr.FieldDefn("label", ogr.OFTString))
+    ds.StartTransaction()
     for feature in layer:
         feature.SetField("label", NAMES.split(",")[labels[feature.GetFID()] - 1].upper())
         layer.SetFeature(feature)
+    ds.CommitTransaction()
     ds = None
     a, b = (str(maps["folder"] / f"names_{f}.csv") for f in ("id", "name"))
     run("evaluate", PREDICTION=maps["map"], REFERENCE=out, CLASS_NAMES=NAMES, OUTPUT_AREAS=a)

@@ -8,6 +8,15 @@ import numpy as np
 from .. import raster as rasterlib
 from ..feedback import CoreError
 
+#: Bytes of one window's int64 class ids: windows are 256 rows by at most this many
+#: bytes / 2 KiB columns, so memory does not grow with the map's width or height.
+WINDOW_BYTES = 8 * 1024 * 1024
+
+
+def windows(dataset):
+    """The windows both passes read, always in the same order (row strips, column chunks)."""
+    return rasterlib.chunk_windows(dataset.width, dataset.height, 8, max_bytes=WINDOW_BYTES)
+
 
 def map_ids(dataset, window) -> np.ndarray:
     """Class ids of band 1 in ``window`` (int64; 0 where 0, nodata, NaN or negative)."""
@@ -31,7 +40,7 @@ def count_classes(dataset, n_names: int | None, feedback, share: float = 1.0) ->
         CoreError: a map without classes, or with ids beyond the class names.
     """
     counts = np.zeros(1, dtype=np.int64)
-    for window in rasterlib.chunk_windows(dataset.width, dataset.height, 8):
+    for window in windows(dataset):
         feedback.check_canceled()
         found = np.bincount(map_ids(dataset, window).ravel())
         if found.size > counts.size:

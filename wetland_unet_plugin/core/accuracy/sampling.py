@@ -20,7 +20,14 @@ from ..atomic import atomic_output
 from ..feedback import CoreError, Feedback
 from ..schema import SAMPLEPOINTS
 from .estimators import allocate, sample_size
-from .mapinfo import check_single_band, class_names_for, count_classes, map_ids, pixel_area_ha
+from .mapinfo import (
+    check_single_band,
+    class_names_for,
+    count_classes,
+    map_ids,
+    pixel_area_ha,
+    windows,
+)
 
 
 def draw_pixels(dataset, pixels, allocation, rng, feedback) -> list:
@@ -44,7 +51,7 @@ def draw_pixels(dataset, pixels, allocation, rng, feedback) -> list:
     ]
     seen = np.zeros(len(pixels), dtype=np.int64)  # pixels of each class before the window
     chosen = []
-    for window in rasterlib.chunk_windows(dataset.width, dataset.height, 8):
+    for window in windows(dataset):
         feedback.check_canceled()
         ids = map_ids(dataset, window)
         for i, wanted in enumerate(ranks):
