@@ -332,3 +332,49 @@ def test_sample_size_zero_uses_equation_13(maps):
         maps, "eq13", SAMPLE_SIZE=0, TARGET_STANDARD_ERROR=0.05, ALLOCATION="proportional"
     )
     assert result["POINTS"] == len(points(out)) == n
+
+
+def test_points_without_map_class_need_stratified_for_areas(maps):
+    """STRATIFIED on takes the strata from the map under the points: the same estimates
+    as with map_class; off, the points are compared as they are and areas are refused."""
+    from osgeo import gdal
+    from qgis.core import QgsProcessingException
+
+    out, labels = labelled(maps, "strata_field")
+    plain = str(maps["folder"] / "plain.gpkg")
+    gdal.VectorTranslate(plain, out, SQLStatement="SELECT geom, reference FROM strata_field")
+    a, b = (str(maps["folder"] / f"strat_{n}.csv") for n in ("field", "flag"))
+    run("evaluate", PREDICTION=maps["map"], REFERENCE=out, CLASS_NAMES=NAMES, OUTPUT_AREAS=a)
+    run(
+        "evaluate",
+        PREDICTION=maps["map"],
+        REFERENCE=plain,
+        CLASS_NAMES=NAMES,
+        STRATIFIED=True,
+        OUTPUT_AREAS=b,
+    )
+    assert read_csv(a) == read_csv(b)
+    c = str(maps["folder"] / "strat_none.csv")
+    with pytest.raises(QgsProcessingException, match="OUTPUT_AREAS needs a stratified sample"):
+        run("evaluate", PREDICTION=maps["map"], REFERENCE=plain, CLASS_NAMES=NAMES, OUTPUT_AREAS=c)
+    assert not os.path.exists(c)
+    # Unweighted: the share of points whose label equals the map class under them.
+    found = points(out)
+    agree = sum(labels[fid] == k for fid, (k, _, _) in found.items()) / len(found)
+    result = run("evaluate", PREDICTION=maps["map"], REFERENCE=plain, CLASS_NAMES=NAMES)
+    assert result["OVERALL_ACCURACY"] == pytest.approx(agree, abs=1e-12)
+
+
+def test_output_areas_with_a_reference_raster_is_refused(maps):
+    from qgis.core import QgsProcessingException
+
+    areas = str(maps["folder"] / "raster_areas.csv")
+    with pytest.raises(QgsProcessingException, match="OUTPUT_AREAS needs a REFERENCE of labelled"):
+        run(
+            "evaluate",
+            PREDICTION=maps["map"],
+            REFERENCE=maps["other"],
+            OUTPUT_AREAS=areas,
+            CLASS_NAMES=NAMES,
+        )
+    assert not os.path.exists(areas)
