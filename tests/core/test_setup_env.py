@@ -165,3 +165,23 @@ def test_cancel_stops_pip_and_leaves_nothing(tmp_path):
     assert any(line.startswith("pip: Collecting") for line in feedback.lines)
     assert not any(line.startswith("pip: Successfully") for line in feedback.lines)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_unreachable_proxy_is_named_as_the_cause(tmp_path):
+    """A proxy nobody listens on (port 9): the message names the proxy, not the package."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("rasterio==1.4.3\n")
+    folder = str(tmp_path / "env")
+    with pytest.raises(CoreError) as err:
+        setup_worker(
+            python="/usr/bin/python3",
+            folder=folder,
+            requirements=str(requirements),
+            pip_options="--proxy http://127.0.0.1:9 --retries 1 --timeout 3 --no-cache-dir "
+            "--no-index --find-links https://pypi.org/simple/rasterio/",
+        )
+    message = str(err.value)
+    assert "the proxy could not be reached or refused the connection" in message
+    assert "--proxy http://127.0.0.1:9" in message  # in the command to run by hand
+    assert os.listdir(tmp_path) == ["requirements.txt"]

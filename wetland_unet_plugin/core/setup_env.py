@@ -268,7 +268,11 @@ def pip_failure(tail: list, by_hand: str) -> str:
     text = "\n".join(tail)
     causes = (
         ("No space left on device", "the disk is full; free some space or choose another FOLDER"),
-        ("ProxyError", "the proxy refused the connection; give it in PIP_OPTIONS (--proxy)"),
+        (
+            "ProxyError",
+            "the proxy could not be reached or refused the connection; check the --proxy "
+            "given in PIP_OPTIONS, or the system's proxy settings (HTTPS_PROXY)",
+        ),
         (
             "No matching distribution",
             "a requirement has no version for this Python or platform, or the package "
