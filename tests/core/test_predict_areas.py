@@ -163,3 +163,33 @@ def test_area_and_uncertainty_paths_are_checked_before_any_output(tmp_path, mode
     with pytest.raises(CoreError, match="no coordinate reference system"):
         predict_scene(model_file, nocrs, str(out), output_areas=str(tmp_path / "a.csv"))
     assert sorted(os.listdir(tmp_path)) == ["in.tif", "nocrs.tif"]
+
+
+@pytest.mark.parametrize("tta", [2, 4])
+def test_uncertainty_has_the_tta_disagreement_as_a_second_band(tmp_path, tta):
+    """shift_model's class under each transform is the sign of one neighbour (right, left,
+    below, above): the share of transforms whose class differs from the final one."""
+    from tests.core.test_predict import shift_expectations, shift_model
+
+    path = save(shift_model(), tmp_path / "shift.keras", 2, depth=1)
+    x = (np.random.default_rng(8).random((40, 50)) - 0.5).astype(np.float32)
+    src = write(tmp_path / "in.tif", x[None], "EPSG:32633", Affine(10, 0, 5e5, 0, -10, 5.8e6))
+    predict_scene(
+        path,
+        src,
+        str(tmp_path / "c.tif"),
+        output_uncertainty=str(tmp_path / "u.tif"),
+        tile_size=32,
+        tta=tta,
+    )
+    seen = np.stack(shift_expectations(x)[:tta])  # class-1 probability per transform
+    final_is_1 = seen.mean(axis=0) > 0.5
+    disagree = ((seen > 0.5) != final_is_1).mean(axis=0)
+    p1 = seen.mean(axis=0)
+    entropy = -(p1 * np.log(p1) + (1 - p1) * np.log(1 - p1)) / math.log(2)
+    with rasterio.open(tmp_path / "u.tif") as ds:
+        assert ds.count == 2 and ds.descriptions == ("uncertainty", "tta_disagreement")
+        u = ds.read()
+    np.testing.assert_allclose(u[0, 1:-1, 1:-1], entropy, atol=1e-4)
+    np.testing.assert_allclose(u[1, 1:-1, 1:-1], disagree, atol=1e-5)
+    assert set(np.unique(disagree)) > {0.0}  # the transforms do disagree somewhere

@@ -124,12 +124,17 @@ def test_predict_uncertainty_is_normalised_entropy_styled_as_a_ramp(predicted):
     with rasterio.open(predicted["OUTPUT_PROBABILITIES"]) as ds:
         probs = ds.read().astype(np.float64)
     with rasterio.open(predicted["OUTPUT_UNCERTAINTY"]) as ds:
-        u = ds.read(1)
+        assert ds.descriptions == ("uncertainty", "tta_disagreement")  # TTA 2
+        u, disagreement = ds.read()
     q = np.clip(probs, 1e-12, 1)
     q = q / q.sum(axis=0)
     entropy = -(q * np.log(q)).sum(axis=0) / np.log(3)
     np.testing.assert_allclose(u, entropy, atol=1e-4)
     assert 0 <= u.min() and u.max() <= 1
+    # second band: share of the 2 transforms disagreeing (blended across tiles), and none
+    # where the averaged prediction is nearly certain (each transform then has p > 0.98)
+    assert 0 <= disagreement.min() and disagreement.max() <= 1
+    assert np.all(disagreement[u < 0.05] == 0)
     qml = os.path.splitext(predicted["OUTPUT_UNCERTAINTY"])[0] + ".qml"
     assert "singlebandpseudocolor" in open(qml).read()
 

@@ -28,8 +28,8 @@ def check_zonal_inputs(src, probabilities, uncertainty, n_classes: int) -> None:
         CoreError: naming the raster and what to give instead.
     """
     for path, what, bands in (
-        (probabilities, "PROBABILITIES", n_classes),
-        (uncertainty, "UNCERTAINTY", 1),
+        (probabilities, "PROBABILITIES", (n_classes,)),
+        (uncertainty, "UNCERTAINTY", (1, 2)),  # entropy (+ TTA disagreement); band 1 is used
     ):
         if not path:
             continue
@@ -39,10 +39,11 @@ def check_zonal_inputs(src, probabilities, uncertainty, n_classes: int) -> None:
                     f"{what} is not on the class map's grid ({grid_description(ds)}; the map: "
                     f"{grid_description(src)}): give the outputs of the same predict run."
                 )
-            if ds.count != bands:
+            if ds.count not in bands:
                 raise CoreError(
-                    f"{what} has {ds.count} band(s) but {bands} are expected (one per class for "
-                    "PROBABILITIES, one for UNCERTAINTY): give predict's outputs of this map."
+                    f"{what} has {ds.count} band(s) but {bands[0]} are expected (one per class "
+                    "for PROBABILITIES, predict's OUTPUT_UNCERTAINTY for UNCERTAINTY): give "
+                    "predict's outputs of this map."
                 )
 
 
@@ -51,7 +52,8 @@ def zonal_means(path, labels: np.ndarray, patch_class: np.ndarray, per_class: bo
 
     Args:
         path: predict's probabilities (``per_class``: the band of each pixel's class is
-            used) or uncertainty raster, on the labels' grid; band scales are applied.
+            used) or uncertainty raster (band 1, the entropy), on the labels' grid; band
+            scales are applied.
         labels: patch labels (0 = nodata).
         patch_class: class id per label.
         per_class: pick the band of the patch's class.

@@ -10,7 +10,9 @@ Outputs are tiled deflate GeoTIFFs on the input's grid, written through
 * OUTPUT_MAP: RGBA uint8 picture in the class colours, alpha 0 where nodata;
 * OUTPUT_UNCERTAINTY: float32 normalised entropy of the blended (and TTA-averaged)
   probabilities, ``-sum(q log q) / log N`` with ``q = p / sum(p)``: 0 = one class
-  certain, 1 = all classes equally likely; nodata -1.
+  certain, 1 = all classes equally likely; nodata -1. With TTA > 1 a second band,
+  ``tta_disagreement``: the share of the TTA transforms whose own class differs from
+  the final class (their vote shares are blended like the probabilities).
 
 ``Outputs.counts`` counts pixels per class; with ``row_areas`` (a geographic grid,
 see ``areas.row_pixel_areas``) ``Outputs.area_m2`` sums each row's pixel area too.
@@ -116,7 +118,12 @@ def gdal_cache_bytes(dataset, grid: TileGrid, n_classes: int, probability_dtype:
 
 
 def open_outputs(
-    stack: ExitStack, paths: dict, base: dict, spec: ModelSpec, probability_dtype: str
+    stack: ExitStack,
+    paths: dict,
+    base: dict,
+    spec: ModelSpec,
+    probability_dtype: str,
+    votes: bool = False,
 ) -> dict:
     """Open every given output (key -> path) for writing through ``atomic_output``,
     tagged with the class names and colours; returns key -> dataset.
@@ -127,6 +134,7 @@ def open_outputs(
         base: the GeoTIFF profile of the input's grid (``raster.gtiff_profile``).
         spec: the model's ``ModelSpec``.
         probability_dtype: one of ``PROBABILITY_DTYPES``.
+        votes: the uncertainty gets the TTA disagreement as a second band.
     """
     import rasterio
     from rasterio.enums import ColorInterp
@@ -145,7 +153,7 @@ def open_outputs(
                 count=spec.n_classes, dtype=probability_dtype, nodata=PROB_NODATA[probability_dtype]
             )
         elif key == "output_uncertainty":
-            profile.update(count=1, dtype="float32", nodata=UNCERTAINTY_NODATA)
+            profile.update(count=2 if votes else 1, dtype="float32", nodata=UNCERTAINTY_NODATA)
         else:
             profile.update(count=4, dtype="uint8", nodata=None, photometric="RGB", alpha="YES")
         dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
@@ -168,6 +176,8 @@ def open_outputs(
                 dst.offsets = [0.0] * spec.n_classes
         elif key == "output_uncertainty":
             dst.set_band_description(1, "uncertainty")
+            if votes:
+                dst.set_band_description(2, "tta_disagreement")
         else:
             dst.colorinterp = [
                 ColorInterp.red,
@@ -192,6 +202,7 @@ class Outputs:
         width: int,
         block_rows: int,
         row_areas: np.ndarray | None = None,
+        votes: bool = False,
     ):
         self.datasets = datasets
         self.spec = spec
@@ -205,6 +216,7 @@ class Outputs:
         self.row_areas = row_areas
         self.area_m2 = np.zeros(spec.n_classes + 1, dtype=np.float64)
         self.rows_added = 0
+        self.votes = votes  # rows arrive with N vote shares after the N probabilities
         palette = np.zeros((spec.n_classes + 1, 4), dtype=np.uint8)
         for k, color in enumerate(spec.class_colors[: spec.n_classes]):
             palette[k + 1, :3] = hex_to_rgb(color)
@@ -212,7 +224,14 @@ class Outputs:
         self.palette = palette
 
     def add(self, probs: np.ndarray, valid: np.ndarray) -> None:
-        """Convert finished rows (probabilities (rows, width, N), valid (rows, width))."""
+        """Convert finished rows (probabilities (rows, width, N), valid (rows, width)).
+
+        With ``votes`` the rows hold 2N channels: probabilities, then vote shares.
+        """
+        shares = None
+        if self.votes:
+            n = self.spec.n_classes
+            probs, shares = probs[..., :n], probs[..., n:]
         classes = np.argmax(probs, axis=-1).astype(np.uint8) + 1
         classes[~valid] = CLASS_NODATA
         self.counts += np.bincount(classes.ravel(), minlength=self.spec.n_classes + 1)
@@ -234,7 +253,14 @@ class Outputs:
             out[:, ~valid] = PROB_NODATA[self.probability_dtype]
             chunk["output_probabilities"] = out
         if "output_uncertainty" in self.datasets:
-            chunk["output_uncertainty"] = normalised_entropy(probs, valid)[None]
+            bands = [normalised_entropy(probs, valid)]
+            if shares is not None:
+                final = np.argmax(probs, axis=-1)[..., None]
+                disagreement = 1.0 - np.take_along_axis(shares, final, axis=-1)[..., 0]
+                disagreement = np.clip(disagreement, 0.0, 1.0).astype(np.float32)
+                disagreement[~valid] = UNCERTAINTY_NODATA
+                bands.append(disagreement)
+            chunk["output_uncertainty"] = np.stack(bands)
         if "output_map" in self.datasets:
             chunk["output_map"] = np.moveaxis(self.palette[classes], -1, 0)
         self.pending.append(chunk)

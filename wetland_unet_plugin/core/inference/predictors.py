@@ -27,6 +27,7 @@ def get_predictor(
     *,
     fold: bool = True,
     portable: bool = False,
+    votes: bool = False,
 ):
     """Return a compiled function ``f(batch) -> probabilities`` for a model, cached on it.
 
@@ -45,13 +46,16 @@ def get_predictor(
             handle runs as it is. False runs the Keras model as it is.
         portable: use ``portable_predictor`` even under TensorFlow (it is always
             used under the JAX and PyTorch backends).
+        votes: also return, after the N probabilities, N vote shares: per class the
+            share of the TTA transforms whose own argmax is that class (for the TTA
+            disagreement of predict's OUTPUT_UNCERTAINTY); the result has 2N channels.
     """
     transforms = dihedral.tta_transforms(tta)
     store = loaded.__dict__.setdefault("_wetland_predictors", {})
     import keras
 
     portable = bool(portable) or keras.backend.backend() != "tensorflow"
-    key = (precision, transforms, bool(fold), portable)
+    key = (precision, transforms, bool(fold), portable) + (("votes",) if votes else ())
     if key in store:
         return store[key]
     models = loaded.__dict__.setdefault("_wetland_cast_models", {})
@@ -59,7 +63,7 @@ def get_predictor(
         models[precision] = cast_model(loaded.keras_model, precision)
     keras_model = models[precision]
     if portable:
-        store[key] = portable_predictor(keras_model, transforms)
+        store[key] = portable_predictor(keras_model, transforms, votes)
         return store[key]
     import tensorflow as tf
 
@@ -77,13 +81,18 @@ def get_predictor(
         autograph=False,
     )
     def run(x):
-        total = None
+        total = shares = None
         for k in transforms:
             y = tf.cast(forward(dihedral.tf_forward(x, k)), tf.float32)
             y = dihedral.tf_inverse(y, k)
             total = y if total is None else total + y
+            if votes:
+                vote = tf.one_hot(tf.argmax(y, axis=-1), tf.shape(y)[-1], dtype=tf.float32)
+                shares = vote if shares is None else shares + vote
         if len(transforms) > 1:
             total = total / float(len(transforms))
+        if votes:
+            return tf.concat([total, shares / float(len(transforms))], axis=-1)
         return total
 
     on_cpu = not tf.config.list_logical_devices("GPU")
@@ -105,7 +114,7 @@ def get_predictor(
     return predictor
 
 
-def portable_predictor(keras_model, transforms: tuple):
+def portable_predictor(keras_model, transforms: tuple, votes: bool = False):
     """The predictor on any Keras backend (JAX, PyTorch, TensorFlow).
 
     The TTA transforms are Keras ops and the model runs as it is (no folded
@@ -118,6 +127,7 @@ def portable_predictor(keras_model, transforms: tuple):
     Args:
         keras_model: the (possibly cast) Keras model.
         transforms: dihedral transforms to average.
+        votes: append the transforms' vote shares (see ``get_predictor``).
 
     Returns:
         ``f(batch) -> probabilities`` as ``get_predictor``, with ``crop_tiles``.
@@ -128,11 +138,17 @@ def portable_predictor(keras_model, transforms: tuple):
     backend = keras.backend.backend()
 
     def tta_pass(call, x):
-        total = None
+        total = shares = None
         for k in transforms:
             y = dihedral.ops_inverse(ops.cast(call(dihedral.ops_forward(x, k)), "float32"), k)
             total = y if total is None else total + y
-        return total / float(len(transforms)) if len(transforms) > 1 else total
+            if votes:
+                vote = ops.one_hot(ops.argmax(y, axis=-1), y.shape[-1], dtype="float32")
+                shares = vote if shares is None else shares + vote
+        total = total / float(len(transforms)) if len(transforms) > 1 else total
+        if votes:
+            return ops.concatenate([total, shares / float(len(transforms))], axis=-1)
+        return total
 
     if backend == "jax":
         import jax

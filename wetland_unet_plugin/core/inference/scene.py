@@ -60,7 +60,8 @@ def predict_scene(
             on the same cut tile, so TTA work scales with the valid tiles only),
             ``batch_size`` (tiles per model call), ``probability_dtype`` ("uint8": p x
             254, nodata 255; "float32": nodata -1), ``precision``,
-            ``output_uncertainty`` (float32 normalised entropy 0..1, nodata -1) and
+            ``output_uncertainty`` (float32 normalised entropy 0..1, nodata -1; with
+            TTA > 1 a second band, the share of transforms disagreeing with the class) and
             ``output_areas`` (CSV of pixels and hectares per class, see ``areas``).
         feedback: ``Feedback`` for progress, messages and cancel.
 
@@ -160,13 +161,14 @@ def run_scene(
         f"overlap {ov} px ({grid.n_cols} x {grid.n_rows} tiles), TTA {tta}, "
         f"batch {batch_size}, {precision}."
     )
-    predictor = get_predictor(loaded, tta, precision, fold=fold, portable=portable)
+    votes = bool(paths["output_uncertainty"]) and int(tta) > 1  # + TTA disagreement band
+    predictor = get_predictor(loaded, tta, precision, fold=fold, portable=portable, votes=votes)
     feedback.check_canceled()
     import rasterio
 
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))
-        datasets = open_outputs(stack, paths, base, spec, probability_dtype)
+        datasets = open_outputs(stack, paths, base, spec, probability_dtype, votes)
         outputs = Outputs(
             datasets,
             spec,
@@ -174,8 +176,9 @@ def run_scene(
             grid.width,
             block_rows=int(base["blockysize"]),
             row_areas=row_areas if geographic else None,
+            votes=votes,
         )
-        blender = Blender(grid, spec.n_classes, outputs)
+        blender = Blender(grid, spec.n_classes * (2 if votes else 1), outputs)
         reader = StripReader(input, band_indexes, spec.normalization, grid)
         stack.callback(reader.close)
         counts = run_pipeline(
