@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from tests.core.test_cleanmap import halves, patches_below_unit, read_polygons
 from tests.processing.conftest import COLORS, NAMES
+from tests.processing.test_deploy import deployed_home, qgis_process  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("provider")
 
@@ -208,3 +209,33 @@ def test_shipped_chain_maps_a_scene_to_cleaned_polygons_without_labels(trained, 
     assert all(p["mean_uncertainty"] is not None for p in polygons)
     assert (cleaned == scenes["truth"]).mean() > 0.8
     assert ndimage.label(cleaned > 0)[1] >= 1
+
+
+@pytest.mark.slow
+def test_qgis_process_runs_cleanmap_and_lists_the_chain(deployed_home, tmp_path):  # noqa: F811
+    """Headless, as on a server: the deployed plugin's cleanmap through qgis_process."""
+    src = write_map(tmp_path / "map.tif", halves())
+    listing = qgis_process(deployed_home, "list")
+    assert "wetlandunet:cleanmap" in listing.stdout
+    assert "wetlandunet:map_and_polygons" in listing.stdout
+    result = qgis_process(
+        deployed_home,
+        "run",
+        "wetlandunet:cleanmap",
+        "--",
+        f"INPUT={src}",
+        f"CLASS_NAMES={NAMES}",
+        "MMU_HA=0.05",
+        "MMU_PER_CLASS=water=0.1",
+        "CONNECTIVITY=4",
+        f"OUTPUT={tmp_path / 'clean.tif'}",
+        f"OUTPUT_POLYGONS={tmp_path / 'poly.gpkg'}",
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    expected = halves()
+    expected[5:7, 13:15] = 1  # c3 patch of 4 px into water (longest border)
+    expected[10, 5] = 1  # 1 px of wetland
+    expected[25:27, 20:23] = 2  # 6 px of water, below water's 10 px
+    with rasterio.open(tmp_path / "clean.tif") as ds:
+        assert np.array_equal(ds.read(1), expected)
+    assert len(read_polygons(tmp_path / "poly.gpkg")) == 3
