@@ -190,3 +190,58 @@ def test_mergemany_joins_tables_and_styles_the_mosaic(provider, tmp_path):
     assert float(rows[-1]["valid_ha"]) == pytest.approx(0.16)
     np.testing.assert_array_equal(read(tmp_path / "all.tif", 1), MOSAIC)
     assert (tmp_path / "all.qml").exists()
+
+
+@pytest.mark.slow
+def test_modeler_chain_predictmany_then_mergemany(trained, batch, tmp_path):
+    """Both algorithms work as modeler blocks: a model classifies scenes with predictmany
+    and hands its table and folder to mergemany, which rebuilds the table and mosaic."""
+    import processing
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterMultipleLayers,
+    )
+
+    source = QgsProcessingModelChildParameterSource
+    model = QgsProcessingModelAlgorithm("many scenes", "tests")
+    model.addModelParameter(
+        QgsProcessingParameterMultipleLayers("scenes", "scenes", 3),  # 3: rasters
+        QgsProcessingModelParameter("scenes"),
+    )
+    many = QgsProcessingModelChildAlgorithm("wetlandunet:predictmany")
+    many.setChildId("many")
+    many.addParameterSources("INPUTS", [source.fromModelParameter("scenes")])
+    many.addParameterSources("MODEL", [source.fromStaticValue(trained["OUTPUT_MODEL"])])
+    many.addParameterSources("KEEP_PROBABILITIES", [source.fromStaticValue(True)])
+    many.addParameterSources("OUTPUT_FOLDER", [source.fromStaticValue(str(tmp_path / "maps"))])
+    many.addParameterSources("OUTPUT_TABLE", [source.fromStaticValue(str(tmp_path / "t.csv"))])
+    merge = QgsProcessingModelChildAlgorithm("wetlandunet:mergemany")
+    merge.setChildId("merge")
+    merge.addParameterSources("TABLES", [source.fromChildOutput("many", "OUTPUT_TABLE")])
+    merge.addParameterSources("FOLDER", [source.fromChildOutput("many", "OUTPUT_FOLDER")])
+    outputs = {}
+    for name in ("OUTPUT_TABLE", "OUTPUT_MOSAIC"):
+        outputs[name] = QgsProcessingModelOutput(name, name)
+        outputs[name].setChildId("merge")
+        outputs[name].setChildOutputName(name)
+    merge.setModelOutputs(outputs)
+    model.addChildAlgorithm(many)
+    model.addChildAlgorithm(merge)
+    result = processing.run(
+        model,
+        {
+            "scenes": [batch["a"], batch["b"]],
+            "merge:OUTPUT_TABLE": str(tmp_path / "merged.csv"),
+            "merge:OUTPUT_MOSAIC": str(tmp_path / "mosaic.tif"),
+        },
+    )
+    assert result["CHILD_RESULTS"]["many"]["SCENES_DONE"] == 2
+    rows = read_rows(tmp_path / "merged.csv")
+    assert [r["status"] for r in rows] == ["done", "done", ""]
+    assert read_rows(tmp_path / "t.csv") == rows
+    with rasterio.open(tmp_path / "mosaic.tif") as src:
+        assert (src.width, src.height) == (96, 64) and (src.read(1) > 0).all()
