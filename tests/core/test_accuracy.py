@@ -249,3 +249,17 @@ def test_a_class_the_map_never_shows_gets_an_area_from_the_other_strata():
         1.96 * 100 * 0.8 * math.sqrt(0.1 * 0.9 / 49), abs=1e-9
     )
     assert est["excluded"] == []
+
+
+def test_sample_size_counts_only_the_classes_the_map_shows(tmp_path):
+    # Three names, two mapped classes: 4 points are enough (2 each), 3 are not.
+    array = np.zeros((20, 20), dtype=np.uint8)
+    array[:, :10], array[:, 10:15] = 1, 3
+    path = write_map(tmp_path / "two.tif", array)
+    result = sample_points(
+        path, str(tmp_path / "s.gpkg"), class_names="a,b,c", sample_size=4, allocation="equal"
+    )
+    assert [a["points"] for a in result["allocation"]] == [2, 0, 2]
+    with pytest.raises(CoreError, match="too small for 2 mapped classes"):
+        sample_points(path, str(tmp_path / "t.gpkg"), class_names="a,b,c", sample_size=3)
+    assert not (tmp_path / "t.gpkg").exists()

@@ -170,11 +170,6 @@ def sample_points(input=None, output=None, *, feedback=None, **params) -> dict:
     with rasterlib.open_raster(path, "class map") as dataset:
         check_single_band(dataset)
         names = class_names_for(dataset, p["model"], p["class_names"])
-        if names and 0 < p["sample_size"] < 2 * len(names):
-            raise CoreError(
-                f"SAMPLE_SIZE {p['sample_size']} is too small for {len(names)} classes: every "
-                f"class needs at least 2 points; give at least {2 * len(names)}."
-            )
         feedback.info("Counting the pixels of every class (pass 1 of 2).")
         pixels = count_classes(dataset, len(names) if names else None, feedback, 0.5)
         names = names or [f"class {k + 1}" for k in range(len(pixels))]
