@@ -8,6 +8,7 @@ so they stay valid for the QGIS that runs this script:
 * train_from_polygons: align -> clean -> train;
 * map_and_polygons: predict (with probabilities and uncertainty) -> cleanmap (minimum
   mapping unit, polygons with mean probability and uncertainty); needs no labels.
+* prepare_and_map: preparescene (UDM2 applied, bands named) -> predict (bands by name).
 
     .venv/bin/python scripts/make_models.py
 """
@@ -236,6 +237,60 @@ def map_and_polygons():
     return model
 
 
+def prepare_and_map():
+    """preparescene -> predict: a Planet delivery to a land-cover map, clouds left out."""
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    model = QgsProcessingModelAlgorithm("prepare_and_map", "Chains (modeler)", "chains")
+    model.setHelpContent(
+        {
+            "ALG_DESC": (
+                "Prepares a Planet scene as delivered (its UDM2, found beside it when left "
+                "empty: clouds, shadows, heavy haze, blackfill and unusable data become "
+                "nodata; bands get their names) and classifies it with a trained model, which "
+                "picks its bands by name: a model trained on prepared 4-band scenes maps "
+                "prepared 8-band scenes too. Masked pixels are nodata in the map."
+            )
+        }
+    )
+    _param(
+        model,
+        QgsProcessingParameterRasterLayer("scene", "Planet scene (..._AnalyticMS_SR_....tif)"),
+        60,
+        60,
+    )
+    _param(
+        model,
+        QgsProcessingParameterRasterLayer(
+            "udm", "Usable-data mask (UDM2; empty = found beside the scene)", optional=True
+        ),
+        60,
+        140,
+    )
+    _param(model, QgsProcessingParameterFile("model", "Model (.keras)", extension="keras"), 60, 220)
+    prepare = _child(model, "wetlandunet:preparescene", "prepare", "Prepare scene", 320, 100)
+    prepare.addParameterSources("INPUT", [Source.fromModelParameter("scene")])
+    prepare.addParameterSources("UDM", [Source.fromModelParameter("udm")])
+    prepare.addParameterSources(
+        "MASK_CLASSES", [Source.fromStaticValue(["cloud", "shadow", "heavy_haze"])]
+    )
+    prepare.addParameterSources("MASK_BUFFER", [Source.fromStaticValue(0)])
+    prepare.addParameterSources("RADIOMETRY", [Source.fromStaticValue("as_is")])
+    model.addChildAlgorithm(prepare)
+    predict = _child(model, "wetlandunet:predict", "predict", "Classify scene", 560, 100)
+    predict.addParameterSources("MODEL", [Source.fromModelParameter("model")])
+    predict.addParameterSources("INPUT", [Source.fromChildOutput("prepare", "OUTPUT")])
+    predict.addParameterSources("TTA", [Source.fromStaticValue("1")])
+    _output(predict, "OUTPUT", "Land-cover map", 760, 160)
+    model.addChildAlgorithm(predict)
+    return model
+
+
 def _outputs(child, names, x, y):
     """Several model outputs of one child: [(child output name, description), ...]."""
     from qgis.core import QgsProcessingModelOutput
@@ -261,6 +316,7 @@ def main():
         ("map_new_scene", map_new_scene),
         ("train_from_polygons", train_from_polygons),
         ("map_and_polygons", map_and_polygons),
+        ("prepare_and_map", prepare_and_map),
     ):
         model = build()
         model.updateDestinationParameters()

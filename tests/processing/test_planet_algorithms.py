@@ -1,9 +1,15 @@
 """Planet scenes through processing.run: preparescene; prepare -> train -> predict by band name."""
 
+import os
+
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import QgsProcessingException, QgsProcessingFeedback
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingModelAlgorithm,
+)
 
 from tests.planet_bundle import (
     ACQUIRED,
@@ -22,6 +28,7 @@ from tests.processing.conftest import NAMES, TINY
 from wetland_unet_plugin.core.modelfile import read_metadata
 
 pytestmark = pytest.mark.usefixtures("provider")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Log(QgsProcessingFeedback):
@@ -186,6 +193,15 @@ def test_model_of_prepared_4band_scenes_maps_a_prepared_8band_scene(tmp_path):
         assert result["RADIOMETRIC_SHIFT"] == pytest.approx(shifts[n_bands], abs=1e-3)
         assert shifts[n_bands] < 3.0
     flagged = bundle["cloud"] | bundle["shadow"] | bundle["blackfill"]
+    # The shipped modeler chain prepare -> predict gives the same map of the raw 8-band scene.
+    chain = QgsProcessingModelAlgorithm()
+    assert chain.fromFile(os.path.join(ROOT, "resources", "models", "prepare_and_map.model3"))
+    chained = str(tmp_path / "chain.tif")
+    result = processing.run(
+        chain, {"scene": bundle["scene"], "model": model, "predict:Land-cover map": chained}
+    )
+    with rasterio.open(result["predict:Land-cover map"]) as dst:
+        np.testing.assert_array_equal(dst.read(1), maps[8])
     for classes in maps.values():
         assert (classes[flagged] == 0).all()  # nodata where the UDM2 masked
         assert (classes[~flagged] > 0).all()
