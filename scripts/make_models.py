@@ -7,7 +7,9 @@ so they stay valid for the QGIS that runs this script:
 * map_new_scene: align (scene + label polygons) -> clean -> predict (styled);
 * train_from_polygons: align -> clean -> train;
 * map_and_polygons: predict (with probabilities and uncertainty) -> cleanmap (minimum
-  mapping unit, polygons with mean probability and uncertainty); needs no labels.
+  mapping unit, polygons with mean probability and uncertainty); needs no labels;
+* map_planet_scene: preparescene (usable-data mask, band names) -> predict -> cleanmap,
+  for a Planet delivery.
 * prepare_and_map: preparescene (UDM2 applied, bands named) -> predict (bands by name).
 
     .venv/bin/python scripts/make_models.py
@@ -208,14 +210,22 @@ def map_and_polygons():
         60,
         220,
     )
-    predict = _child(model, "wetlandunet:predict", "predict", "Classify scene", 320, 100)
+    _predict_and_clean(model, Source.fromModelParameter("scene"), 320)
+    return model
+
+
+def _predict_and_clean(model, scene_source, x):
+    """predict (probabilities, uncertainty) -> cleanmap (polygons) from ``scene_source``."""
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    predict = _child(model, "wetlandunet:predict", "predict", "Classify scene", x, 100)
     predict.addParameterSources("MODEL", [Source.fromModelParameter("model")])
-    predict.addParameterSources("INPUT", [Source.fromModelParameter("scene")])
+    predict.addParameterSources("INPUT", [scene_source])
     predict.addParameterSources("TTA", [Source.fromStaticValue("1")])
-    _output(predict, "OUTPUT", "Land-cover map", 520, 40)
+    _output(predict, "OUTPUT", "Land-cover map", x + 200, 40)
     model.addChildAlgorithm(predict)
     clean = _child(
-        model, "wetlandunet:cleanmap", "clean", "Minimum mapping unit and polygons", 560, 160
+        model, "wetlandunet:cleanmap", "clean", "Minimum mapping unit and polygons", x + 240, 160
     )
     clean.addParameterSources("INPUT", [Source.fromChildOutput("predict", "OUTPUT")])
     clean.addParameterSources("MODEL", [Source.fromModelParameter("model")])
@@ -230,10 +240,55 @@ def map_and_polygons():
     _outputs(
         clean,
         [("OUTPUT", "Cleaned land-cover map"), ("OUTPUT_POLYGONS", "Land-cover polygons")],
-        800,
+        x + 480,
         160,
     )
     model.addChildAlgorithm(clean)
+
+
+def map_planet_scene():
+    """preparescene -> predict -> cleanmap with polygons, for a Planet delivery."""
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    model = QgsProcessingModelAlgorithm("map_planet_scene", "Chains (modeler)", "chains")
+    model.setHelpContent(
+        {
+            "ALG_DESC": (
+                "For a PlanetScope delivery: applies the scene's usable-data mask (UDM2 "
+                "found beside it; cloud, shadow, heavy haze and blackfill become nodata) and "
+                "names its bands (preparescene), classifies it with a trained model, removes "
+                "patches smaller than the minimum mapping unit and writes the cleaned map and "
+                "its polygons (class, hectares, mean probability and uncertainty). Needs no "
+                "labels."
+            )
+        }
+    )
+    _param(
+        model, QgsProcessingParameterRasterLayer("scene", "Planet scene (analytic asset)"), 60, 60
+    )
+    _param(model, QgsProcessingParameterFile("model", "Model (.keras)", extension="keras"), 60, 140)
+    _param(
+        model,
+        QgsProcessingParameterNumber(
+            "mmu_ha",
+            "Minimum mapping unit (hectares)",
+            QgsProcessingParameterNumber.Double,
+            0.1,
+            minValue=0.0,
+        ),
+        60,
+        220,
+    )
+    prepare = _child(model, "wetlandunet:preparescene", "prepare", "Prepare Planet scene", 300, 60)
+    prepare.addParameterSources("INPUT", [Source.fromModelParameter("scene")])
+    model.addChildAlgorithm(prepare)
+    _predict_and_clean(model, Source.fromChildOutput("prepare", "OUTPUT"), 520)
     return model
 
 
@@ -317,6 +372,7 @@ def main():
         ("train_from_polygons", train_from_polygons),
         ("map_and_polygons", map_and_polygons),
         ("prepare_and_map", prepare_and_map),
+        ("map_planet_scene", map_planet_scene),
     ):
         model = build()
         model.updateDestinationParameters()

@@ -3,6 +3,8 @@ map_and_polygons chain, through processing.run as a user's script calls them."""
 
 import csv
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,26 @@ from tests.processing.conftest import COLORS, NAMES
 from tests.processing.test_deploy import deployed_home, qgis_process  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("provider")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: Writes a 1x1 model on band 2 (green) of a 4-band reflectance x 10000 scene: class 1
+#: ("bright") above 5000, which only the Planet bundle's clouds reach.
+GREEN_MODEL = """
+import sys
+import numpy as np
+import keras
+from keras import layers
+from wetland_unet_plugin.core.modelfile import save_model
+inputs = keras.Input((None, None, 1))
+conv = layers.Conv2D(2, 1, name="logits")
+outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(conv(inputs))
+model = keras.Model(inputs, outputs)
+conv.set_weights([np.array([[[[8.0, -8.0]]]], np.float32), np.array([-4.0, 4.0], np.float32)])
+meta = dict(class_names=["bright", "dark"], class_colors=["#ffffff", "#333333"], n_classes=2,
+    bands=[2], n_input_bands=4, normalization={"low": [0.0], "high": [10000.0]},
+    patch_size=16, depth=1, activation="softmax", pixel_size=[3, 3], crs="EPSG:32618")
+save_model(model, meta, sys.argv[1])
+"""
 
 
 def write_map(path, array, res=10.0):
@@ -239,3 +261,41 @@ def test_qgis_process_runs_cleanmap_and_lists_the_chain(deployed_home, tmp_path)
     with rasterio.open(tmp_path / "clean.tif") as ds:
         assert np.array_equal(ds.read(1), expected)
     assert len(read_polygons(tmp_path / "poly.gpkg")) == 3
+
+
+@pytest.mark.slow
+def test_planet_chain_prepares_predicts_cleans_and_polygonizes(provider, tmp_path):
+    """map_planet_scene on a Planet delivery: the UDM2's cloud, shadow and blackfill are
+    nodata in the cleaned map and outside every polygon; the rest is classified."""
+    import processing
+
+    from tests.planet_bundle import write_bundle
+
+    folder = tmp_path
+    # tests/core/test_many_predict.py's hand-set green-band threshold model, built in a
+    # separate process: TensorFlow must not load into the QGIS test process
+    green_model = str(folder / "green.keras")
+    subprocess.run([sys.executable, "-c", GREEN_MODEL, green_model], check=True, cwd=ROOT)
+    bundle = write_bundle(folder / "delivery")
+    result = processing.run(
+        "wetlandunet:map_planet_scene",
+        {
+            "scene": bundle["scene"],
+            "model": green_model,
+            "mmu_ha": 0.01,
+            "predict:Land-cover map": str(folder / "map.tif"),
+            "clean:Cleaned land-cover map": str(folder / "clean.tif"),
+            "clean:Land-cover polygons": str(folder / "poly.gpkg"),
+        },
+    )
+    masked = bundle["cloud"] | bundle["shadow"] | bundle["blackfill"]
+    with rasterio.open(result["clean:Cleaned land-cover map"]) as ds:
+        cleaned = ds.read(1)
+        pixel_m2 = abs(ds.transform.a * ds.transform.e)
+    np.testing.assert_array_equal(cleaned == 0, masked)
+    unit = int(np.ceil(0.01 * 1e4 / pixel_m2))
+    assert patches_below_unit(cleaned, {1: unit, 2: unit}, 8) == []
+    polygons = read_polygons(folder / "poly.gpkg")
+    assert sum(p["ring_area_m2"] for p in polygons) == pytest.approx(
+        np.sum(~masked) * pixel_m2, rel=0.005
+    )
