@@ -15,7 +15,7 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 from wetland_unet_plugin.core.cleanmap import clean_map
-from wetland_unet_plugin.core.feedback import CoreError
+from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
 
 NAMES = "c1,c2,c3"
 RES = 10.0  # 10 m pixels: 100 m2 = 0.01 ha each
@@ -247,3 +247,31 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path):
     with pytest.raises(CoreError, match="UNCERTAINTY is not on the class map's grid"):
         clean_map(src, out, class_names=NAMES, uncertainty=other_grid)
     assert sorted(os.listdir(tmp_path)) == ["deg.tif", "map.tif", "u.tif"]
+
+
+class CancelAfter(Feedback):
+    """Cancels once ``is_canceled`` has been asked ``n`` times."""
+
+    def __init__(self, n):
+        self.n = n
+        self.calls = 0
+
+    def is_canceled(self):
+        self.calls += 1
+        return self.calls > self.n
+
+
+@pytest.mark.parametrize("asked", [0, 2])
+def test_cancel_leaves_no_output(tmp_path, asked):
+    """Canceled while merging (0) or while polygonizing (2): neither output is left."""
+    src = write(tmp_path / "map.tif", speckled())
+    with pytest.raises(Canceled):
+        clean_map(
+            src,
+            str(tmp_path / "clean.tif"),
+            class_names=NAMES,
+            mmu_ha=0.05,
+            output_polygons=str(tmp_path / "poly.gpkg"),
+            feedback=CancelAfter(asked),
+        )
+    assert sorted(os.listdir(tmp_path)) == ["map.tif"]
