@@ -332,3 +332,56 @@ def test_alignpair_orthorectifies_a_scene_alone_and_predict_refuses_it_unrectifi
         warn_grid(spec, src, Recorder())
     with rasterio.open(out) as src:
         warn_grid(spec, src, Recorder())  # georeferenced: accepted
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_prepare_masks_a_1b_scene_on_its_grid_then_orthorectifies_it_with_the_dem(tmp_path):
+    """The UDM2 of a 1B scene is on the raw grid: cloud pixels are masked there, then the scene
+    is orthorectified with the DEM (6 columns east of the height offset's place)."""
+    scene, _, data = write_rpc_scene(tmp_path)
+    cloud = np.zeros((H, W), bool)
+    cloud[10:30, 20:50] = True
+    udm = np.zeros((8, H, W), np.uint8)
+    udm[5], udm[0] = cloud, ~cloud
+    with rasterio.open(
+        tmp_path / f"{ITEM}_1B_udm2.tif",
+        "w",
+        driver="GTiff",
+        width=W,
+        height=H,
+        count=8,
+        dtype="uint8",
+    ) as dst:
+        dst.write(udm)
+    out = str(tmp_path / "prepared.tif")
+    result = prepare_scene(
+        scene,
+        out,
+        dem=write_dem(tmp_path, 2600.0),
+        target_crs="EPSG:4326",
+        pixel_size=SPAN_LON / W / 2,
+    )
+    assert result["masked_pixels"] == int(cloud.sum())
+    with rasterio.open(out) as ds:
+        got = ds.read(1)
+        assert ds.crs.to_epsg() == 4326 and ds.descriptions[0] is None  # 1 band: not renamed
+        lon = ds.transform.c + ds.transform.a * (np.arange(ds.width) + 0.5)
+        lat = ds.transform.f + ds.transform.e * (np.arange(ds.height) + 0.5)
+    assert result["valid_pixels"] == int((got != 0).sum())
+    assert not np.isin(got, data[cloud]).any()  # no cloud pixel survives the warp
+    lon2, lat2 = np.meshgrid(lon, lat)
+    fc = (lon2 - LON0) / SPAN_LON * W + 0.5 + 6.0
+    fr = (LAT0 - lat2) / SPAN_LAT * H + 0.5
+    sure = (fc > 0.3) & (fc < W - 0.3) & (fr > 0.3) & (fr < H - 0.3) & (got != 0)
+    sure &= (np.abs(fc - np.round(fc)) > 0.15) & (np.abs(fr - np.round(fr)) > 0.15)
+    assert sure.sum() > 1000
+    expected = data[fr[sure].astype(int), fc[sure].astype(int)]
+    assert np.mean(got[sure] == expected) > 0.99
+
+
+def test_prepare_refuses_a_dem_for_a_scene_without_rpcs(tmp_path):
+    bundle = write_bundle(tmp_path / "item")
+    out = tmp_path / "prepared.tif"
+    with pytest.raises(CoreError, match="has none: leave DEM empty"):
+        prepare_scene(bundle["scene"], str(out), dem=bundle["scene"])
+    assert not out.exists()

@@ -12,12 +12,16 @@ the output appears only when complete.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 
 from ..atomic import atomic_output
-from ..feedback import CoreError, Feedback
+from ..feedback import CoreError, Feedback, SubFeedback
 from ..raster import (
     check_output_path,
     chunk_windows,
@@ -29,7 +33,7 @@ from ..raster import (
     valid_pixels,
 )
 from ..schema.planet import PREPARE_SCENE
-from . import metadata, naming, udm
+from . import metadata, naming, ortho, udm
 
 #: Surface reflectance products store reflectance x 10000.
 SR_SCALE = 10000.0
@@ -44,8 +48,10 @@ def prepare_scene(input=None, output=None, *, feedback=None, **params) -> dict:
         input: the scene (a Planet asset or any multiband GeoTIFF).
         output: the prepared GeoTIFF.
         feedback: progress, log and cancel.
-        **params: ``udm``, ``mask_classes``, ``mask_buffer``, ``radiometry`` (see
-            ``schema.planet.PREPARE_SCENE``).
+        **params: ``udm``, ``mask_classes``, ``mask_buffer``, ``radiometry``, ``dem``,
+            ``target_crs``, ``pixel_size`` (see ``schema.planet.PREPARE_SCENE``). A scene
+            with RPCs and no georeferencing (or with a DEM) is masked on its raw grid,
+            then orthorectified (``ortho``).
 
     Returns:
         ``output``, ``masked_pixels`` (valid scene pixels the UDM masked, buffer
@@ -55,7 +61,8 @@ def prepare_scene(input=None, output=None, *, feedback=None, **params) -> dict:
 
     Raises:
         CoreError: a UDM on another grid or with a wrong band count, reflectance asked
-            for without the metadata it needs; all before anything is written.
+            for without the metadata it needs, a DEM that does not cover the scene; all
+            before anything is written.
     """
     feedback = feedback or Feedback()
     p = PREPARE_SCENE.check(dict(params, input=input, output=output))
@@ -67,14 +74,23 @@ def prepare_scene(input=None, output=None, *, feedback=None, **params) -> dict:
     kind = naming.product_kind(scene)
     xml_path = naming.find_metadata_xml(scene)
     acquired = metadata.acquired(naming.find_metadata_json(scene), xml_path)
-    with open_raster(scene, "scene") as src:
-        mask_src = open_raster(udm_path, "UDM") if udm_path else None
-        try:
-            plan = _plan(src, mask_src, udm_path, classes, p, kind, xml_path, scene, feedback)
+    with open_raster(scene, "scene") as src, contextlib.ExitStack() as stack:
+        mask_src = stack.enter_context(open_raster(udm_path, "UDM")) if udm_path else None
+        plan = _plan(src, mask_src, udm_path, classes, p, kind, xml_path, scene, feedback)
+        to_warp = ortho.needs_warp(src, p)
+        if to_warp:
+            ortho.check(src, scene, p)
+            rpc = ortho.uses_rpc(src, p)
+            folder = stack.enter_context(
+                tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(output)))
+            )
+            masked = os.path.join(folder, "masked.tif")
+            counts = _write(
+                src, mask_src, plan, p["mask_buffer"], masked, SubFeedback(feedback, 0.0, 0.5)
+            )
+            counts["valid"] = ortho.warp(masked, output, rpc, p, SubFeedback(feedback, 0.5, 1.0))
+        else:
             counts = _write(src, mask_src, plan, p["mask_buffer"], output, feedback)
-        finally:
-            if mask_src is not None:
-                mask_src.close()
     feedback.info(
         f"{counts['masked']} pixel(s) masked by the usable-data mask, "
         f"{counts['valid']} valid pixel(s) written to {output}."
@@ -195,6 +211,8 @@ def _write(src, mask_src, plan, buffer, output, feedback) -> dict:
     with atomic_output(output) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             copy_metadata(src, dst, descriptions=False)
+            if src.rpcs is not None:
+                dst.rpcs = src.rpcs  # kept for orthorectification (ortho.warp)
             for index, window in enumerate(windows):
                 feedback.check_canceled()
                 block = src.read(window=window)

@@ -26,7 +26,9 @@ PREPARE_SCENE = Job(
         "red_edge, nir), so wetlandunet:predict picks a model's bands by name. RADIOMETRY "
         "reflectance divides surface reflectance by 10000, or converts TOA radiance with "
         "the reflectance coefficients of the scene's metadata XML. ITEM_ID and ACQUIRED "
-        "come from the file name and the delivery's JSON/XML."
+        "come from the file name and the delivery's JSON/XML. A basic (1B) scene with RPCs "
+        "is masked on its own grid, then orthorectified with DEM (else the RPCs' height "
+        "offset), TARGET_CRS and PIXEL_SIZE."
     ),
     params=(
         Param("INPUT", "raster", "Scene (e.g. <item id>_3B_AnalyticMS_SR_8b_clip.tif)"),
@@ -57,6 +59,28 @@ PREPARE_SCENE = Job(
             "Radiometry (as_is: values kept; reflectance: 0..1 reflectance)",
             default="as_is",
             choices=RADIOMETRY_CHOICES,
+        ),
+        Param(
+            "DEM",
+            "raster",
+            "DEM for scenes with RPCs (basic / 1B): orthorectify with it",
+            optional=True,
+            advanced=True,
+        ),
+        Param(
+            "TARGET_CRS",
+            "crs",
+            "Target CRS (default: the scene's; for RPC scenes their UTM zone)",
+            optional=True,
+            advanced=True,
+        ),
+        Param(
+            "PIXEL_SIZE",
+            "float",
+            "Pixel size in target CRS units (0 = the scene's)",
+            default=0.0,
+            minimum=0.0,
+            advanced=True,
         ),
         Param("OUTPUT", "raster_out", "Prepared scene"),
     ),
