@@ -185,3 +185,19 @@ def test_unreachable_proxy_is_named_as_the_cause(tmp_path):
     assert "the proxy could not be reached or refused the connection" in message
     assert "--proxy http://127.0.0.1:9" in message  # in the command to run by hand
     assert os.listdir(tmp_path) == ["requirements.txt"]
+
+
+@pytest.mark.slow
+def test_environment_that_fails_its_check_is_not_kept(tmp_path):
+    """pip succeeds but the new environment cannot run the tiny model (no TensorFlow in
+    it): the check fails naming the missing module, and the old environment comes back."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("six\n")
+    folder = str(tmp_path / "env")
+    _old_environment(folder)
+    with pytest.raises(CoreError) as err:
+        setup_worker(python="/usr/bin/python3", folder=folder, requirements=str(requirements))
+    message = str(err.value)
+    assert "The new environment does not run TensorFlow" in message
+    assert "No module named 'tensorflow'" in message and "wetlandunet:diagnostics" in message
+    _unchanged(folder)

@@ -156,6 +156,34 @@ def test_fresh_profile_zip_only_setupworker_then_train_and_predict(tmp_path):
     )
     assert f"worker Python: {worker}" in text and "the provider setting" in text
 
+    # Broken later (TensorFlow's package removed): predict says to run setupworker, and
+    # running setupworker again repairs the same folder in place.
+    site = subprocess.run(
+        [worker, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
+    shutil.rmtree(os.path.join(site, "tensorflow"))
+    os.remove(output)
+    broken = qgis_process(
+        home,
+        "run",
+        "wetlandunet:predict",
+        "--",
+        f"MODEL={model}",
+        f"INPUT={test_image}",
+        f"OUTPUT={output}",
+    )
+    assert broken.returncode != 0 and not os.path.exists(output)
+    assert "wetlandunet:setupworker" in broken.stdout + broken.stderr
+    results, log = run_json(home, "setupworker", f"FOLDER={folder}", "DEVICE=cpu")
+    assert results["WORKER_PYTHON"] == worker and "Repairing" in log
+    assert not os.path.exists(f"{folder}.old")
+    run_json(home, "predict", f"MODEL={model}", f"INPUT={test_image}", f"OUTPUT={output}")
+    with rasterio.open(output) as ds:
+        np.testing.assert_array_equal(ds.read(1), predicted)
+
 
 def test_can_execute_points_to_setupworker_and_diagnostics(worker_setting):
     """A worker Python without TensorFlow: train and predict name the two algorithms."""
