@@ -299,3 +299,61 @@ def test_planet_chain_prepares_predicts_cleans_and_polygonizes(provider, tmp_pat
     assert sum(p["ring_area_m2"] for p in polygons) == pytest.approx(
         np.sum(~masked) * pixel_m2, rel=0.005
     )
+
+
+def test_cleanmap_outputs_load_styled_by_class(tmp_path):
+    """Loaded into the project (as the Toolbox does), the map is paletted and the polygons
+    are categorized by class id, in the class colours."""
+    import processing
+    from qgis.core import QgsProject
+
+    src = write_map(tmp_path / "map.tif", halves())
+    result = processing.runAndLoadResults(
+        "wetlandunet:cleanmap",
+        {
+            "INPUT": src,
+            "CLASS_NAMES": NAMES,
+            "CLASS_COLORS": COLORS,
+            "MMU_HA": 0.05,
+            "OUTPUT": str(tmp_path / "clean.tif"),
+            "OUTPUT_POLYGONS": str(tmp_path / "poly.gpkg"),
+        },
+    )
+    project = QgsProject.instance()
+    try:
+        layers = {layer.source().split("|")[0]: layer for layer in project.mapLayers().values()}
+        raster = layers[result["OUTPUT"]]
+        polygons = layers[result["OUTPUT_POLYGONS"]]
+        assert raster.renderer().type() == "paletted"
+        assert [c.label for c in raster.renderer().classes()] == NAMES.split(",")
+        renderer = polygons.renderer()
+        assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "class_id"
+        colors = [c.symbol().color().name() for c in renderer.categories()]
+        assert colors == COLORS.split(",")
+    finally:
+        project.removeAllMapLayers()
+
+
+@pytest.mark.slow
+def test_uncertainty_loads_with_a_sequential_ramp(trained, scenes, tmp_path):
+    import processing
+    from qgis.core import QgsProject
+
+    result = processing.runAndLoadResults(
+        "wetlandunet:predict",
+        {
+            "MODEL": trained["OUTPUT_MODEL"],
+            "INPUT": scenes["test"],
+            "OUTPUT": str(tmp_path / "map.tif"),
+            "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"),
+        },
+    )
+    project = QgsProject.instance()
+    try:
+        layers = {layer.source(): layer for layer in project.mapLayers().values()}
+        renderer = layers[result["OUTPUT_UNCERTAINTY"]].renderer()
+        assert renderer.type() == "singlebandpseudocolor"
+        assert (renderer.classificationMin(), renderer.classificationMax()) == (0.0, 1.0)
+        assert layers[result["OUTPUT"]].renderer().type() == "paletted"
+    finally:
+        project.removeAllMapLayers()
