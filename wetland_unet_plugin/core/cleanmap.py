@@ -327,6 +327,7 @@ def merge_small_patches(
         new_class = patch_class.copy()
         new_class[pa[last]] = patch_class[pb[last]]
         classes = new_class.astype(np.uint8)[labels]
+        del labels, a, b  # freed before the next labelling, not during it
         stats["merged"] += int(last.sum())
         stats["passes"] += 1
     labels, patch_class, _ = label_patches(classes, n_classes, connectivity)
