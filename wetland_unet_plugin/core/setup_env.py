@@ -252,7 +252,7 @@ class _PipProgress:
         self.feedback, self.expected, self.collected = feedback, expected, 0
 
     def __call__(self, line: str) -> None:
-        if line.startswith("Collecting "):
+        if line.startswith(("Collecting ", "Processing ")):  # Processing: a local wheel
             self.collected += 1
             self.feedback.progress(0.05 + 0.55 * min(self.collected / self.expected, 1.0))
             self.feedback.info(f"pip: {line}")
