@@ -275,3 +275,16 @@ def test_cancel_leaves_no_output(tmp_path, asked):
             feedback=CancelAfter(asked),
         )
     assert sorted(os.listdir(tmp_path)) == ["map.tif"]
+
+
+def test_a_small_patch_alone_in_nodata_is_kept_and_counted(tmp_path):
+    m = np.zeros((20, 20), np.uint8)
+    m[:, :10] = 1  # a large patch of class 1
+    m[5, 10] = 2  # 1 px of class 2 touching it: merged
+    m[15:17, 15] = 3  # 2 px of class 3 surrounded by nodata: no neighbour to merge into
+    src = write(tmp_path / "map.tif", m)
+    result = clean_map(src, str(tmp_path / "c.tif"), class_names=NAMES, mmu_ha=0.05)
+    expected = m.copy()
+    expected[5, 10] = 1
+    assert np.array_equal(read(tmp_path / "c.tif"), expected)
+    assert result["patches_kept_isolated"] == 1 and result["patches_merged"] == 1
