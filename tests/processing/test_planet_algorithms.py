@@ -241,3 +241,48 @@ def test_model_of_prepared_4band_scenes_maps_a_prepared_8band_scene(tmp_path):
         f"{by_number:.4f}; shifts {shifts}, reflectance scene {expected:.1f}"
     )
     assert by_number < same - 0.1, (by_number, same)
+
+
+@pytest.mark.slow
+def test_preparescene_from_qgis_process(tmp_path):
+    """A user's qgis_process (plugin deployed into a fresh HOME) prepares an 8-band delivery."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "HOME": str(home),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_RUNTIME_DIR": str(home),
+    }
+    script = os.path.join(ROOT, "scripts", "package.py")
+    deploy = [sys.executable, script, "deploy", "--python", sys.executable]
+    subprocess.run(deploy, env=env, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    bundle = write_bundle(tmp_path / "delivery", n_bands=8)
+    out = tmp_path / "prepared.tif"
+    run = subprocess.run(
+        [
+            "/usr/bin/qgis_process.bin",
+            "run",
+            "wetlandunet:preparescene",
+            "--",
+            f"INPUT={bundle['scene']}",
+            "MASK_CLASSES=cloud,shadow",
+            f"OUTPUT={out}",
+        ],
+        env=env,
+        cwd=str(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = dict(line.split(":\t", 1) for line in run.stdout.splitlines() if ":\t" in line)
+    masked = (bundle["cloud"] | bundle["shadow"]) & ~bundle["blackfill"]
+    assert int(float(results["MASKED_PIXELS"])) == int(masked.sum())
+    assert results["ITEM_ID"] == ITEM
+    with rasterio.open(out) as dst:
+        assert dst.descriptions[7] == "nir"
