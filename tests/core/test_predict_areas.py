@@ -17,7 +17,7 @@ from rasterio.transform import Affine
 
 from tests.core.test_predict import pointwise_model, save
 from wetland_unet_plugin.core.feedback import CoreError
-from wetland_unet_plugin.core.inference.scene import predict_scene
+from wetland_unet_plugin.core.inference.scene import predict_scene, run_scene
 
 
 def write(path, array, crs, transform, nodata=None):
@@ -165,22 +165,24 @@ def test_area_and_uncertainty_paths_are_checked_before_any_output(tmp_path, mode
     assert sorted(os.listdir(tmp_path)) == ["in.tif", "nocrs.tif"]
 
 
-@pytest.mark.parametrize("tta", [2, 4])
-def test_uncertainty_has_the_tta_disagreement_as_a_second_band(tmp_path, tta):
+@pytest.mark.parametrize("tta,portable", [(2, False), (4, False), (4, True)])
+def test_uncertainty_has_the_tta_disagreement_as_a_second_band(tmp_path, tta, portable):
     """shift_model's class under each transform is the sign of one neighbour (right, left,
-    below, above): the share of transforms whose class differs from the final one."""
+    below, above): the share of transforms whose class differs from the final one. Also
+    with the Keras-ops predictor that JAX and PyTorch use."""
     from tests.core.test_predict import shift_expectations, shift_model
 
     path = save(shift_model(), tmp_path / "shift.keras", 2, depth=1)
     x = (np.random.default_rng(8).random((40, 50)) - 0.5).astype(np.float32)
     src = write(tmp_path / "in.tif", x[None], "EPSG:32633", Affine(10, 0, 5e5, 0, -10, 5.8e6))
-    predict_scene(
+    run_scene(
         path,
         src,
         str(tmp_path / "c.tif"),
         output_uncertainty=str(tmp_path / "u.tif"),
         tile_size=32,
         tta=tta,
+        portable=portable,
     )
     seen = np.stack(shift_expectations(x)[:tta])  # class-1 probability per transform
     final_is_1 = seen.mean(axis=0) > 0.5
