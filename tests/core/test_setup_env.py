@@ -116,6 +116,18 @@ def test_base_python_without_venv_names_the_fix_and_keeps_the_old_environment(tm
     _unchanged(folder)
 
 
+def test_a_folder_that_is_not_an_environment_is_left_alone(tmp_path):
+    """FOLDER pointing at a user's folder with files (not a venv) is refused, untouched."""
+    folder = tmp_path / "Documents"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("precious")
+    with pytest.raises(CoreError, match="exists and is not a Python environment"):
+        setup_worker(python=sys.executable, folder=str(folder), device="cpu")
+    assert os.listdir(folder) == ["thesis.txt"]
+    assert (folder / "thesis.txt").read_text() == "precious"
+    assert sorted(os.listdir(tmp_path)) == ["Documents"]
+
+
 def test_missing_base_python_is_named(tmp_path):
     with pytest.raises(CoreError, match="PYTHON: .*nowhere.* does not exist"):
         setup_worker(python=str(tmp_path / "nowhere" / "python3"), folder=str(tmp_path / "e"))

@@ -14,16 +14,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import queue
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 
-from .feedback import Canceled, CoreError, Feedback
+from .feedback import CoreError, Feedback
+from .pip_run import PipProgress, pip_failure, stream, subprocess_env
 from .schema.environment import SETUP_WORKER
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,114 +177,12 @@ def _check_folder(folder: str, device: str) -> None:
         )
 
 
-def subprocess_env(**extra) -> dict:
-    """This process's environment without what points a Python at QGIS's own installation
-    (PYTHONHOME and PYTHONPATH are set by QGIS's launcher on Windows), plus ``extra``."""
-    env = dict(os.environ)
-    for var in ("PYTHONHOME", "PYTHONPATH", "QGIS_PREFIX_PATH", "QT_PLUGIN_PATH"):
-        env.pop(var, None)
-    env.update(extra)
-    return env
-
-
-def _stream(command, feedback: Feedback, on_line, env=None, timeout=None) -> tuple:
-    """Run ``command``, passing each output line to ``on_line``; kill it on cancel.
-
-    Returns:
-        (exit code, the last 40 output lines).
-    Raises:
-        Canceled: when the user canceled (the process is killed first).
-    """
-    try:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env or subprocess_env(),
-            start_new_session=os.name != "nt",
-        )
-    except OSError as err:
-        return 127, [f"{command[0]}: {err}"]
-    lines: queue.Queue = queue.Queue()
-
-    def read():
-        for raw in process.stdout:
-            lines.put(raw.decode("utf-8", "replace").rstrip())
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    tail = []
-    while True:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            line = ""
-        if feedback.is_canceled():
-            _kill(process)
-            raise Canceled("Canceled by the user; pip was stopped.")
-        if line is None:
-            break
-        if line:
-            tail = (tail + [line])[-40:]
-            on_line(line)
-    return process.wait(timeout=timeout), tail
-
-
-def _kill(process) -> None:
-    try:
-        if os.name != "nt":
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
-    except OSError:
-        pass
-    process.wait()
-
-
-class _PipProgress:
-    """Turns pip's output lines into progress and a short log of its stages."""
-
-    def __init__(self, feedback: Feedback, expected: int = 45):
-        self.feedback, self.expected, self.collected = feedback, expected, 0
-
-    def __call__(self, line: str) -> None:
-        if line.startswith(("Collecting ", "Processing ")):  # Processing: a local wheel
-            self.collected += 1
-            self.feedback.progress(0.05 + 0.55 * min(self.collected / self.expected, 1.0))
-            self.feedback.info(f"pip: {line}")
-        elif line.startswith("Installing collected packages"):
-            self.feedback.progress(0.65)
-            self.feedback.info("pip: installing the downloaded packages...")
-        elif line.startswith(("Successfully installed", "ERROR", "Downloading ")):
-            self.feedback.info(f"pip: {line[:300]}")
-
-
-def pip_failure(tail: list, by_hand: str) -> str:
-    """A message naming the cause of a failed pip run and the command to run by hand."""
-    text = "\n".join(tail)
-    causes = (
-        ("No space left on device", "the disk is full; free some space or choose another FOLDER"),
-        (
-            "ProxyError",
-            "the proxy could not be reached or refused the connection; check the --proxy "
-            "given in PIP_OPTIONS, or the system's proxy settings (HTTPS_PROXY)",
-        ),
-        (
-            "No matching distribution",
-            "a requirement has no version for this Python or platform, or the package "
-            "registry could not be reached (no network, or a proxy: give it in PIP_OPTIONS)",
-        ),
-        ("Could not find a version", "a requirement has no version for this Python/platform"),
-        ("NewConnectionError", "no network connection to the package registry"),
-        ("Temporary failure in name resolution", "no network (the registry's name is unknown)"),
-        ("SSLError", "a TLS error reaching the registry (a proxy that rewrites certificates?)"),
-    )
-    cause = next((why for key, why in causes if key in text), "pip failed")
-    last = "\n".join(tail[-8:])
-    return (
-        f"Installing the worker's packages failed: {cause}. Nothing was recorded; the previous "
-        f"worker (if any) is unchanged. pip said:\n{last}\nTo install by hand, run:\n{by_hand}"
+def _replaceable(folder: str) -> bool:
+    """A folder setupworker may move aside and rebuild: an environment, or empty."""
+    return os.path.isdir(folder) and (
+        not os.listdir(folder)
+        or os.path.isfile(os.path.join(folder, "pyvenv.cfg"))
+        or os.path.isfile(os.path.join(folder, MARKER))
     )
 
 
@@ -324,12 +219,19 @@ def setup_worker(python=None, folder=None, *, feedback=None, **params) -> dict:
         raise CoreError(f"PYTHON: {base} does not exist. Choose a Python 3 interpreter.")
     device = "gpu" if any("cuda" in ln or "metal" in ln for ln in lines) else "cpu"
     _check_folder(folder, device)
+    if os.path.exists(folder) and not _replaceable(folder):
+        raise CoreError(
+            f"FOLDER {folder} exists and is not a Python environment; it is left alone. "
+            "Choose a new or empty folder (or the worker's own folder to repair it)."
+        )
     old = folder + ".old"
-    if os.path.isdir(old):  # a previous run was killed mid-way: its old environment is there
+    if _replaceable(old):  # a previous run was killed mid-way: its old environment is there
         if not os.path.isfile(os.path.join(folder, MARKER)):
             _restore(folder, old)
         else:
             shutil.rmtree(old, ignore_errors=True)
+    elif os.path.exists(old):
+        raise CoreError(f"{old} is in the way (not an environment); move or rename it.")
     if os.path.isdir(folder):
         feedback.info(f"Repairing: {folder} is moved aside and rebuilt.")
         os.replace(folder, old)
@@ -341,7 +243,7 @@ def setup_worker(python=None, folder=None, *, feedback=None, **params) -> dict:
     )
     try:
         feedback.info(f"Creating the environment with {base} -m venv {folder}")
-        code, tail = _stream([base, "-m", "venv", folder], feedback, lambda line: None)
+        code, tail = stream([base, "-m", "venv", folder], feedback, lambda line: None)
         if code != 0 or not os.path.isfile(vpy):
             raise CoreError(
                 f"{base} cannot make virtual environments (python -m venv failed: "
@@ -351,8 +253,8 @@ def setup_worker(python=None, folder=None, *, feedback=None, **params) -> dict:
             )
         feedback.progress(0.05)
         feedback.info("Installing " + ", ".join(lines))
-        code, tail = _stream(
-            [vpy, "-m", "pip", "install", *pip_args, *lines], feedback, _PipProgress(feedback)
+        code, tail = stream(
+            [vpy, "-m", "pip", "install", *pip_args, *lines], feedback, PipProgress(feedback)
         )
         if code != 0:
             raise CoreError(pip_failure(tail, by_hand))
@@ -395,7 +297,7 @@ def verify(python: str, feedback: Feedback | None = None) -> dict:
         if line.startswith("WETLAND_FACTS "):
             found["facts"] = json.loads(line[len("WETLAND_FACTS ") :])
 
-    status, tail = _stream([python, "-c", code], feedback, on_line, env=env)
+    status, tail = stream([python, "-c", code], feedback, on_line, env=env)
     facts = found.get("facts")
     if status != 0 or not facts or "error" in facts.get("smoke", {"error": "none"}):
         problem = (facts or {}).get("smoke", {}).get("error") or "\n".join(tail[-10:])
