@@ -25,6 +25,7 @@ from tests.planet_bundle import (
     write_legacy_udm,
     write_rpc_scene,
 )
+from tests.rasters import write_raster
 from wetland_unet_plugin.core.alignment import align_pair
 from wetland_unet_plugin.core.feedback import CoreError, Feedback
 from wetland_unet_plugin.core.inference.spec import ModelSpec, check_bands, warn_grid
@@ -385,3 +386,43 @@ def test_prepare_refuses_a_dem_for_a_scene_without_rpcs(tmp_path):
     with pytest.raises(CoreError, match="has none: leave DEM empty"):
         prepare_scene(bundle["scene"], str(out), dem=bundle["scene"])
     assert not out.exists()
+
+
+def test_normalisation_leaves_out_a_gdal_per_dataset_mask(tmp_path):
+    """An image without nodata whose internal GDAL mask hides bright pixels: they never enter
+    the normalisation statistics (the mean is that of the unmasked pixels)."""
+    from wetland_unet_plugin.core.raster import has_mask_band
+    from wetland_unet_plugin.core.training.pairs import check_pairs
+    from wetland_unet_plugin.core.training.statistics import sample_normalization
+
+    rng = np.random.default_rng(1)
+    data = rng.uniform(100, 200, (4, 64, 64)).astype(np.float32)
+    hidden = np.zeros((64, 64), bool)
+    hidden[10:30, 5:40] = True
+    data[:, hidden] = 1e6  # what a masked cloud might hold
+    image = str(tmp_path / "masked.tif")
+    profile = dict(
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=4,
+        dtype="float32",
+        crs="EPSG:32618",
+        transform=rasterio.transform.from_origin(0, 640, 10, 10),
+    )
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(image, "w", **profile) as dst:
+        dst.write(data)
+        dst.write_mask(np.where(hidden, 0, 255).astype(np.uint8))
+    mask = write_raster(
+        tmp_path / "labels.tif",
+        np.ones((64, 64), np.uint8),
+        "EPSG:32618",
+        rasterio.transform.from_origin(0, 640, 10, 10),
+    )
+    with rasterio.open(image) as src:
+        assert src.nodata is None and has_mask_band(src)
+    pairs, bands = check_pairs([image], [mask], 2)
+    stats, invalid = sample_normalization(pairs, bands, np.random.default_rng(0))
+    expected = data[:, ~hidden].astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(stats["mean"], expected, rtol=1e-6)
+    assert invalid[0] == pytest.approx(hidden.mean())

@@ -56,6 +56,22 @@ def nodata_of(dataset):
     return dataset.nodata
 
 
+def has_mask_band(dataset) -> bool:
+    """True when the dataset has a GDAL per-dataset mask (e.g. a .msk file or an internal
+    mask band), which marks invalid pixels that its nodata value does not."""
+    from rasterio.enums import MaskFlags
+
+    return any(MaskFlags.per_dataset in flags for flags in dataset.mask_flag_enums)
+
+
+def masked_invalid(dataset, valid: np.ndarray, window=None) -> np.ndarray:
+    """``valid`` with the pixels of a GDAL per-dataset mask taken out (read only when the
+    dataset has one: a nodata-derived mask would only read the band again)."""
+    if has_mask_band(dataset):
+        valid &= dataset.dataset_mask(window=window) > 0
+    return valid
+
+
 def valid_pixels(block: np.ndarray, nodata=None) -> np.ndarray:
     """The one validity test: True where every band is finite and not its nodata value.
 

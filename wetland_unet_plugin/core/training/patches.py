@@ -20,7 +20,7 @@ from rasterio.windows import Window
 from .. import dihedral
 from ..feedback import Feedback, SubFeedback
 from ..normalize import normalize
-from ..raster import open_raster, valid_pixels
+from ..raster import masked_invalid, open_raster, valid_pixels
 from ..schema import TRAIN
 from .masks import MaskScan, mask_labels
 from .pairs import SCAN_ROWS, PairInfo
@@ -105,7 +105,9 @@ class PatchSource:
                 feedback.check_canceled()
                 rows = min(SCAN_ROWS, pair.height - row0)
                 block = src.read(self.bands, window=Window(0, row0, pair.width, rows))
-                valid = valid_pixels(block, pair.nodata)
+                valid = masked_invalid(
+                    src, valid_pixels(block, pair.nodata), Window(0, row0, pair.width, rows)
+                )
                 self.image[row0 : row0 + rows] = normalize(block, self.stats, valid)
                 labels[row0 : row0 + rows][~valid] = 0
                 feedback.progress((row0 + rows) / pair.height)
@@ -134,7 +136,7 @@ class PatchSource:
         image_ds, mask_ds = self._datasets()
         window = Window(col, row, size, size)
         block = image_ds.read(self.bands, window=window)
-        valid = valid_pixels(block, self.pair.nodata)
+        valid = masked_invalid(image_ds, valid_pixels(block, self.pair.nodata), window)
         labels, _ = mask_labels(
             mask_ds.read(window=window), self.pair.mask_kind, self.n_classes, self.pair.mask_nodata
         )

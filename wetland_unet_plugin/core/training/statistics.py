@@ -12,7 +12,7 @@ from rasterio.windows import Window
 
 from ..feedback import CoreError, Feedback
 from ..normalize import stats_from_samples
-from ..raster import open_raster, valid_pixels
+from ..raster import masked_invalid, open_raster, valid_pixels
 from .pairs import SCAN_ROWS, PairInfo
 
 #: Windows read per image for the normalisation statistics, and their size.
@@ -37,9 +37,12 @@ def _random_windows(pair: PairInfo, rng: np.random.Generator, count: int, size: 
         )
 
 
-def _valid_samples(block: np.ndarray, nodata) -> tuple[np.ndarray, int]:
-    """Return ((n, bands) valid pixel values, total pixels) of a (bands, rows, cols) block."""
+def _valid_samples(block: np.ndarray, nodata, src=None, window=None) -> tuple[np.ndarray, int]:
+    """Return ((n, bands) valid pixel values, total pixels) of a (bands, rows, cols) block
+    (without the pixels of ``src``'s GDAL per-dataset mask, when given)."""
     valid = valid_pixels(block, nodata)
+    if src is not None:
+        valid = masked_invalid(src, valid, window)
     return block[:, valid].T, valid.size
 
 
@@ -48,8 +51,8 @@ def _scan_valid_pixels(src, pair: PairInfo, bands: list, rng, limit: int) -> np.
     found = []
     for row0 in range(0, pair.height, SCAN_ROWS):
         rows = min(SCAN_ROWS, pair.height - row0)
-        block = src.read(bands, window=Window(0, row0, pair.width, rows))
-        samples, _ = _valid_samples(block, pair.nodata)
+        window = Window(0, row0, pair.width, rows)
+        samples, _ = _valid_samples(src.read(bands, window=window), pair.nodata, src, window)
         if len(samples):
             found.append(samples)
     if not found:
@@ -66,7 +69,7 @@ def _image_samples(pair: PairInfo, bands: list, rng: np.random.Generator) -> tup
     parts, total = [], 0
     with open_raster(pair.image, "image") as src:
         for window in _random_windows(pair, rng, STATS_WINDOWS, STATS_WINDOW_SIZE):
-            samples, n = _valid_samples(src.read(bands, window=window), pair.nodata)
+            samples, n = _valid_samples(src.read(bands, window=window), pair.nodata, src, window)
             parts.append(samples)
             total += n
         samples = np.concatenate(parts) if parts else np.empty((0, len(bands)))
