@@ -1,5 +1,7 @@
-"""The README's commands use parameters and values that exist (checked against the schema)."""
+"""The README's and the guides' commands use parameters and values that exist (checked
+against the schema), and their links lead to files that exist."""
 
+import glob
 import os
 import re
 import shlex
@@ -12,9 +14,12 @@ from wetland_unet_plugin.core.schema import BY_ALG_ID
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+
+
 def readme_commands():
-    """Shell commands of the README's code blocks, continuation lines joined."""
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    """Shell commands of the README's and the guides' code blocks, continuation lines joined."""
+    text = "\n".join(open(path, encoding="utf-8").read() for path in DOCS)
     commands = []
     for block in re.findall(r"```(?:bash)?\n(.*?)```", text, flags=re.S):
         commands += [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip()]
@@ -47,3 +52,12 @@ def test_cli_examples_parse(command):
     words = shlex.split(command.replace('"$SCENE"', "scene.tif").replace('"$OUT"', "out.tif"))
     args = words[words.index("wetland_unet_plugin.core") + 1 :]
     build_parser().parse_args(args)  # exits with status 2 on an unknown option or value
+
+
+@pytest.mark.parametrize("path", DOCS, ids=os.path.basename)
+def test_relative_links_lead_to_files(path):
+    text = open(path, encoding="utf-8").read()
+    for target in re.findall(r"\]\(([^)#\s]+)", text):
+        if "://" in target:
+            continue
+        assert os.path.exists(os.path.join(os.path.dirname(path), target)), target
