@@ -155,6 +155,9 @@ def test_no_patch_under_its_unit_and_polygon_areas_match_the_map(tmp_path, conne
         expected_probability = [round(25.4 * k) / 254 for k in (1, 2, 3)]
     unc = np.tile(np.arange(m.shape[1], dtype=np.float32) / 100, (m.shape[0], 1))
     unc_path = write(tmp_path / "u.tif", unc, nodata=-1.0)
+    from osgeo import gdal
+
+    exceptions_before = gdal.GetUseExceptions()
     result = clean_map(
         src,
         str(tmp_path / "clean.tif"),
@@ -166,6 +169,8 @@ def test_no_patch_under_its_unit_and_polygon_areas_match_the_map(tmp_path, conne
         uncertainty=unc_path,
         output_polygons=str(tmp_path / "poly.gpkg"),
     )
+    # GDAL's exception mode is process-wide: polygonizing must leave it as it found it
+    assert gdal.GetUseExceptions() == exceptions_before
     cleaned = read(tmp_path / "clean.tif")
     assert np.array_equal(cleaned == 0, m == 0)  # nodata stays nodata, nothing fills it
     assert patches_below_unit(cleaned, {1: 8, 2: 20, 3: 8}, connectivity) == []

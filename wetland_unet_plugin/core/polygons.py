@@ -13,7 +13,7 @@ import numpy as np
 
 from .areas import M2_PER_HA
 from .feedback import Canceled, CoreError
-from .raster import grid_description, open_raster, same_grid
+from .raster import gdal_exceptions, grid_description, open_raster, same_grid
 
 #: Rows of the probability/uncertainty rasters read at a time.
 WINDOW_ROWS = 512
@@ -89,7 +89,13 @@ def zonal_means(path, labels: np.ndarray, patch_class: np.ndarray, per_class: bo
         return np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
 
 
-def write_polygons(
+def write_polygons(*args, **kwargs) -> int:
+    """``_write_polygons`` with GDAL raising exceptions inside, and only inside, the call."""
+    with gdal_exceptions():
+        return _write_polygons(*args, **kwargs)
+
+
+def _write_polygons(
     path: str,
     labels: np.ndarray,
     patch_class: np.ndarray,
@@ -110,7 +116,6 @@ def write_polygons(
     """
     from osgeo import gdal, gdal_array, ogr, osr
 
-    gdal.UseExceptions()
     crs, transform = profile["crs"], profile["transform"]
     _, factor = crs.linear_units_factor
     to_ha = float(factor) ** 2 / M2_PER_HA

@@ -3,6 +3,7 @@ block windows for streaming, and metadata copied from input to output."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -230,3 +231,21 @@ def check_disk_space(path: str, needed_bytes: float, what: str = "output") -> No
 def band_descriptions(dataset) -> list:
     """Return the band descriptions of a dataset (None where unset)."""
     return list(dataset.descriptions)
+
+
+@contextlib.contextmanager
+def gdal_exceptions():
+    """GDAL's Python bindings raise RuntimeError inside the block, as before outside it.
+
+    ``gdal.UseExceptions()`` is process-wide: left on, it changes how every other
+    caller in the process (QGIS's Processing, the other jobs) sees GDAL errors.
+    """
+    from osgeo import gdal
+
+    previous = gdal.GetUseExceptions()
+    gdal.UseExceptions()
+    try:
+        yield gdal
+    finally:
+        if not previous:
+            gdal.DontUseExceptions()

@@ -41,6 +41,8 @@ def is_vector(path) -> bool:
     gdal.PushErrorHandler("CPLQuietErrorHandler")
     try:
         ds = gdal.OpenEx(name, gdal.OF_VECTOR)
+    except RuntimeError:  # raised instead of None where gdal.UseExceptions() is on
+        ds = None
     finally:
         gdal.PopErrorHandler()
     return ds is not None and ds.GetLayerCount() > 0
