@@ -418,6 +418,30 @@ def test_invalid_pixels_are_zero_and_unlabelled(tmp_path, cache_mb):
         sampler.close()
 
 
+def test_labels_under_invalid_image_pixels_count_as_unlabelled(tmp_path):
+    """Clouds masked in the image (nodata, NaN, a GDAL mask) weigh in neither the class
+    counts (auto class weights) nor the pools of patch centres."""
+    image = str(tmp_path / "cloudy.tif")
+    class_map = make_scene(image, 96, 80, seed=4, nodata=-9999)
+    with rasterio.open(image, "r+") as dst:
+        block = dst.read()
+        block[:, 5:25, 10:40] = -9999  # a cloud as nodata on every band
+        block[2, 50:60, 0:20] = np.nan  # one band's NaN makes the pixel invalid
+        dst.write(block)
+    mask = write_mask(str(tmp_path / "m.tif"), class_map, image)
+    invalid = np.zeros(class_map.shape, bool)
+    invalid[5:25, 10:40] = True
+    invalid[50:60, 0:20] = True
+    expected = np.bincount(np.where(invalid, 0, class_map).ravel(), minlength=4)
+    pairs, _ = check_pairs([image], [mask], 3)
+    split_regions(pairs[0], 32, 0.25)
+    scan = scan_mask(pairs[0], 3, np.random.default_rng(0), keep_labels=True)
+    assert scan.counts.tolist() == expected.tolist()
+    assert (scan.labels[invalid] == 0).all()
+    for rows, cols in scan.pools.values():
+        assert not invalid[rows, cols].any()
+
+
 def test_patches_come_from_separate_regions_and_datasets_weight_labels(scenes):
     pairs, sampler = _prepared(scenes["train"], scenes["train_mask"], 100)
     try:

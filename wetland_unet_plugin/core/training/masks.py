@@ -4,7 +4,10 @@
 labels 0..N, 0 meaning unlabelled; every reader of masks in training uses it.
 ``scan_mask`` reads a mask once, checks its ids, counts pixels per class and
 keeps a bounded random pool of labelled positions per class and region, from
-which the patch sampler draws class-balanced patches.
+which the patch sampler draws class-balanced patches. A label under a pixel that
+is invalid in the image (nodata, NaN, a GDAL mask: clouds a prepared Planet scene
+masked) counts as unlabelled, so it weighs in neither the class weights nor the
+patch centres.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from ..feedback import CoreError, Feedback
-from ..raster import open_raster, valid_pixels
+from ..raster import masked_invalid, open_raster, valid_pixels
 from .pairs import SCAN_ROWS, PairInfo, Region
 
 #: Labelled positions kept per image, region and class for balanced sampling.
@@ -33,6 +36,7 @@ class MaskScan:
     val_counts: np.ndarray  # (n_classes + 1,) validation region
     pools: dict = field(default_factory=dict)  # (region, class) -> (rows, cols)
     labels: np.ndarray | None = None  # whole label array when kept
+    under_invalid: int = 0  # labels dropped because the image is invalid there
 
 
 def mask_labels(block: np.ndarray, kind: str, n_classes: int, nodata=None):
@@ -133,12 +137,17 @@ def scan_mask(
     pools = {(name, c): Reservoir(POOL_SIZE) for name in ("train", "val") for c in range(1, size)}
     bad_values: set = set()
     labels_all = np.zeros((pair.height, pair.width), np.uint8) if keep_labels else None
-    with open_raster(pair.mask, "mask") as src:
+    with open_raster(pair.mask, "mask") as src, open_raster(pair.image, "image") as image:
         for row0 in range(0, pair.height, SCAN_ROWS):
             feedback.check_canceled()
             rows = min(SCAN_ROWS, pair.height - row0)
-            block = src.read(window=Window(0, row0, pair.width, rows))
+            window = Window(0, row0, pair.width, rows)
+            block = src.read(window=window)
             labels, bad = mask_labels(block, pair.mask_kind, n_classes, pair.mask_nodata)
+            pixels = image.read(window=window)
+            invalid = ~masked_invalid(image, valid_pixels(pixels, pair.nodata), window)
+            scan.under_invalid += int(np.count_nonzero(labels[invalid]))
+            labels[invalid] = 0
             if len(bad) and len(bad_values) < MAX_BAD_VALUES + 1:
                 bad_values.update(float(v) for v in bad)
             scan.counts += np.bincount(labels.ravel(), minlength=size)[:size]
@@ -187,6 +196,13 @@ def _pool_strip(
 def check_labels(pairs: list, scans: list) -> None:
     """Raise CoreErrors for masks without labels where training or validation needs them."""
     total = sum(int(s.counts[1:].sum()) for s in scans)
+    if total == 0 and any(s.under_invalid for s in scans):
+        raise CoreError(
+            "The IMAGES have no valid pixel under the labels (nodata, NaN, Inf or masked "
+            "clouds wherever the MASKS have a class): run wetlandunet:cleaninvalid on the "
+            "images (MODE interpolate fills gaps), or label pixels where the images are "
+            "valid."
+        )
     if total == 0:
         raise CoreError(
             "The MASKS have no labelled pixels: every pixel is 0 or nodata. Class "
