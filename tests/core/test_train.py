@@ -835,7 +835,7 @@ BAD_CASES = {
     "val split": (lambda s, b: dict(val_split="columns"), "VAL_SPLIT must be one of"),
     "jitter": (lambda s, b: dict(jitter=0.8), "JITTER must be"),
     "dropout": (lambda s, b: dict(dropout=1.5), "DROPOUT must be"),
-    "time limit": (lambda s, b: dict(time_limit=-1), "TIME_LIMIT must be"),
+    "time limit": (lambda s, b: dict(time_limit=-2), "TIME_LIMIT must be at least -1"),
 }
 
 

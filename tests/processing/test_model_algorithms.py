@@ -67,7 +67,7 @@ def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_p
     assert alg.parameterDefinition("LR_SCHEDULE").defaultValue() == "cosine"
     assert alg.parameterDefinition("JITTER").defaultValue() == 0.0
     assert alg.parameterDefinition("DROPOUT").defaultValue() == 0.1
-    assert alg.parameterDefinition("TIME_LIMIT").defaultValue() == 0.0
+    assert alg.parameterDefinition("TIME_LIMIT").defaultValue() == -1.0
     assert alg.parameterDefinition("BALANCE_CLASSES").defaultValue() is True
     assert alg.parameterDefinition("XLA").defaultValue() is True
     assert alg.parameterDefinition("SPECTRAL_SKIP").defaultValue() is True

@@ -20,6 +20,7 @@ td:first-child, th:first-child { text-align: left; }
 .swatch { display: inline-block; width: 1em; height: 1em; vertical-align: middle;
           border: 1px solid #555; margin-right: 0.4em; }
 .note { color: #555; font-size: 0.9em; }
+.warn { color: #a00; font-weight: bold; }
 img { max-width: 100%; }
 """
 
@@ -164,6 +165,54 @@ def _scores_for_table(score: dict) -> dict:
     return out
 
 
+#: Classes whose validation recall is below this get a warning at the top of the report.
+LOW_RECALL = 0.5
+
+
+def _class_warnings(score: dict, names: list) -> str:
+    """A warning naming the classes the U-Net misses (recall below ``LOW_RECALL``)."""
+    low = [
+        f"{_esc(name)} (recall {r:.2f}, precision {_fmt(p, 2)})"
+        for name, r, p in zip(names, _as_float(score.get("recall", [])), score.get("precision", []))
+        if math.isfinite(r) and r < LOW_RECALL
+    ]
+    if not low:
+        return ""
+    return (
+        f"<p class='warn'>Warning: recall below {LOW_RECALL:g} on the validation pixels for "
+        + "; ".join(low)
+        + ". Most of these classes' pixels are mapped as other classes: check their labels, "
+        "give them more labelled pixels or a larger CLASS_WEIGHTS, or train longer.</p>"
+    )
+
+
+def _baseline_html(baseline: dict, names: list) -> str:
+    """The U-Net and the random forest side by side on the same validation pixels."""
+    unet, forest = baseline.get("unet") or {}, baseline.get("random_forest") or {}
+    rows = [("overall accuracy", "overall_accuracy"), ("mean IoU", "mean_iou")]
+    cells = [
+        f"<tr><td>{label}</td><td>{_fmt(unet.get(key), 3)}</td>"
+        f"<td>{_fmt(forest.get(key), 3)}</td></tr>"
+        for label, key in rows
+    ]
+    for i, name in enumerate(names):
+        pair = [(d.get("iou") or [None] * len(names))[i] for d in (unet, forest)]
+        cells.append(
+            f"<tr><td>IoU {_esc(name)}</td><td>{_fmt(pair[0], 3)}</td>"
+            f"<td>{_fmt(pair[1], 3)}</td></tr>"
+        )
+    return (
+        f"<h2>Baseline: random forest</h2><p><b>{_esc(baseline.get('summary', ''))}</b></p>"
+        "<table><tr><th>validation score</th><th>U-Net</th><th>random forest</th></tr>"
+        + "".join(cells)
+        + "</table><p class='note'>"
+        + _esc(baseline.get("method", ""))
+        + f", trained on {_fmt(baseline.get('train_pixels'))} labelled pixels of the "
+        f"training patches in {_fmt(baseline.get('time_s'), 3)} s; both scored on the "
+        f"same {_fmt(baseline.get('val_pixels'))} labelled validation pixels.</p>"
+    )
+
+
 def training_report_html(
     metadata: dict, history: dict | None = None, title: str | None = None
 ) -> str:
@@ -204,7 +253,21 @@ def training_report_html(
         "training time (s)": metadata.get("training_time_s"),
         "parameters": metadata.get("n_parameters"),
     }
+    sizing = metadata.get("model_size") or {}
+    if sizing:
+        summary["model size"] = f"{sizing.get('used')} ({sizing.get('reason')})"
+    if metadata.get("baseline"):
+        summary["baseline"] = metadata["baseline"].get("summary")
     parts.append("<h2>Summary</h2>" + _dict_table(summary))
+    if score.get("recall"):
+        parts.append("<h2>Per-class recall and precision</h2>" + _class_warnings(score, names))
+        parts.append(scores_table_html(_scores_for_table(score), names))
+        parts.append(
+            "<p class='note'>Recall: share of a class's validation pixels mapped as that "
+            "class. Precision: share of the pixels mapped as a class that are that class.</p>"
+        )
+    if metadata.get("baseline"):
+        parts.append(_baseline_html(metadata["baseline"], names))
     if history.get("loss"):
         parts.append("<h2>Loss and accuracy per epoch</h2>")
         parts.append(
@@ -225,7 +288,6 @@ def training_report_html(
             f"{_fmt(score.get('pixels'))} labelled pixels in "
             f"{_fmt(validation.get('patches'))} patches.</p>"
         )
-        parts.append(scores_table_html(_scores_for_table(score), names))
         figure = confusion_matrix_figure(matrix, names, "Validation confusion matrix")
         parts.append(f"<img alt='confusion matrix' src='{figure_to_data_uri(figure)}'>")
     parts.append("<h2>Classes and loss weights</h2>" + _class_table(metadata))

@@ -13,6 +13,9 @@ LOSSES = ("categorical", "binary")
 TTA_CHOICES = (1, 2, 4, 8)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PROBABILITY_TYPES = ("uint8", "float32")
+#: Network sizes (FILTERS, DEPTH, PATCH_SIZE in ``training/sizing.py``); auto: small on a
+#: CPU, large on a GPU.
+MODEL_SIZES = ("auto", "small", "medium", "large")
 
 TRAIN = Job(
     name="train",
@@ -32,7 +35,12 @@ TRAIN = Job(
         "or multi-band one-hot. Validation patches come from a spatially separate strip "
         "(the last VAL_FRACTION of each image's rows), or, with VAL_SPLIT images, "
         "from VAL_FRACTION of the images held back whole (the other images then train on "
-        "every row). The learning rate warms up over the first 5% of the steps, then "
+        "every row). MODEL_SIZE sizes the network for the machine (auto: small on a CPU, "
+        "large on a GPU) and TIME_LIMIT's default ends a CPU run after 15 minutes of "
+        "fitting; after the first epoch the log gives the time per epoch and the expected "
+        "end. BASELINE trains a random forest on the same training pixels and compares it "
+        "with the U-Net on the same validation pixels in the report. The learning rate "
+        "warms up over the first 5% of the steps, then "
         "decays along a cosine to 1% at the end of EPOCHS, or of TIME_LIMIT minutes when "
         "that comes first (LR_SCHEDULE; plateau halves it instead after "
         "REDUCE_LR epochs without progress). XLA compiles the training step (on CPUs too), "
@@ -64,7 +72,19 @@ TRAIN = Job(
         ),
         Param("EPOCHS", "int", "Epochs", default=20, minimum=1),
         Param(
-            "PATCH_SIZE", "int", "Patch size (pixels, multiple of 2^DEPTH)", default=160, minimum=8
+            "MODEL_SIZE",
+            "choice",
+            "Model size (auto: small on a CPU, large on a GPU; small: 32 px patches, DEPTH 3, "
+            "FILTERS 16; medium: 64, 4, 24; large: 160, 5, 32; explicit values below win)",
+            default="auto",
+            choices=MODEL_SIZES,
+        ),
+        Param(
+            "PATCH_SIZE",
+            "int",
+            "Patch size (pixels, multiple of 2^DEPTH; empty = from MODEL_SIZE)",
+            minimum=8,
+            optional=True,
         ),
         Param("BATCH_SIZE", "int", "Batch size", default=8, minimum=1),
         Param(
@@ -122,14 +142,21 @@ TRAIN = Job(
             maximum=0.9,
             advanced=True,
         ),
-        Param("FILTERS", "int", "Filters of the first level", default=32, minimum=1, advanced=True),
+        Param(
+            "FILTERS",
+            "int",
+            "Filters of the first level (empty = from MODEL_SIZE)",
+            minimum=1,
+            optional=True,
+            advanced=True,
+        ),
         Param(
             "DEPTH",
             "int",
-            "Depth (down-sampling steps)",
-            default=5,
+            "Depth (down-sampling steps; empty = from MODEL_SIZE)",
             minimum=1,
             maximum=8,
+            optional=True,
             advanced=True,
         ),
         Param(
@@ -196,9 +223,10 @@ TRAIN = Job(
         Param(
             "TIME_LIMIT",
             "float",
-            "Training time limit (minutes of fitting, 0 = none; the cosine schedule ends with it)",
-            default=0.0,
-            minimum=0.0,
+            "Training time limit (minutes of fitting; -1 = auto: 15 on a CPU, none on a GPU; "
+            "0 = none; the cosine schedule ends with it)",
+            default=-1.0,
+            minimum=-1.0,
             advanced=True,
         ),
         Param(
@@ -213,6 +241,13 @@ TRAIN = Job(
             "bool",
             "Spectral skip: the last layers also see each pixel's "
             "band values (new models; fine-tuning keeps the model's)",
+            default=True,
+            advanced=True,
+        ),
+        Param(
+            "BASELINE",
+            "bool",
+            "Compare with a random forest on the same pixels in the report (a few seconds)",
             default=True,
             advanced=True,
         ),

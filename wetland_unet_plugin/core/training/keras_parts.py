@@ -47,10 +47,12 @@ class TrainingMonitor(keras.callbacks.Callback):
     Only epochs that finished (training and validation) count for the best weights.
     """
 
-    def __init__(self, feedback, epochs: int, steps: int, val_steps: int):
+    def __init__(self, feedback, epochs: int, steps: int, val_steps: int, time_limit_s=None):
         super().__init__()
         self.feedback = feedback
         self.epochs, self.steps, self.val_steps = epochs, steps, val_steps
+        self.time_limit_s = time_limit_s
+        self._fit_start = time.perf_counter()
         self.canceled = False
         self.nan_at = None
         self.best_loss, self.best_epoch, self.best_weights = math.inf, 0, None
@@ -59,9 +61,31 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._epoch, self._start = 0, 0.0
 
     def _progress(self, done: int) -> None:
+        """Share of the planned steps, or of the time limit when that is larger (the bar
+        then follows the budget a slow machine spends)."""
         total = self.epochs * (self.steps + self.val_steps)
-        self.feedback.progress(
-            min(1.0, (self._epoch * (self.steps + self.val_steps) + done) / total)
+        share = (self._epoch * (self.steps + self.val_steps) + done) / total
+        if self.time_limit_s:
+            share = max(share, (time.perf_counter() - self._fit_start) / self.time_limit_s)
+        self.feedback.progress(min(1.0, share))
+
+    def on_train_begin(self, logs=None):
+        self._fit_start = time.perf_counter()
+
+    def _log_expected_end(self, epoch_s: float) -> None:
+        """After the first epoch: its time, the epochs that fit and the expected end."""
+        planned = self.epochs
+        text = f"Epoch 1 took {epoch_s:.1f} s (with compilation): EPOCHS {planned} need about "
+        text += f"{planned * epoch_s / 60:.1f} min"
+        if self.time_limit_s:
+            fit = max(1, int(self.time_limit_s // epoch_s))
+            text += f"; TIME_LIMIT {self.time_limit_s / 60:g} min fits about {fit}"
+            planned = min(planned, fit)
+        left = (planned - 1) * epoch_s
+        end = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
+        self.feedback.info(
+            f"{text}. Expected: {planned} epoch(s), ending at about {end} (in {left / 60:.1f} "
+            "min; early stopping may end it sooner)."
         )
 
     def _check_cancel(self, evaluating: bool) -> None:
@@ -110,24 +134,46 @@ class TrainingMonitor(keras.callbacks.Callback):
             f"Epoch {epoch + 1}/{self.epochs}: {parts}, learning rate "
             f"{self.learning_rates[-1]:.2g}, {seconds:.1f} s{mark}"
         )
+        if epoch == 0:
+            self._log_expected_end(seconds)
 
 
 class CosineSchedule(keras.callbacks.Callback):
     """Sets Adam's learning rate before every step: ``cosine_rate`` of
-    ``schedule_progress`` (planned steps, or the time limit when that comes first)."""
+    ``schedule_progress`` (planned steps, or the time limit when that comes first).
 
-    def __init__(self, learning_rate: float, total_steps: int, time_limit_s=None):
+    With ``wait`` (TIME_LIMIT's automatic value) the time limit counts only once an
+    epoch's end shows that the planned epochs would not fit in it: a run the automatic
+    limit does not cut follows its steps alone, so a seed still gives the same weights
+    however long the first step's compilation took. A TIME_LIMIT typed by hand counts
+    from the first step."""
+
+    def __init__(
+        self, learning_rate: float, total_steps: int, time_limit_s=None, epochs=1, wait=False
+    ):
         super().__init__()
         self.learning_rate, self.total_steps = learning_rate, total_steps
-        self.time_limit_s = time_limit_s
-        self.step, self.start = 0, 0.0
+        self.time_limit_s, self.epochs, self.wait = time_limit_s, epochs, wait
+        self.step, self.start, self.epoch_start, self.binding = 0, 0.0, 0.0, not wait
 
     def on_train_begin(self, logs=None):
-        self.step, self.start = 0, time.perf_counter()
+        self.step, self.start, self.binding = 0, time.perf_counter(), not self.wait
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.time_limit_s and not self.binding:
+            now = time.perf_counter()
+            left = (self.epochs - epoch - 1) * (now - self.epoch_start)
+            self.binding = now - self.start + left > self.time_limit_s
 
     def on_train_batch_begin(self, batch, logs=None):
         progress = schedule_progress(
-            self.step, self.total_steps, time.perf_counter() - self.start, self.time_limit_s
+            self.step,
+            self.total_steps,
+            time.perf_counter() - self.start,
+            self.time_limit_s if self.binding else None,
         )
         self.model.optimizer.learning_rate = cosine_rate(progress, self.learning_rate)
         self.step += 1
@@ -213,7 +259,15 @@ def training_callbacks(
     callbacks = [monitor, keras.callbacks.TerminateOnNaN()]
     time_limit_s = p["time_limit"] * 60 if p["time_limit"] > 0 else None
     if p["lr_schedule"] == "cosine":
-        callbacks.append(CosineSchedule(p["learning_rate"], p["epochs"] * steps, time_limit_s))
+        callbacks.append(
+            CosineSchedule(
+                p["learning_rate"],
+                p["epochs"] * steps,
+                time_limit_s,
+                p["epochs"],
+                wait=(p.get("sizing") or {}).get("time_limit_asked", 0) < 0,
+            )
+        )
     time_limit = TimeLimit(time_limit_s) if time_limit_s else None
     if time_limit:
         callbacks.append(time_limit)

@@ -185,6 +185,7 @@ def model_metadata(
         "activation": ACTIVATIONS[p["loss"]],
         "loss": p["loss"],
         "n_parameters": n_params,
+        "model_size": p.get("sizing"),
         "pixel_size": list(first.pixel_size),
         "crs": first.crs_wkt,
         "training": _training_parameters(p, data, fit.steps),

@@ -27,13 +27,15 @@ from ..metrics import confusion_matrix, scores
 from ..modelfile import save_model
 from ..raster import check_disk_space
 from ..schema import TRAIN
+from .baseline import start_baseline
 from .checks import ACTIVATIONS, check_init_model, check_outputs, check_patch_size
 from .dataset import make_dataset
 from .devices import device_strategy, seeded
-from .metadata import FitSummary, model_metadata, training_result
+from .metadata import FitSummary, finite_or_none, model_metadata, training_result
 from .pairs import check_pairs, select_bands, split_pairs, warn_mixed_grids
 from .patches import TRAIN_STREAM, VAL_STREAM
 from .prepare import TrainingData, prepare_data
+from .sizing import resolve_sizing
 from .weights import choose_class_weights, parse_class_weights
 
 # Progress: share of the job before each stage.
@@ -121,6 +123,7 @@ def train_model(
     init_meta = None
     if init_model:
         init_meta, chosen = _adopt_init_model(p, bands, pairs, len(names), feedback)
+    p["sizing"] = resolve_sizing(p, init_meta, feedback)
     check_patch_size(p["patch_size"], p["depth"])
     split_pairs(pairs, p["val_split"], p["patch_size"], p["val_fraction"], feedback)
     warn_mixed_grids(pairs, feedback)
@@ -219,6 +222,9 @@ def _train(
                 stack.enter_context(atomic_output(outputs.csv_log)) if outputs.csv_log else None
             )
             fit = _fit(model, p, data, n_classes, weights, outputs, csv_path, feedback)
+            scorer, rf_pixels, rf_seconds = (
+                start_baseline(p, data, n_classes, feedback) if not fit.canceled else (None, 0, 0)
+            )
             matrix, val_scores = _validation_scores(
                 model,
                 data.sampler,
@@ -226,10 +232,17 @@ def _train(
                 p["val_size"],
                 n_classes,
                 SubFeedback(feedback, _P_VAL, _P_SAVE) if not fit.canceled else Feedback(),
+                scorer,
             )
             metadata = model_metadata(
                 p, names, colors, data, fit, n_params, matrix, val_scores, weight_info, started
             )
+            if scorer is not None:
+                metadata["baseline"] = finite_or_none(scorer.result(rf_pixels, rf_seconds))
+                feedback.info(
+                    f"Baseline ({metadata['baseline']['time_s']:g} s): "
+                    + metadata["baseline"]["summary"]
+                )
             feedback.progress(_P_SAVE)
             report_path = _save(model, metadata, outputs)
     result = training_result(metadata, outputs.model, report_path)
@@ -317,7 +330,13 @@ def _fit(
     val_ds = make_dataset(
         data.sampler, "val", batch, n_classes, weights, p["val_size"], VAL_STREAM, False
     )
-    monitor = TrainingMonitor(SubFeedback(feedback, _P_FIT, _P_VAL), p["epochs"], steps, val_steps)
+    monitor = TrainingMonitor(
+        SubFeedback(feedback, _P_FIT, _P_VAL),
+        p["epochs"],
+        steps,
+        val_steps,
+        p["time_limit"] * 60 if p["time_limit"] > 0 else None,
+    )
     callbacks, time_limit = training_callbacks(p, steps, monitor, outputs.tensorboard_dir, csv_path)
     fit_start = time.perf_counter()
     history = model.fit(
@@ -375,8 +394,11 @@ def _check_fit_ended_well(monitor, p: dict) -> None:
         )
 
 
-def _validation_scores(model, sampler, batch_size, val_size, n_classes, feedback) -> tuple:
-    """Confusion matrix and scores of the model on the validation patches."""
+def _validation_scores(
+    model, sampler, batch_size, val_size, n_classes, feedback, scorer=None
+) -> tuple:
+    """Confusion matrix and scores of the model on the validation patches (a
+    ``baseline.BaselineScorer`` also gets every batch)."""
     matrix = np.zeros((n_classes, n_classes), np.int64)
     steps = max(1, math.ceil(val_size / batch_size))
     for i, (x, labels) in enumerate(sampler.batches("val", batch_size, val_size, VAL_STREAM)):
@@ -384,6 +406,8 @@ def _validation_scores(model, sampler, batch_size, val_size, n_classes, feedback
         # A direct call: predict_on_batch under MirroredStrategy returns every replica's copy.
         prediction = np.argmax(np.asarray(model(x, training=False)), axis=-1) + 1
         confusion_matrix(labels, prediction, n_classes, matrix)
+        if scorer is not None:
+            scorer.add(x, labels, prediction)
         feedback.progress((i + 1) / steps)
     return matrix, scores(matrix)
 

@@ -1,0 +1,93 @@
+"""MODEL_SIZE and TIME_LIMIT's automatic values: a network and a budget that suit the machine.
+
+The design's first defaults (FILTERS 32, DEPTH 5, 160 px patches: 31 M parameters) are
+sized for a GPU; on a laptop CPU their 20 epochs take hours. ``small`` is the layout the
+quality benchmark measured best on a 2-core CPU within 9 minutes (32 px patches, DEPTH 3,
+FILTERS 16: OA 0.94 on held-out tiles, docs/quality.md); ``large`` keeps the first
+defaults for GPUs; ``medium`` lies between. ``auto`` picks small without a GPU visible to
+TensorFlow and large with one. Explicit FILTERS, DEPTH and PATCH_SIZE always win;
+fine-tuning keeps the init model's architecture (and its patch size unless given).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..feedback import Feedback
+from .devices import DEVICES_ENV
+
+#: (PATCH_SIZE, DEPTH, FILTERS) of each MODEL_SIZE.
+SIZES = {"small": (32, 3, 16), "medium": (64, 4, 24), "large": (160, 5, 32)}
+#: TIME_LIMIT -1 (auto): minutes of fitting on a CPU; no limit on a GPU.
+AUTO_CPU_MINUTES = 15.0
+
+
+def gpu_visible() -> bool:
+    """True when training would run on a GPU: one visible to TensorFlow, or listed in
+    $WETLAND_UNET_DEVICES (which then decides alone)."""
+    listed = [d.strip().lower() for d in os.environ.get(DEVICES_ENV, "").split(",") if d.strip()]
+    if listed:
+        return any("gpu" in d for d in listed)
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_sizing(p: dict, init_meta: dict | None, feedback: Feedback) -> dict:
+    """Fill ``p``'s patch_size, filters, depth and time_limit; return what was chosen and why.
+
+    Args:
+        p: the checked TRAIN parameters (changed in place). With ``init_meta`` filters and
+            depth are already the init model's.
+        init_meta: the fine-tuned model's metadata, or None.
+        feedback: receives one line saying what was chosen and why.
+
+    Returns:
+        The metadata's ``model_size`` entry: ``asked``, ``used``, ``device``, ``reason``,
+        ``explicit`` (the parameters given by hand), ``time_limit_asked``.
+    """
+    gpu = gpu_visible()
+    device = "GPU" if gpu else "CPU"
+    asked = p["model_size"]
+    if init_meta is not None:
+        used = "init model"
+        reason = "fine-tuning keeps INIT_MODEL's architecture"
+        table = (int(init_meta.get("patch_size") or SIZES["large"][0]), p["depth"], p["filters"])
+    elif asked == "auto":
+        used = "large" if gpu else "small"
+        reason = (
+            "a GPU is visible: the large U-Net (the design's first defaults)"
+            if gpu
+            else "no GPU visible: the layout measured best on a 2-core CPU within 9 minutes "
+            "(docs/quality.md)"
+        )
+        table = SIZES[used]
+    else:
+        used, reason = asked, "MODEL_SIZE " + asked
+        table = SIZES[asked]
+    given = ("patch_size",) if init_meta is not None else ("patch_size", "depth", "filters")
+    explicit = [k.upper() for k in given if p[k] is not None]
+    for key, value in zip(("patch_size", "depth", "filters"), table):
+        if p[key] is None:
+            p[key] = int(value)
+    time_asked = p["time_limit"]
+    if time_asked < 0:
+        p["time_limit"] = 0.0 if gpu else AUTO_CPU_MINUTES
+    entry = {
+        "asked": asked,
+        "used": used,
+        "device": device,
+        "reason": reason,
+        "explicit": explicit,
+        "time_limit_asked": time_asked,
+    }
+    limit = (f"{p['time_limit']:g} min of fitting" if p["time_limit"] > 0 else "no time limit") + (
+        " (TIME_LIMIT auto on a " + device + ")" if time_asked < 0 else ""
+    )
+    feedback.info(
+        f"Model size {used} ({reason}) on a {device}: PATCH_SIZE {p['patch_size']}, "
+        f"DEPTH {p['depth']}, FILTERS {p['filters']}"
+        + (f" ({', '.join(explicit)} as given)" if explicit else "")
+        + f"; {limit}."
+    )
+    return entry
