@@ -122,23 +122,23 @@ class BaselineScorer:
         diff = unet["mean_iou"] - forest["mean_iou"]
         if not math.isfinite(diff):
             better, verdict = "unknown", "The comparison has no validation pixels."
-        elif abs(diff) < TIE:
-            better = "tie"
-            verdict = "The U-Net and the random forest are about as good"
         else:
-            better = "unet" if diff > 0 else "random_forest"
-            verdict = (
-                "The U-Net is better than the random forest"
-                if diff > 0
-                else "The random forest is better than the U-Net: check the training "
-                "budget (EPOCHS, TIME_LIMIT) and MODEL_SIZE, or use the forest"
-            )
-        if math.isfinite(diff):
-            verdict += (
+            better = "tie" if abs(diff) < TIE else "unet" if diff > 0 else "random_forest"
+            verdict = {
+                "tie": "The U-Net and the random forest are about as good",
+                "unet": "The U-Net is better than the random forest",
+                "random_forest": "The random forest is better than the U-Net",
+            }[better] + (
                 f" on the same {self.pixels:,} validation pixels: mean IoU "
-                f"{unet['mean_iou']:.3f} vs {forest['mean_iou']:.3f}, overall accuracy "
-                f"{unet['overall_accuracy']:.3f} vs {forest['overall_accuracy']:.3f}."
+                f"{unet['mean_iou']:.3f} (U-Net) vs {forest['mean_iou']:.3f} (random forest), "
+                f"overall accuracy {unet['overall_accuracy']:.3f} vs "
+                f"{forest['overall_accuracy']:.3f}."
             )
+            if better == "random_forest":
+                verdict += (
+                    " Train longer (EPOCHS, TIME_LIMIT) or check MODEL_SIZE; if the classes "
+                    "differ by their spectra alone, a pixel classifier may be enough."
+                )
         return {
             "method": METHOD,
             "train_pixels": train_pixels,
