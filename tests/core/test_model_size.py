@@ -56,6 +56,8 @@ def test_auto_size_and_time_limit_follow_the_device(monkeypatch):
     for given in (0.0, 2.5):  # 0 = no limit and explicit minutes are kept
         p, entry = _sizing(monkeypatch, time_limit=given)
         assert p["time_limit"] == given and entry["time_limit_asked"] == given
+    with pytest.raises(CoreError, match=r"TIME_LIMIT must be -1 \(auto"):
+        _sizing(monkeypatch, time_limit=-0.5)
 
 
 def test_schema_model_size_choice_and_empty_architecture():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from ..feedback import Feedback
+from ..feedback import CoreError, Feedback
 from .devices import DEVICES_ENV
 
 #: (PATCH_SIZE, DEPTH, FILTERS) of each MODEL_SIZE.
@@ -42,10 +42,18 @@ def resolve_sizing(p: dict, init_meta: dict | None, feedback: Feedback) -> dict:
         init_meta: the fine-tuned model's metadata, or None.
         feedback: receives one line saying what was chosen and why.
 
+    Raises:
+        CoreError: for a TIME_LIMIT between -1 and 0.
+
     Returns:
         The metadata's ``model_size`` entry: ``asked``, ``used``, ``device``, ``reason``,
         ``explicit`` (the parameters given by hand), ``time_limit_asked``.
     """
+    if -1.0 < p["time_limit"] < 0.0:
+        raise CoreError(
+            f"TIME_LIMIT must be -1 (auto: {AUTO_CPU_MINUTES:g} min on a CPU, none on a GPU), "
+            f"0 (no limit) or a number of minutes (got {p['time_limit']:g})."
+        )
     gpu = gpu_visible()
     device = "GPU" if gpu else "CPU"
     asked = p["model_size"]
