@@ -432,6 +432,12 @@ def markdown(summary: dict) -> str:
         f"{methods['unet']['training_s']} s job; predict TTA={unet['tta']}.",
         "",
     ]
+    if summary.get("builtin_baseline"):
+        lines += [
+            "Training report's built-in baseline (validation patches): "
+            + summary["builtin_baseline"],
+            "",
+        ]
     lines += ["Notes: " + " ".join(summary["notes"]), ""]
     return "\n".join(lines)
 
@@ -664,6 +670,7 @@ def main(argv=None) -> int:
         "figure": png,
         "model": trained["OUTPUT_MODEL"],
         "training_report": trained.get("OUTPUT_REPORT"),
+        "builtin_baseline": (meta.get("baseline") or {}).get("summary"),
         "load_average": loads,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),

@@ -357,6 +357,7 @@ def main(argv=None):
         "epochs_run": trained["EPOCHS_RUN"],
         "validation_accuracy": trained["VAL_ACCURACY"],
         "validation_mean_iou": trained["VAL_MEAN_IOU"],
+        "baseline": (metadata.get("baseline") or {}).get("summary"),
         "class_map": predicted["OUTPUT"],
         "style": predicted["OUTPUT_STYLE"],
         "evaluation_report": evaluated["OUTPUT_HTML"],
@@ -372,6 +373,7 @@ def main(argv=None):
     print(
         f"\nResults in {out}:\n  model          {summary['model']}\n"
         f"  training report {summary['training_report']}\n"
+        f"  baseline       {summary['baseline']}\n"
         f"  class map      {summary['class_map']} (style {summary['style']})\n"
         f"  evaluation     {summary['evaluation_report']}: OA "
         f"{summary['east_overall_accuracy']:.3f}, kappa {summary['east_kappa']:.3f}, "

@@ -36,6 +36,11 @@ def test_quick_demo_produces_every_deliverable(tmp_path):
     for picture in summary["pictures"].values():
         assert os.path.getsize(picture) > 1000
     assert 0.0 <= summary["east_overall_accuracy"] <= 1.0
+    # The training report shows per-class recall/precision and the random-forest baseline.
+    assert summary["baseline"].startswith("The ")
+    report = open(summary["training_report"], encoding="utf-8").read()
+    assert "<h2>Per-class recall and precision</h2>" in report
+    assert "<h2>Baseline: random forest</h2>" in report
     with rasterio.open(summary["class_map"]) as ds, rasterio.open(out / "image_east.tif") as img:
         assert (ds.crs, ds.transform, ds.shape) == (img.crs, img.transform, img.shape)
     with zipfile.ZipFile(summary["project"]) as project:
