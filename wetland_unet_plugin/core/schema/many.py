@@ -7,8 +7,19 @@ tasks of a Slurm job (README, "Many scenes").
 """
 
 from .base import Job, Output, Param
-from .model import PRECISIONS, TTA_CHOICES
-from .planet import DEFAULT_MASK_CLASSES, MASK_CLASS_CHOICES
+from .model import (
+    OVERLAP_PARAM,
+    PRECISION_PARAM,
+    TILE_BATCH_PARAM,
+    TILE_SIZE_PARAM,
+    TTA_PARAM,
+)
+from .planet import MASK_CLASSES_PARAM
+
+#: The mosaic's CRS, shared by ``predictmany`` and ``mergemany``.
+MOSAIC_CRS_PARAM = Param(
+    "TARGET_CRS", "crs", "Mosaic CRS (default: the first scene's)", optional=True
+)
 
 PREDICT_MANY = Job(
     name="predictmany",
@@ -43,13 +54,7 @@ PREDICT_MANY = Job(
     params=(
         Param("INPUTS", "rasters", "Scenes"),
         Param("MODEL", "file", "Model (.keras)", extension="keras"),
-        Param(
-            "TTA",
-            "choice",
-            "Test-time augmentation (transforms averaged: 1, 2, 4 or 8)",
-            default=1,
-            choices=TTA_CHOICES,
-        ),
+        TTA_PARAM,
         Param(
             "PREPARE",
             "bool",
@@ -57,13 +62,7 @@ PREDICT_MANY = Job(
             "usable-data mask beside them are used as they are)",
             default=True,
         ),
-        Param(
-            "MASK_CLASSES",
-            "choices",
-            "UDM2 classes to mask with PREPARE (blackfill and unusable data always are)",
-            default=DEFAULT_MASK_CLASSES,
-            choices=MASK_CLASS_CHOICES,
-        ),
+        MASK_CLASSES_PARAM,
         Param(
             "SKIP_EXISTING",
             "bool",
@@ -85,32 +84,11 @@ PREDICT_MANY = Job(
             default=False,
             advanced=True,
         ),
-        Param("TARGET_CRS", "crs", "Mosaic CRS (default: the first scene's)", optional=True),
-        Param(
-            "TILE_SIZE",
-            "int",
-            "Tile size (0 = automatic; multiple of 2^depth)",
-            default=0,
-            minimum=0,
-            advanced=True,
-        ),
-        Param(
-            "OVERLAP",
-            "int",
-            "Tile overlap in pixels (-1 = automatic)",
-            default=-1,
-            minimum=-1,
-            advanced=True,
-        ),
-        Param("BATCH_SIZE", "int", "Tiles per batch", default=4, minimum=1, advanced=True),
-        Param(
-            "PRECISION",
-            "choice",
-            "Arithmetic precision",
-            default="float32",
-            choices=PRECISIONS,
-            advanced=True,
-        ),
+        MOSAIC_CRS_PARAM,
+        TILE_SIZE_PARAM,
+        OVERLAP_PARAM,
+        TILE_BATCH_PARAM,
+        PRECISION_PARAM,
         Param("OUTPUT_FOLDER", "folder_out", "Output folder (one class map per scene)"),
         Param(
             "OUTPUT_TABLE",
@@ -151,7 +129,7 @@ MERGE_MANY = Job(
             "Folder of the scenes' maps (for the mosaic)",
             optional=True,
         ),
-        Param("TARGET_CRS", "crs", "Mosaic CRS (default: the first scene's)", optional=True),
+        MOSAIC_CRS_PARAM,
         Param("OUTPUT_TABLE", "file_out", "Merged table", file_filter="CSV files (*.csv)"),
         Param("OUTPUT_MOSAIC", "raster_out", "Mosaic", optional=True, create=False),
     ),

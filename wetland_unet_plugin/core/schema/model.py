@@ -313,6 +313,42 @@ TRAIN = Job(
     ),
 )
 
+#: Prediction parameters shared by ``predict`` and ``predictmany`` (declared once).
+TTA_PARAM = Param(
+    "TTA",
+    "choice",
+    "Test-time augmentation (transforms averaged: 1, 2, 4 or 8)",
+    default=1,
+    choices=TTA_CHOICES,
+)
+TILE_SIZE_PARAM = Param(
+    "TILE_SIZE",
+    "int",
+    "Tile size (0 = automatic; multiple of 2^depth)",
+    default=0,
+    minimum=0,
+    advanced=True,
+)
+OVERLAP_PARAM = Param(
+    "OVERLAP",
+    "int",
+    "Tile overlap in pixels (-1 = automatic)",
+    default=-1,
+    minimum=-1,
+    advanced=True,
+)
+TILE_BATCH_PARAM = Param(
+    "BATCH_SIZE", "int", "Tiles per batch", default=4, minimum=1, advanced=True
+)
+PRECISION_PARAM = Param(
+    "PRECISION",
+    "choice",
+    "Arithmetic precision",
+    default="float32",
+    choices=PRECISIONS,
+    advanced=True,
+)
+
 PREDICT = Job(
     name="predict",
     alg_id="predict",
@@ -342,38 +378,11 @@ PREDICT = Job(
     params=(
         Param("MODEL", "file", "Model (.keras)", extension="keras"),
         Param("INPUT", "raster", "Scene"),
-        Param(
-            "TTA",
-            "choice",
-            "Test-time augmentation (transforms averaged: 1, 2, 4 or 8)",
-            default=1,
-            choices=TTA_CHOICES,
-        ),
-        Param(
-            "TILE_SIZE",
-            "int",
-            "Tile size (0 = automatic; multiple of 2^depth)",
-            default=0,
-            minimum=0,
-            advanced=True,
-        ),
-        Param(
-            "OVERLAP",
-            "int",
-            "Tile overlap in pixels (-1 = automatic)",
-            default=-1,
-            minimum=-1,
-            advanced=True,
-        ),
-        Param("BATCH_SIZE", "int", "Tiles per batch", default=4, minimum=1, advanced=True),
-        Param(
-            "PRECISION",
-            "choice",
-            "Arithmetic precision",
-            default="float32",
-            choices=PRECISIONS,
-            advanced=True,
-        ),
+        TTA_PARAM,
+        TILE_SIZE_PARAM,
+        OVERLAP_PARAM,
+        TILE_BATCH_PARAM,
+        PRECISION_PARAM,
         Param(
             "PROBABILITY_TYPE",
             "choice",

@@ -9,6 +9,15 @@ MASK_CLASS_CHOICES = ("cloud", "shadow", "heavy_haze", "light_haze", "snow")
 DEFAULT_MASK_CLASSES = ["cloud", "shadow", "heavy_haze"]  # a list, as QGIS and the CLI hold it
 RADIOMETRY_CHOICES = ("as_is", "reflectance")
 
+#: UDM2 classes to mask, shared by ``preparescene`` and ``predictmany`` (declared once).
+MASK_CLASSES_PARAM = Param(
+    "MASK_CLASSES",
+    "choices",
+    "UDM2 classes to mask (blackfill and unusable data are always masked)",
+    default=DEFAULT_MASK_CLASSES,
+    choices=MASK_CLASS_CHOICES,
+)
+
 PREPARE_SCENE = Job(
     name="preparescene",
     alg_id="preparescene",
@@ -38,13 +47,7 @@ PREPARE_SCENE = Job(
             "Usable-data mask (UDM2 or legacy UDM; empty = the scene's own, found beside it)",
             optional=True,
         ),
-        Param(
-            "MASK_CLASSES",
-            "choices",
-            "UDM2 classes to mask (blackfill and unusable data are always masked)",
-            default=DEFAULT_MASK_CLASSES,
-            choices=MASK_CLASS_CHOICES,
-        ),
+        MASK_CLASSES_PARAM,
         Param(
             "MASK_BUFFER",
             "int",
