@@ -2,13 +2,14 @@
 
 import os
 
-from qgis.core import QgsProcessingException
+from qgis.core import QgsProcessingException, QgsVectorLayer
 
 from ..core.schema import CLEANMAP
 from .base import WetlandAlgorithm
 from .styling import (
-    ClassStylePostProcessor,
-    PolygonStylePostProcessor,
+    StylePostProcessor,
+    class_style,
+    polygon_style,
     write_polygon_qml,
     write_qml,
 )
@@ -29,14 +30,15 @@ class CleanMapAlgorithm(WetlandAlgorithm):
             raise QgsProcessingException(
                 f"The cleaned map was written but could not be styled: {err}"
             ) from None
-        ClassStylePostProcessor.attach(context, output, names, colors)
+        StylePostProcessor.attach(context, output, class_style(names, colors))
         polygons = values.get("output_polygons")
         if polygons and os.path.exists(polygons):
             try:
                 write_polygon_qml(polygons, names, colors, os.path.splitext(polygons)[0] + ".qml")
             except RuntimeError as err:
                 feedback.pushWarning(f"The polygons could not be styled: {err}")
-            PolygonStylePostProcessor.attach(context, polygons, names, colors)
+            style = polygon_style(names, colors)
+            StylePostProcessor.attach(context, polygons, style, QgsVectorLayer)
         for name, hectares in result.get("class_hectares", {}).items():
             feedback.pushInfo(f"{name}: {hectares:,.4f} ha after cleaning")
         return outputs

@@ -7,7 +7,7 @@ from qgis.core import QgsProcessingException
 from ..core.schema import PREDICT
 from .base import WetlandAlgorithm
 from .model_info import model_metadata, names_and_colors
-from .styling import ClassStylePostProcessor, RampStylePostProcessor, write_qml, write_ramp_qml
+from .styling import StylePostProcessor, class_style, ramp_style, write_qml, write_ramp_qml
 from .tensorflow_check import worker_ready
 
 
@@ -36,7 +36,7 @@ class PredictAlgorithm(WetlandAlgorithm):
                 f"The class map was written but could not be styled: {err}"
             ) from None
         feedback.pushInfo(f"Style written to {qml}")
-        ClassStylePostProcessor.attach(context, output, names, colors)
+        StylePostProcessor.attach(context, output, class_style(names, colors))
         outputs["OUTPUT_STYLE"] = qml
         uncertainty = values.get("output_uncertainty")
         if uncertainty and os.path.exists(uncertainty):
@@ -44,7 +44,7 @@ class PredictAlgorithm(WetlandAlgorithm):
                 write_ramp_qml(uncertainty)
             except RuntimeError as err:
                 feedback.pushWarning(f"The uncertainty could not be styled: {err}")
-            RampStylePostProcessor.attach(context, uncertainty)
+            StylePostProcessor.attach(context, uncertainty, ramp_style)
         if result.get("class_hectares"):
             for name, hectares in result["class_hectares"].items():
                 feedback.pushInfo(f"{name}: {hectares:,.4f} ha")

@@ -9,7 +9,7 @@ from ..core.classes import default_colors
 from ..core.schema import MERGE_MANY, PREDICT_MANY
 from .base import WetlandAlgorithm
 from .model_info import model_metadata, names_and_colors
-from .styling import ClassStylePostProcessor, write_qml, write_ramp_qml
+from .styling import StylePostProcessor, class_style, write_qml, write_ramp_qml
 from .tensorflow_check import worker_ready
 
 
@@ -32,7 +32,7 @@ def style_mosaic(outputs, result, names, colors, context, feedback):
     if not os.path.exists(mosaic):
         raise QgsProcessingException(f"The job finished but the mosaic {mosaic} is missing.")
     style_maps([mosaic], names, colors, feedback)
-    ClassStylePostProcessor.attach(context, mosaic, names, colors)
+    StylePostProcessor.attach(context, mosaic, class_style(names, colors))
 
 
 class PredictManyAlgorithm(WetlandAlgorithm):

@@ -1,4 +1,9 @@
-"""Class-map styling with QGIS's own paletted renderer: .qml sidecars and a post-processor."""
+"""Styling of outputs with QGIS's own renderers: .qml sidecars and post-processors.
+
+A *style* is a function that sets a layer's renderer (``class_style``, ``ramp_style``,
+``polygon_style``); ``write_style`` saves it as a .qml beside a file, and
+``StylePostProcessor.attach`` applies it to an output once QGIS has loaded it.
+"""
 
 import os
 
@@ -6,6 +11,7 @@ from qgis.core import (
     QgsPalettedRasterRenderer,
     QgsProcessingLayerPostProcessorInterface,
     QgsRasterLayer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
@@ -28,49 +34,9 @@ def apply_style(layer, names, colors):
     layer.triggerRepaint()
 
 
-def qml_path_for(raster_path):
-    """The sidecar QGIS loads as a raster's default style: same name, .qml."""
-    return os.path.splitext(raster_path)[0] + ".qml"
-
-
-def write_qml(raster_path, names, colors, qml_path=None):
-    """Write the class palette as a .qml style file and return its path.
-
-    Raises:
-        RuntimeError: when the raster cannot be opened or the style not saved.
-    """
-    layer = QgsRasterLayer(raster_path, "classes", "gdal")
-    if not layer.isValid():
-        raise RuntimeError(f"cannot open {raster_path} to style it")
-    apply_style(layer, names, colors)
-    qml_path = qml_path or qml_path_for(raster_path)
-    message, ok = layer.saveNamedStyle(qml_path)
-    if not ok:
-        raise RuntimeError(f"cannot write the style {qml_path}: {message}")
-    return qml_path
-
-
-class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Applies the class palette to the output layer once QGIS has loaded it."""
-
-    def __init__(self, names, colors):
-        super().__init__()
-        self.names = list(names)
-        self.colors = list(colors)
-
-    def postProcessLayer(self, layer, context, feedback):
-        if isinstance(layer, QgsRasterLayer) and layer.isValid():
-            apply_style(layer, self.names, self.colors)
-
-    @classmethod
-    def attach(cls, context, destination, names, colors):
-        """Attach to an output that QGIS will load when the algorithm completes."""
-        if not context.willLoadLayerOnCompletion(destination):
-            return None
-        processor = cls(names, colors)
-        _KEEP_ALIVE[destination] = processor
-        context.layerToLoadOnCompletionDetails(destination).setPostProcessor(processor)
-        return processor
+def class_style(names, colors):
+    """The class-map style: a paletted renderer with the class names and colours."""
+    return lambda layer: apply_style(layer, names, colors)
 
 
 def ramp_renderer(layer, minimum=0.0, maximum=1.0, band=1):
@@ -94,40 +60,10 @@ def ramp_renderer(layer, minimum=0.0, maximum=1.0, band=1):
     return renderer
 
 
-def write_ramp_qml(raster_path, qml_path=None):
-    """Write a sequential-ramp (0..1) .qml beside a raster and return its path.
-
-    Raises:
-        RuntimeError: when the raster cannot be opened or the style not saved.
-    """
-    layer = QgsRasterLayer(raster_path, "uncertainty", "gdal")
-    if not layer.isValid():
-        raise RuntimeError(f"cannot open {raster_path} to style it")
+def ramp_style(layer):
+    """The sequential-ramp style of 0..1 rasters (predict's uncertainty)."""
     layer.setRenderer(ramp_renderer(layer))
-    qml_path = qml_path or qml_path_for(raster_path)
-    message, ok = layer.saveNamedStyle(qml_path)
-    if not ok:
-        raise RuntimeError(f"cannot write the style {qml_path}: {message}")
-    return qml_path
-
-
-class RampStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Styles a 0..1 raster output with the sequential ramp once QGIS has loaded it."""
-
-    def postProcessLayer(self, layer, context, feedback):
-        if isinstance(layer, QgsRasterLayer) and layer.isValid():
-            layer.setRenderer(ramp_renderer(layer))
-            layer.triggerRepaint()
-
-    @classmethod
-    def attach(cls, context, destination):
-        """Attach to an output that QGIS will load when the algorithm completes."""
-        if not context.willLoadLayerOnCompletion(destination):
-            return None
-        processor = cls()
-        _KEEP_ALIVE[destination] = processor
-        context.layerToLoadOnCompletionDetails(destination).setPostProcessor(processor)
-        return processor
+    layer.triggerRepaint()
 
 
 def class_polygon_renderer(names, colors, field="class_id"):
@@ -148,45 +84,71 @@ def class_polygon_renderer(names, colors, field="class_id"):
     return QgsCategorizedSymbolRenderer(field, categories)
 
 
-def write_polygon_qml(layer_source, names, colors, qml_path):
-    """Write the class style of a polygon layer as a .qml and return its path.
+def polygon_style(names, colors):
+    """The class-polygon style: categories by class id in the class colours."""
+
+    def style(layer):
+        layer.setRenderer(class_polygon_renderer(names, colors))
+        layer.triggerRepaint()
+
+    return style
+
+
+def qml_path_for(raster_path):
+    """The sidecar QGIS loads as a raster's default style: same name, .qml."""
+    return os.path.splitext(raster_path)[0] + ".qml"
+
+
+def write_style(layer, style, qml_path):
+    """Apply ``style`` to ``layer`` and save it as ``qml_path``; return the path.
 
     Raises:
         RuntimeError: when the layer cannot be opened or the style not saved.
     """
-    from qgis.core import QgsVectorLayer
-
-    layer = QgsVectorLayer(layer_source, "polygons", "ogr")
     if not layer.isValid():
-        raise RuntimeError(f"cannot open {layer_source} to style it")
-    layer.setRenderer(class_polygon_renderer(names, colors))
+        raise RuntimeError(f"cannot open {layer.source()} to style it")
+    style(layer)
     message, ok = layer.saveNamedStyle(qml_path)
     if not ok:
         raise RuntimeError(f"cannot write the style {qml_path}: {message}")
     return qml_path
 
 
-class PolygonStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Styles a class polygon output by class id once QGIS has loaded it."""
+def write_qml(raster_path, names, colors, qml_path=None):
+    """Write the class palette as a .qml (default: beside the raster) and return its path."""
+    layer = QgsRasterLayer(raster_path, "classes", "gdal")
+    return write_style(layer, class_style(names, colors), qml_path or qml_path_for(raster_path))
 
-    def __init__(self, names, colors):
+
+def write_ramp_qml(raster_path, qml_path=None):
+    """Write a sequential-ramp (0..1) .qml beside a raster and return its path."""
+    layer = QgsRasterLayer(raster_path, "uncertainty", "gdal")
+    return write_style(layer, ramp_style, qml_path or qml_path_for(raster_path))
+
+
+def write_polygon_qml(layer_source, names, colors, qml_path):
+    """Write the class-polygon style of a vector layer as ``qml_path`` and return it."""
+    layer = QgsVectorLayer(layer_source, "polygons", "ogr")
+    return write_style(layer, polygon_style(names, colors), qml_path)
+
+
+class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Applies a style to an output of the given layer type once QGIS has loaded it."""
+
+    def __init__(self, style, kind=QgsRasterLayer):
         super().__init__()
-        self.names = list(names)
-        self.colors = list(colors)
+        self.style, self.kind = style, kind
 
     def postProcessLayer(self, layer, context, feedback):
-        from qgis.core import QgsVectorLayer
-
-        if isinstance(layer, QgsVectorLayer) and layer.isValid():
-            layer.setRenderer(class_polygon_renderer(self.names, self.colors))
-            layer.triggerRepaint()
+        if isinstance(layer, self.kind) and layer.isValid():
+            self.style(layer)
 
     @classmethod
-    def attach(cls, context, destination, names, colors):
+    def attach(cls, context, destination, style, kind=QgsRasterLayer):
         """Attach to an output that QGIS will load when the algorithm completes."""
         if not context.willLoadLayerOnCompletion(destination):
             return None
-        processor = cls(names, colors)
+        processor = cls(style, kind)
         _KEEP_ALIVE[destination] = processor
         context.layerToLoadOnCompletionDetails(destination).setPostProcessor(processor)
         return processor
