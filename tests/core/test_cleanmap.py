@@ -14,6 +14,7 @@ import rasterio
 from rasterio.transform import from_origin
 from scipy import ndimage
 
+from tests.rasters import write_raster
 from wetland_unet_plugin.core.cleanmap import clean_map
 from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
 
@@ -21,23 +22,11 @@ NAMES = "c1,c2,c3"
 RES = 10.0  # 10 m pixels: 100 m2 = 0.01 ha each
 
 
-def write(path, array, crs="EPSG:32633", res=RES, nodata=0, dtype=None):
-    array = np.asarray(array)
-    array = array[None] if array.ndim == 2 else array
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=array.shape[2],
-        height=array.shape[1],
-        count=array.shape[0],
-        dtype=dtype or array.dtype,
-        crs=crs,
-        nodata=nodata,
-        transform=from_origin(500000, 5800000, res, res),
-    ) as dst:
-        dst.write(array)
-    return str(path)
+def write(path, array, crs="EPSG:32633", res=RES, nodata=0):
+    """A GeoTIFF of the test grid (origin 500000, 5800000; RES m pixels)."""
+    return write_raster(
+        path, array, crs=crs, transform=from_origin(500000, 5800000, res, res), nodata=nodata
+    )
 
 
 def read(path):
