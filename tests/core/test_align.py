@@ -108,6 +108,27 @@ def pixel_centres_lonlat(ds):
     return np.asarray(lon), np.asarray(lat)
 
 
+def image_validity(ds, margin=0.25):
+    """Where each pixel centre of an output grid falls in the source image (pyproj):
+    (valid, invalid), each sure to ``margin`` of a source pixel. Invalid is off the
+    image's footprint or on its nodata pixel (row 5, column 7); pixels near an edge of
+    either are in neither."""
+    cols, rows = np.meshgrid(np.arange(ds.width) + 0.5, np.arange(ds.height) + 0.5)
+    t = ds.transform
+    x, y = t.c + t.a * cols, t.f + t.e * rows
+    sx, sy = Transformer.from_crs(ds.crs.to_wkt(), IMG_CRS, always_xy=True).transform(x, y)
+    fc, fr = (np.asarray(sx) - IMG_X0) / IMG_PX, (IMG_Y0 - np.asarray(sy)) / IMG_PX
+
+    def within(c0, c1, r0, r1, m):
+        return (fc > c0 + m) & (fc < c1 - m) & (fr > r0 + m) & (fr < r1 - m)
+
+    on_image = within(0, IMG_W, 0, IMG_H, margin)
+    off_image = ~within(0, IMG_W, 0, IMG_H, -margin)
+    on_nodata = within(7, 8, 5, 6, margin)
+    near_nodata = within(7, 8, 5, 6, -margin)
+    return on_image & ~near_nodata, off_image | on_nodata
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("align")
@@ -254,8 +275,17 @@ def test_reprojection_to_other_crs_snapped_grid_and_nearest_values(scene, tmp_pa
     with rasterio.open(out_mask) as ds:
         mask = ds.read(1)
         lon, lat = pixel_centres_lonlat(ds)
-    sure = ~near_mask_boundary(lon, lat, px)
-    assert np.array_equal(mask[sure], expected_mask_class(lon, lat)[sure])
+        valid, invalid = image_validity(ds)
+    # No label where the aligned image is invalid: off the image's footprint (the grid in
+    # another CRS is tilted against it) or on its nodata pixel.
+    classes = expected_mask_class(lon, lat)
+    sure = (valid | invalid) & ~near_mask_boundary(lon, lat, px)
+    expected = np.where(invalid, 0, classes)
+    assert (invalid & sure & (classes > 0)).sum() > 1000
+    assert np.array_equal(mask[sure], expected[sure])
+    # Dropped: at least the sure labels under invalid pixels, at most all but the valid.
+    lower = int((sure & invalid & (classes > 0)).sum())
+    assert lower <= result["labels_dropped"] <= int((~valid).sum())
 
 
 def test_bilinear_default_and_coarser_pixel_in_same_crs(scene, tmp_path):
@@ -646,8 +676,11 @@ def test_default_pixel_size_when_reprojecting(scene, tmp_path):
         got = ds.read(1)
         lon, lat = pixel_centres_lonlat(ds)
         assert abs(ds.transform.c / px - round(ds.transform.c / px)) < 1e-6
-    sure = ~near_mask_boundary(lon, lat, 15)
-    assert np.array_equal(got[sure], expected_mask_class(lon, lat)[sure])
+        valid, invalid = image_validity(ds)
+    sure = (valid | invalid) & ~near_mask_boundary(lon, lat, 15)
+    expected = np.where(invalid, 0, expected_mask_class(lon, lat))  # none off the image
+    assert (sure & invalid).sum() > 100
+    assert np.array_equal(got[sure], expected[sure])
 
 
 def test_mask_values_nan_negative_wide_ids_and_decimals(scene, tmp_path):

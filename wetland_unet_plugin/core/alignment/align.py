@@ -40,6 +40,7 @@ from .grid import target_grid
 from .polygons import read_polygons, split_vector_uri
 from .rasterize import rasterize_polygons
 from .rpc import rpc_options
+from .validity import clear_invalid_labels
 from .warp import copy_image_window, warp_image, warp_mask_raster
 
 
@@ -102,7 +103,9 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
         (WKT), "transform" (a, b, c, d, e, f), "pixel_size" [x, y], "bounds",
         "image_resampled" (False when the image pixels were copied),
         "class_mapping" ({name: id} or None), "class_names" (in id order or None),
-        "labelled_pixels" ({"id": count})}``.
+        "labelled_pixels" ({"id": count}), "labels_dropped" (labels cleared because the
+        aligned image is invalid under them: nodata, NaN, a GDAL mask, off the image)}``.
+        The aligned mask holds no label where the aligned image is invalid.
 
     Raises:
         CoreError: with what is wrong and what to do; Canceled on cancel. No
@@ -194,7 +197,7 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
                 rpc,
                 image_step,
             )
-        mask_step = SubFeedback(feedback, 0.75, 1.0)
+        mask_step = SubFeedback(feedback, 0.75, 0.95)
         if has_mask:
             labelled = warp_mask_raster(
                 mask, msk, tmp_mask, dst_crs, transform, width, height, mask_step
@@ -207,6 +210,11 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
             mapping, document = vector_info["mapping"], vector_info["json"]
         else:
             labelled, mapping, document = {}, None, None
+        dropped = {}
+        if has_labels:  # no label under an invalid image pixel (nodata, mask, off the image)
+            labelled, dropped = clear_invalid_labels(
+                tmp_image, tmp_mask, labelled, SubFeedback(feedback, 0.95, 1.0)
+            )
         feedback.check_canceled()
 
         # Both outputs must share one grid exactly.
@@ -236,10 +244,20 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
             + (", ".join(f"{k}: {v:,}" for k, v in labelled.items()) or "none")
             + f" (of {total:,} px)."
         )
+        feedback.info(
+            f"Labels dropped under invalid image pixels (nodata, masked, outside the "
+            f"image): {sum(dropped.values()):,}"
+            + (
+                " (" + ", ".join(f"{k}: {v:,}" for k, v in dropped.items()) + ")."
+                if dropped
+                else "."
+            )
+        )
     if has_labels and not any(labelled.values()):
         feedback.warning(
             "The aligned mask has no labelled pixel in the common extent: check "
-            "the mask's classes and that it covers the image."
+            "the mask's classes and that it covers the image"
+            + (", and that the image has valid pixels under the labels." if dropped else ".")
         )
     return {
         "output_image": output_image,
@@ -255,4 +273,5 @@ def align_pair(image=None, output_image=None, output_mask=None, *, feedback=None
         "class_mapping": mapping,
         "class_names": names_in_id_order(mapping),
         "labelled_pixels": labelled,
+        "labels_dropped": sum(dropped.values()),
     }
