@@ -4,6 +4,9 @@
   gdal.Warp resamples it (streamed by GDAL; optionally orthorectified with its
   RPC coefficients and the terrain heights of ``rpc.rpc_options``: a DEM, or the
   RPCs' height offset).
+* A GDAL per-dataset mask of the image (an internal mask or .msk) comes along as the
+  aligned image's internal mask (warped as gdal.Warp's alpha band when resampling), so
+  the pixels it masks stay invalid for every later step.
 * The mask is always resampled with nearest neighbour, written as uint8 (or
   uint16 for ids above 255) with nodata 0 = unlabelled: its own nodata, NaN,
   negative values and everything outside its coverage become 0.
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import rasterio
@@ -22,6 +26,7 @@ from ..raster import (
     chunk_windows,
     copy_metadata,
     gtiff_profile,
+    has_mask_band,
     valid_pixels,
 )
 from ..schema.prepare import RESAMPLING_METHODS  # noqa: F401 (re-exported)
@@ -44,7 +49,11 @@ def copy_image_window(image, path, col0, row0, width, height, transform, feedbac
         nodata=image.nodata,
     )
     windows = list(chunk_windows(width, height, image.count * dtype.itemsize))
-    with rasterio.open(path, "w", **profile) as dst:
+    masked = has_mask_band(image)
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(path, "w", **profile) as dst,
+    ):
         copy_metadata(image, dst)
         for n, window in enumerate(windows, start=1):
             feedback.check_canceled()
@@ -52,6 +61,8 @@ def copy_image_window(image, path, col0, row0, width, height, transform, feedbac
                 col0 + window.col_off, row0 + window.row_off, window.width, window.height
             )
             dst.write(image.read(window=source), window=window)
+            if masked:
+                dst.write_mask(image.dataset_mask(window=source), window=window)
             feedback.progress(n / len(windows))
 
 
@@ -98,14 +109,40 @@ def warp_image(
                 result.GetRasterBand(index).SetDescription(text)
         result.FlushCache()
         result = None
+        if has_mask_band(image):
+            _warp_dataset_mask(image_path, path, options, feedback)
     nodata = image.nodata
-    if nodata is None:
+    if nodata is None and not has_mask_band(image):
         feedback.warning(
             "The image has no nodata value: pixels of the output grid outside the "
             "image are 0. To mark them, set the image's nodata (e.g. "
             "`gdal_edit -a_nodata 0`) before aligning, or list 0 in the "
             "cleaninvalid step's INVALID_VALUES."
         )
+
+
+def _warp_dataset_mask(image_path, path, options, feedback):
+    """Write the image's per-dataset mask, warped like the image (gdal.Warp's alpha band
+    of a virtual warp, read in windows), as the internal mask of the warped image."""
+    from osgeo import gdal
+
+    options = dict(options, format="VRT", dstAlpha=True, callback=None, creationOptions=None)
+    vrt_path = f"/vsimem/{os.path.basename(path)}.alpha.vrt"
+    alpha = gdal.Warp(vrt_path, str(image_path), **options)
+    try:
+        band = alpha.GetRasterBand(alpha.RasterCount)
+        with (
+            rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+            rasterio.open(path, "r+") as dst,
+        ):
+            for window in chunk_windows(dst.width, dst.height, 2):
+                feedback.check_canceled()
+                col, row, w, h = (int(v) for v in window.flatten())
+                valid = band.ReadAsArray(col, row, w, h) > 0
+                dst.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
+    finally:
+        alpha = band = None
+        gdal.Unlink(vrt_path)
 
 
 def mask_dtype_for_raster(mask_path, mask):
