@@ -42,6 +42,12 @@ is reported with the figures.
 6. Peak RSS (VmHWM) of ``predict_scene`` and of the naive predictor, each in
    its own process, on the benchmark scene; then with a small model on
    1000 x 1000 and 8000 x 8000 scenes (growth target < 400 MB).
+7. Near the compute limit (``bench_limit.py``; ``--limit`` runs only this): the
+   bare model's throughput on whole tiles and ``end to end / (valid pixels /
+   throughput)`` on the benchmark scene for the ``small`` (= ``auto`` on a CPU)
+   and ``large`` MODEL_SIZEs, side by side, best of N (target <= 1.3); then an
+   8000 x 4000 Planet-sized scene with 30 % nodata mapped with the small model at
+   TTA 1, end to end, with its peak RSS, in a fresh process.
 
 Results go to bench_output/bench_predict.json and a table on stdout.
 """
@@ -59,6 +65,7 @@ import sys
 import time
 
 import numpy as np
+from bench_limit import print_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -463,9 +470,62 @@ def child_worker(args) -> dict:
 def child_models(args) -> dict:
     """Write the benchmark models (in a child, so the parent never imports TensorFlow)."""
     spec = json.loads(args.model)
-    for path, (filters, depth) in spec.items():
-        make_model(path, filters, depth)
+    for path, (filters, depth, *patch) in spec.items():
+        make_model(path, filters, depth, *patch)
     return {"models": list(spec)}
+
+
+def child_limit(args) -> dict:
+    """Section 7 for one model: whole-tile throughput and the end-to-end ratio."""
+    from bench_limit import limit_ratio
+
+    from wetland_unet_plugin.core.inference import scene
+    from wetland_unet_plugin.core.inference.cache import get_cached_model
+
+    loaded = get_cached_model(args.model)
+    recorder = _CallRecorder(scene)
+    scene.predict_scene(loaded, warm_scene(args.workdir), os.path.join(args.workdir, "w.tif"))
+    return limit_ratio(loaded, args.scene, args.workdir, args.repeat, recorder, load)
+
+
+def child_planet(args) -> dict:
+    """Section 7's Planet-sized scene, in a fresh process (its peak RSS is this one's)."""
+    from bench_limit import planet_run
+
+    from wetland_unet_plugin.core.inference import get_cached_model, predict_scene
+
+    loaded = get_cached_model(args.model)
+    predict_scene(loaded, warm_scene(args.workdir), os.path.join(args.workdir, "w.tif"))
+    return planet_run(loaded, args.scene, args.workdir, peak_rss_mb, load)
+
+
+def run_limit(work: str, scene: str, scene_size, nodata: float, repeat: int, quick: bool) -> dict:
+    """Section 7 (see the module docstring): one child per model, then the Planet scene."""
+    from bench_limit import LIMIT_MODELS, PLANET_SIZE, footprint_half_for
+
+    names = ["small"] if quick else list(LIMIT_MODELS)
+    paths = {name: os.path.join(work, f"limit_{name}.keras") for name in names}
+    run_child("models", model=json.dumps({paths[n]: LIMIT_MODELS[n] for n in names}))
+    out = {
+        "scene": f"{scene_size[1]} x {scene_size[0]}, {nodata:.0%} nodata",
+        "repeat": repeat,
+        "load_at_start": load(),
+        "models": {},
+    }
+    for name in names:
+        print(f"near the compute limit: {name} model ...", file=sys.stderr)
+        out["models"][name] = run_child(
+            "limit", model=paths[name], scene=scene, workdir=work, repeat=repeat
+        )
+    size = (1000, 2000) if quick else PLANET_SIZE
+    print(f"Planet-sized scene {size[1]} x {size[0]} ...", file=sys.stderr)
+    planet = os.path.join(work, "planet_sized.tif")
+    fraction = write_planet_like(planet, *size, seed=3, half=footprint_half_for(0.3))
+    result = run_child("planet", model=paths["small"], scene=planet, workdir=work)
+    out["planet"] = dict(result, scene=f"{size[1]} x {size[0]}", nodata_fraction=fraction)
+    os.remove(planet)
+    out["load_at_end"] = load()
+    return out
 
 
 def run_child(mode: str, **kwargs) -> dict:
@@ -492,6 +552,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=0, help="runs to take the best of (default 3, quick 2)"
     )
+    parser.add_argument(
+        "--limit", action="store_true", help="only section 7, near the compute limit"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
@@ -506,6 +569,8 @@ def main(argv=None) -> int:
             "rss": child_rss,
             "worker": child_worker,
             "models": child_models,
+            "limit": child_limit,
+            "planet": child_planet,
         }[args.child](args)
         print(json.dumps(result, default=str))
         return 0
@@ -529,6 +594,17 @@ def main(argv=None) -> int:
         "load_at_start": load(),
     }
     t0 = time.perf_counter()
+    if args.limit:  # section 7 alone, on the issue's 2048 x 2048 scene
+        scene = os.path.join(work, "planet_like_2048.tif")
+        fraction = write_planet_like(scene, 2048, 2048, seed=1, half=0.41)
+        report["limit"] = run_limit(work, scene, (2048, 2048), fraction, repeat, quick)
+        report["bench_seconds"] = time.perf_counter() - t0
+        path = os.path.join(args.output, "bench_predict_limit.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1)
+        print_limit(report)
+        print(f"\nwritten {path}")
+        return 0
     print("writing scenes and models ...", file=sys.stderr)
     big_model = os.path.join(work, f"unet_f{big_filters}_d{big_depth}.keras")
     small_model = os.path.join(work, f"unet_f{small_filters}_d{small_depth}.keras")
@@ -630,6 +706,7 @@ def main(argv=None) -> int:
         "naive_peak_rss_growth_mb": scaling[b]["naive_peak_rss_mb"]
         - scaling[a]["naive_peak_rss_mb"],
     }
+    report["limit"] = run_limit(work, scene, scene_size, nodata_fraction, repeat, quick)
     report["load_at_end"] = load()
     report["bench_seconds"] = time.perf_counter() - t0
 
@@ -637,6 +714,7 @@ def main(argv=None) -> int:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=1)
     print_table(report)
+    print_limit(report)
     print(f"\nwritten {path}")
     return 0
 

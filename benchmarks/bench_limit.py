@@ -1,0 +1,184 @@
+"""Prediction near the compute limit (issue #21): ``bench_predict.py``'s section 7.
+
+The compute limit of a scene is the time the bare model needs for its valid
+pixels alone: ``valid pixels / throughput``, the throughput measured on whole
+tiles (the default tile size, batch size and precision of ``predict_scene``,
+random data, no I/O, best of N). ``predict_scene`` end to end (read, validate,
+normalise, overlapping and cut tiles, model, blend, write) is timed side by
+side in the same process, best of N; the ratio ``end to end / limit`` is the
+figure the issue bounds (target <= 1.3). It splits into
+
+* ``model pixels / valid pixels``: pixels computed for each valid one (overlaps
+  between tiles, context kept around the footprint, tiles' sides rounded up);
+* ``bare replay / (model pixels / throughput)``: the model's speed on the run's
+  own (cut) tile shapes against whole tiles;
+* ``end to end / bare replay``: reading, blending and writing not hidden behind
+  the model.
+
+Then the time to map a Planet-sized scene (8000 x 4000, 30 % nodata) end to end
+with the ``auto`` CPU model at TTA 1, with its peak RSS, in a fresh process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+#: (FILTERS, DEPTH, PATCH_SIZE) of the MODEL_SIZEs timed (core/training/sizing.py).
+LIMIT_MODELS = {"small": (16, 3, 32), "large": (32, 5, 160)}
+#: Half-size of the rotated footprint giving 30 % nodata in the Planet-sized scene.
+PLANET_HALF = 0.4183
+PLANET_SIZE = (4000, 8000)  # rows, columns
+
+
+def whole_tile_throughput(loaded, repeat: int = 3, calls: int = 4) -> dict:
+    """The bare model's throughput on whole tiles at predict's defaults, best of ``repeat``.
+
+    Args:
+        loaded: the ``LoadedModel``.
+        repeat: timings to take the best of.
+        calls: model calls (batches of whole tiles) per timing.
+
+    Returns:
+        dict with ``tile_size``, ``batch_size``, ``precision``, ``pixels_per_second``
+        (best), ``runs_s`` (seconds of each timing) and ``megapixels`` per timing.
+    """
+    from throughput import bare_model_throughput
+
+    from wetland_unet_plugin.core.schema.model import PRECISION_PARAM, TILE_BATCH_PARAM
+
+    batch, precision = int(TILE_BATCH_PARAM.default), str(PRECISION_PARAM.default)
+    runs = [
+        bare_model_throughput(loaded, n_tiles=batch * calls, batch_size=batch, precision=precision)
+        for _ in range(repeat)
+    ]
+    best = min(runs, key=lambda r: r["seconds"])
+    return {
+        "tile_size": best["tile_size"],
+        "batch_size": batch,
+        "precision": precision,
+        "megapixels": best["megapixels"],
+        "runs_s": [r["seconds"] for r in runs],
+        "pixels_per_second": best["megapixels"] * 1e6 / best["seconds"],
+    }
+
+
+def limit_ratio(loaded, scene_path: str, workdir: str, repeat: int, recorder, load) -> dict:
+    """End to end vs the compute limit on one scene, side by side, best of ``repeat``.
+
+    Args:
+        loaded: the ``LoadedModel`` (already warm: traced on a small scene).
+        scene_path: the scene.
+        workdir: where outputs go.
+        repeat: runs to take the best of (each: end to end, whole-tile throughput, replay).
+        recorder: ``bench_predict._CallRecorder`` installed on ``inference.scene``.
+        load: ``() -> [1, 5, 15 min load]``.
+
+    Returns:
+        dict of the figures (see the module docstring).
+    """
+    from throughput import bare_model_throughput
+
+    from wetland_unet_plugin.core.inference import scene
+
+    e2e, thr, replay, loads = [], [], [], []
+    result = calls = throughput = None
+    for _ in range(repeat):
+        loads.append(load()[0])
+        recorder.calls = []
+        result = scene.predict_scene(loaded, scene_path, os.path.join(workdir, "limit.tif"))
+        calls = list(recorder.calls)
+        e2e.append(result["seconds"])
+        throughput = whole_tile_throughput(loaded, repeat=1)
+        thr.append(throughput["pixels_per_second"])
+        replay.append(bare_model_throughput(loaded, calls=calls)["seconds"])
+    best_e2e, best_thr, best_replay = min(e2e), max(thr), min(replay)
+    valid = result["valid_pixels"]
+    model_px = result["model_megapixels"] * 1e6
+    limit = valid / best_thr
+    return {
+        "valid_pixels": valid,
+        "nodata_fraction": None,
+        "tile_size": result["tile_size"],
+        "overlap": result["overlap"],
+        "tiles_predicted": result["tiles_predicted"],
+        "tiles_total": result["tiles_total"],
+        "model_calls": len(calls),
+        "call_shapes": sorted({c[1:] for c in calls}),
+        "model_megapixels": result["model_megapixels"],
+        "whole_tile": throughput,
+        "throughput_mpx_s": best_thr / 1e6,
+        "runs_s": {"end_to_end": e2e, "replay": replay, "throughput_px_s": thr},
+        "load_1min": loads,
+        "end_to_end_s": best_e2e,
+        "limit_s": limit,
+        "ratio": best_e2e / limit,
+        "model_over_valid": model_px / valid,
+        "replay_over_whole": best_replay / (model_px / best_thr),
+        "end_to_end_over_replay": best_e2e / best_replay,
+    }
+
+
+def planet_run(loaded, scene_path: str, workdir: str, peak_rss_mb, load) -> dict:
+    """Map the Planet-sized scene end to end at the defaults (TTA 1); peak RSS of this process.
+
+    Args:
+        loaded: the ``LoadedModel`` (warm).
+        scene_path: the 8000 x 4000 scene.
+        workdir: where the output goes.
+        peak_rss_mb: ``() -> MiB`` (VmHWM).
+        load: ``() -> [1, 5, 15 min load]``.
+    """
+    from wetland_unet_plugin.core.inference import predict_scene
+
+    before_rss, before_load = peak_rss_mb(), load()[0]
+    start = time.perf_counter()
+    result = predict_scene(loaded, scene_path, os.path.join(workdir, "planet_out.tif"), tta=1)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "valid_pixels": result["valid_pixels"],
+        "model_megapixels": result["model_megapixels"],
+        "tiles_predicted": result["tiles_predicted"],
+        "tile_size": result["tile_size"],
+        "overlap": result["overlap"],
+        "valid_mpx_per_s": result["valid_pixels"] / 1e6 / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": before_rss,
+        "load_1min": before_load,
+    }
+
+
+def print_limit(report: dict) -> None:
+    """Print section 7 (``report["limit"]``) as a small table."""
+    lim = report["limit"]
+    print(
+        f"\nnear the compute limit: {lim['scene']}, best of {lim['repeat']} side by side; "
+        f"load average at start {lim['load_at_start']}"
+    )
+    print(
+        f"{'model':8}{'tile':>6}{'ovl':>5}{'thr Mpx/s':>11}{'limit s':>9}{'e2e s':>8}"
+        f"{'ratio':>7}{'model/valid':>13}{'cut/whole':>11}{'e2e/replay':>12}"
+    )
+    for name, r in lim["models"].items():
+        print(
+            f"{name:8}{r['tile_size']:>6}{r['overlap']:>5}{r['throughput_mpx_s']:>11.3f}"
+            f"{r['limit_s']:>9.2f}{r['end_to_end_s']:>8.2f}{r['ratio']:>7.2f}"
+            f"{r['model_over_valid']:>13.3f}{r['replay_over_whole']:>11.3f}"
+            f"{r['end_to_end_over_replay']:>12.3f}"
+        )
+    p = lim.get("planet")
+    if p:
+        print(
+            f"Planet-sized {p['scene']} ({p['nodata_fraction']:.0%} nodata), auto CPU model "
+            f"(small), TTA 1: {p['seconds']:.1f} s end to end ({p['valid_mpx_per_s']:.2f} valid "
+            f"Mpx/s, tile {p['tile_size']} overlap {p['overlap']}), peak RSS "
+            f"{p['peak_rss_mb']:.0f} MB, load {p['load_1min']}"
+        )
+
+
+def footprint_half_for(nodata: float) -> float:
+    """Half-size of the footprint (normalised units) for a nodata fraction (no corner clipped)."""
+    return float(np.sqrt(1.0 - nodata) / 2.0)
