@@ -16,7 +16,9 @@ figure the issue bounds (target <= 1.3). It splits into
   the model.
 
 Then the time to map a Planet-sized scene (8000 x 4000, 30 % nodata) end to end
-with the ``auto`` CPU model at TTA 1, with its peak RSS, in a fresh process.
+with the ``auto`` CPU model at TTA 1, with its peak RSS, in a fresh process (a
+batch's next scene: model loaded and traced on a small scene first), and its
+ratio to the limit (throughput measured after the run, in the same process).
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ import numpy as np
 
 #: (FILTERS, DEPTH, PATCH_SIZE) of the MODEL_SIZEs timed (core/training/sizing.py).
 LIMIT_MODELS = {"small": (16, 3, 32), "large": (32, 5, 160)}
-#: Half-size of the rotated footprint giving 30 % nodata in the Planet-sized scene.
-PLANET_HALF = 0.4183
 PLANET_SIZE = (4000, 8000)  # rows, columns
 
 
@@ -137,15 +137,22 @@ def planet_run(loaded, scene_path: str, workdir: str, peak_rss_mb, load) -> dict
     start = time.perf_counter()
     result = predict_scene(loaded, scene_path, os.path.join(workdir, "planet_out.tif"), tta=1)
     seconds = time.perf_counter() - start
+    peak = peak_rss_mb()
+    throughput = whole_tile_throughput(loaded)  # after the run: not in its peak RSS
+    limit = result["valid_pixels"] / throughput["pixels_per_second"]
     return {
         "seconds": seconds,
+        "limit_s": limit,
+        "ratio": seconds / limit,
+        "throughput_mpx_s": throughput["pixels_per_second"] / 1e6,
+        "model_over_valid": result["model_megapixels"] * 1e6 / result["valid_pixels"],
         "valid_pixels": result["valid_pixels"],
         "model_megapixels": result["model_megapixels"],
         "tiles_predicted": result["tiles_predicted"],
         "tile_size": result["tile_size"],
         "overlap": result["overlap"],
         "valid_mpx_per_s": result["valid_pixels"] / 1e6 / seconds,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak,
         "rss_before_mb": before_rss,
         "load_1min": before_load,
     }
@@ -175,7 +182,9 @@ def print_limit(report: dict) -> None:
             f"Planet-sized {p['scene']} ({p['nodata_fraction']:.0%} nodata), auto CPU model "
             f"(small), TTA 1: {p['seconds']:.1f} s end to end ({p['valid_mpx_per_s']:.2f} valid "
             f"Mpx/s, tile {p['tile_size']} overlap {p['overlap']}), peak RSS "
-            f"{p['peak_rss_mb']:.0f} MB, load {p['load_1min']}"
+            f"{p['peak_rss_mb']:.0f} MB, load {p['load_1min']}; {p['ratio']:.2f} x the "
+            f"limit ({p['limit_s']:.1f} s at {p['throughput_mpx_s']:.2f} Mpx/s), model/valid "
+            f"{p['model_over_valid']:.3f}"
         )
 
 

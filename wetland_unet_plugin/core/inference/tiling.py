@@ -35,40 +35,63 @@ from .spec import ModelSpec
 
 #: Smallest tile we accept, whatever the depth.
 MIN_TILE = 16
-#: Default tile size when the model's patch is smaller: larger tiles cut the share of
-#: pixels computed twice in overlaps, (512 / 448)**2 = 1.31 at the default overlap of 64
-#: (see docs/decisions.md).
+#: Default tile size of a FILTERS 32 (or wider, or unknown) model when its patch is
+#: smaller: larger tiles cut the share of pixels computed twice in overlaps, (512 / 448)**2
+#: = 1.31 at an overlap of 64 (see docs/decisions.md).
 DEFAULT_MIN_TILE = 512
+#: FILTERS of the network ``DEFAULT_MIN_TILE`` is sized for. A narrower network gets a
+#: larger default tile with the same first-level activations per tile (tile**2 * filters),
+#: so memory stays that of the large model: 720 px for FILTERS 16, 1024 for 8 and below.
+DEFAULT_TILE_FILTERS = 32
+#: Largest default tile (a narrow network's tiles stop growing here).
+MAX_DEFAULT_TILE = 1024
 #: Upper bound of the default overlap. The dead zone (3/8 of the overlap) and the ramp are
 #: measured from a tile's edge, so the context a pixel near an edge gets does not depend
 #: on the tile size: the overlap that serves 256-pixel tiles serves larger ones as well.
 MAX_DEFAULT_OVERLAP = 64
+#: Upper bound of the default overlap for DEPTH 3 and shallower networks (the small
+#: MODEL_SIZE): a DEPTH 3 network at overlap 32 differed from a whole-scene prediction
+#: less than the DEPTH 5 one at 64 does, and computes a fifth fewer pixels per valid one
+#: than at 64 (benchmarks/README.md, "Near the compute limit").
+SHALLOW_MAX_OVERLAP = 32
+#: Sides of cut tiles are multiples of this many pixels (rounded up to 2**depth): few
+#: enough distinct shapes, little computed outside the footprint (see ``valid_crop``).
+CROP_STEP = 16
 
 
-def default_tile_size(patch_size: int, depth: int) -> int:
-    """Default TILE_SIZE: the training patch, at least ``DEFAULT_MIN_TILE`` (512), rounded
-    up to 2**depth.
+def default_tile_size(patch_size: int, depth: int, filters: int | None = None) -> int:
+    """Default TILE_SIZE: the training patch, at least the largest tile whose first-level
+    activations are those of a 512 px tile of a FILTERS 32 network (512 px for FILTERS 32
+    or unknown, 720 for 16, at most ``MAX_DEFAULT_TILE``), rounded to 2**depth.
+
+    Larger tiles cut the pixels computed twice in overlaps and the calls per scene; sizing
+    them by the activations keeps prediction's memory that of the large model.
 
     Args:
         patch_size: the model's training patch size (0 when unknown).
         depth: the model's depth.
+        filters: the model's first-level FILTERS (None when unknown: 32 assumed).
     """
     mult = tile_multiple(depth)
-    size = max(int(patch_size or 0), DEFAULT_MIN_TILE)
+    width = max(1, int(filters or DEFAULT_TILE_FILTERS))
+    fits = DEFAULT_MIN_TILE * math.sqrt(DEFAULT_TILE_FILTERS / min(width, DEFAULT_TILE_FILTERS))
+    fits = max(DEFAULT_MIN_TILE, int(min(fits, MAX_DEFAULT_TILE)) // mult * mult)
+    size = max(int(patch_size or 0), fits)
     return int(math.ceil(size / mult) * mult)
 
 
 def default_overlap(tile_size: int, depth: int) -> int:
     """Default OVERLAP: twice the model's receptive margin, at most tile/4 and at most
-    ``MAX_DEFAULT_OVERLAP`` (64), a multiple of 2**depth (at least one 2**depth step
-    when that fits in half a tile).
+    ``MAX_DEFAULT_OVERLAP`` (64; ``SHALLOW_MAX_OVERLAP``, 32, for DEPTH 3 and less), a
+    multiple of 2**depth (at least one 2**depth step when that fits in half a tile).
 
     Args:
         tile_size: the tile size.
         depth: the model's depth.
     """
     mult = tile_multiple(depth)
-    wanted = min(2 * receptive_margin(depth), tile_size // 4, MAX_DEFAULT_OVERLAP)
+    cap = SHALLOW_MAX_OVERLAP if depth <= 3 else MAX_DEFAULT_OVERLAP
+    wanted = min(2 * receptive_margin(depth), tile_size // 4, cap)
     overlap = (wanted // mult) * mult
     if overlap == 0 and mult <= tile_size // 2:
         overlap = mult
@@ -96,9 +119,10 @@ class TileGrid:
 
     @property
     def crop_step(self) -> int:
-        """Sides of cut tiles are multiples of this (a quarter tile, on the ``multiple``
-        grid): few distinct shapes, so few compiled kernels and buffers per shape."""
-        return max(self.multiple, (self.tile // 8) // self.multiple * self.multiple)
+        """Sides of cut tiles are multiples of this (``CROP_STEP`` rounded up to the
+        ``multiple`` grid): the predictor is one program for any shape, so the step only
+        bounds the shapes a scene's kernels and buffers are set up for."""
+        return -(-CROP_STEP // self.multiple) * self.multiple
 
     @property
     def crop_context(self) -> int:
@@ -224,15 +248,16 @@ def resolve_tiling(spec: ModelSpec, tile_size, overlap, feedback: Feedback) -> t
             or more than half the tile.
     """
     mult = tile_multiple(spec.depth)
+    default = default_tile_size(spec.patch_size, spec.depth, spec.filters)
     if tile_size in (None, 0, ""):
-        tile = default_tile_size(spec.patch_size, spec.depth)
+        tile = default
     else:
         tile = int(tile_size)
         if tile < max(MIN_TILE, 2 * mult):
             raise CoreError(
                 f"TILE_SIZE {tile} is too small for this model (depth "
                 f"{spec.depth}): use at least {max(MIN_TILE, 2 * mult)}, "
-                f"better {default_tile_size(spec.patch_size, spec.depth)}."
+                f"better {default}."
             )
         if tile % mult:
             raise CoreError(
@@ -273,7 +298,7 @@ def valid_crop(scene_valid: np.ndarray, grid: TileGrid, j: int, crop: bool = Tru
     full weight has from an ordinary tile edge; invalid pixels are zeros at the
     model's input, just like the convolutions' own padding) and rounded outwards to
     the ``grid.multiple`` grid of the tile, so the pooling grid stays that of the
-    whole tile, and its sides to multiples of ``grid.crop_step`` (a quarter tile),
+    whole tile, and its sides to multiples of ``grid.crop_step`` (16 px or 2**depth),
     so a scene has few distinct tile shapes. Pixels outside the box get no weight
     from this tile.
 
