@@ -15,8 +15,10 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 from tests.rasters import write_raster
+from tests.recorder import Recorder
 from wetland_unet_plugin.core.cleanmap import clean_map
 from wetland_unet_plugin.core.feedback import Canceled, CoreError, Feedback
+from wetland_unet_plugin.core.mmu import border_counts, label_strips, merge_small_patches
 
 NAMES = "c1,c2,c3"
 RES = 10.0  # 10 m pixels: 100 m2 = 0.01 ha each
@@ -255,9 +257,13 @@ class CancelAfter(Feedback):
         return self.calls > self.n
 
 
-@pytest.mark.parametrize("asked", [0, 2])
-def test_cancel_leaves_no_output(tmp_path, asked):
-    """Canceled while merging (0) or while polygonizing (2): neither output is left."""
+@pytest.mark.parametrize(
+    "feedback",
+    [CancelAfter(0), CancelAfter(4), Recorder(cancel_on="patch merges in")],
+    ids=["reading", "merging", "polygonizing"],
+)
+def test_cancel_leaves_no_output(tmp_path, feedback):
+    """Canceled at any stage: neither output nor the scratch files are left."""
     src = write(tmp_path / "map.tif", speckled())
     with pytest.raises(Canceled):
         clean_map(
@@ -266,9 +272,44 @@ def test_cancel_leaves_no_output(tmp_path, asked):
             class_names=NAMES,
             mmu_ha=0.05,
             output_polygons=str(tmp_path / "poly.gpkg"),
-            feedback=CancelAfter(asked),
+            feedback=feedback,
         )
     assert sorted(os.listdir(tmp_path)) == ["map.tif"]
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_strips_give_the_same_map_as_the_whole_map_at_once(connectivity):
+    """Merging in strips of 1, 2, 3 or 7 rows equals merging the map as one block.
+
+    The strip borders cut patches (the speckled field's regions span all rows), so
+    the labels of a patch must be joined across borders and its size and borders
+    counted once; the final patches are compared pixel by pixel with ``ndimage.label``
+    of the result.
+    """
+    m = speckled(rows=45, cols=40, seed=11)
+    min_pixels = np.array([0, 6, 3, 9])  # a different unit per class
+    results = {}
+    for rows in (None, 1, 2, 3, 7):
+        classes = m.copy()
+        labels = np.zeros(m.shape, np.int32)
+        root, patch_class, stats = merge_small_patches(
+            classes, labels, min_pixels, connectivity, strip_rows=rows
+        )
+        results[rows] = (classes, root[labels], stats)
+        assert np.array_equal(patch_class[root[labels]], classes)
+    whole, whole_labels, whole_stats = results[None]
+    assert whole_stats["merged"] > 20 and not np.array_equal(whole, m)
+    for rows in (1, 2, 3, 7):
+        assert np.array_equal(results[rows][0], whole), rows
+        assert np.array_equal(results[rows][1], whole_labels), rows
+        assert results[rows][2] == whole_stats, rows
+    # independently: every patch of the result is one label, none below its unit
+    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    for k in (1, 2, 3):
+        lab, n = ndimage.label(whole == k, structure=structure)
+        sizes = np.bincount(lab.ravel())[1:]
+        assert sizes.min() >= min_pixels[k]
+        assert len(np.unique(whole_labels[whole == k])) == n
 
 
 def test_a_small_patch_alone_in_nodata_is_kept_and_counted(tmp_path):
@@ -282,3 +323,38 @@ def test_a_small_patch_alone_in_nodata_is_kept_and_counted(tmp_path):
     expected[5, 10] = 1
     assert np.array_equal(read(tmp_path / "c.tif"), expected)
     assert result["patches_kept_isolated"] == 1 and result["patches_merged"] == 1
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_borders_counted_in_strips_equal_a_hand_count(connectivity):
+    """Shared borders of small patches, counted strip by strip, equal a direct count.
+
+    The direct count walks every pair of neighbouring pixels of the labelled map
+    (scipy's whole-map labels) in Python.
+    """
+    m = speckled(rows=20, cols=18, seed=3)
+    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    lab = np.zeros(m.shape, np.int64)
+    for k in (1, 2, 3):  # class-major numbering, raster order within a class
+        part, n = ndimage.label(m == k, structure=structure)
+        lab[part > 0] = part[part > 0] + lab.max()
+    sizes = np.bincount(lab.ravel())
+    small = sizes < 4
+    small[0] = False
+    expected = {}
+    steps = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if connectivity == 8 else [])
+    for y in range(m.shape[0]):
+        for x in range(m.shape[1]):
+            for dy, dx in steps:
+                v, u = y + dy, x + dx
+                if not (0 <= v < m.shape[0] and 0 <= u < m.shape[1]):
+                    continue
+                for a, b in ((lab[y, x], lab[v, u]), (lab[v, u], lab[y, x])):
+                    if a != b and small[a] and b > 0:
+                        expected[(a, b)] = expected.get((a, b), 0) + 1
+    for rows in (1, 2, 5, 100):
+        labels = np.zeros(m.shape, np.int32)
+        root, _, strip_sizes = label_strips(m, labels, 3, connectivity, rows, Feedback())
+        assert np.array_equal(root[labels], lab) and np.array_equal(strip_sizes[1:], sizes[1:])
+        pa, pb, border = border_counts(labels, root, small, connectivity, rows, Feedback())
+        assert dict(zip(zip(pa.tolist(), pb.tolist()), border.tolist())) == expected, rows

@@ -10,24 +10,27 @@ and gives a small patch to its *largest* neighbour, while per-class units
 (``water=0.01,wetland=0.1``) need a patch of one class protected while a patch of
 the same size of another class is removed.
 
-Merging runs in passes until no patch is below its unit. In a pass every small
-patch moves at once into one of its allowed neighbours: a stable patch (at
-least its own unit) when it has one, else a small patch that is larger (size,
-then label, breaks ties), so no two patches swap and every pass removes at
-least one patch. A small patch without any classified neighbour (an island in
-nodata) cannot merge and is kept; the count is reported.
+Merging runs in passes until no patch is below its unit (``mmu``): in a pass
+every small patch moves at once into one allowed neighbour, so no two patches
+swap and every pass removes at least one patch. A small patch without any
+classified neighbour (an island in nodata) cannot merge and is kept; the count
+is reported.
 
-Memory: the class map (1 byte per pixel) and one int32 patch-label array are in
-memory together (about 5 bytes per pixel, 160 MB for an 8000 x 4000 Planet
-scene, plus short-lived masks of one neighbour direction at a time); the
-probability and uncertainty rasters are read in row windows. Polygons come from
-GDAL's Polygonize (``polygons``).
+Memory is bounded at any map size: the class ids and patch labels live in
+raw scratch files beside the output (5 bytes per pixel on disk, removed at the
+end; ``mmu.DiskArray``), and every step reads them in strips of about
+``mmu.STRIP_PIXELS`` pixels; in memory are one strip and a few numbers per
+patch. The input, probability and uncertainty rasters are read in row windows,
+and polygons come from GDAL's Polygonize reading the final labels from disk
+(``polygons``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 
 import numpy as np
 
@@ -35,13 +38,10 @@ from .areas import M2_PER_HA, pixel_area_m2
 from .atomic import atomic_output
 from .classes import default_colors, hex_to_rgb, parse_class_names, parse_colors
 from .feedback import CoreError, Feedback
+from .mmu import DiskArray, label_dtype, merge_small_patches, strip_height
 from .modelfile import read_metadata
-from .raster import check_output_path, gtiff_profile, open_raster
+from .raster import check_disk_space, check_output_path, gtiff_profile, open_raster
 from .schema.mapping import CLEANMAP
-
-#: Safety stop for the merge passes (each pass removes at least one patch; real maps
-#: need a handful).
-MAX_PASSES = 200
 
 
 def clean_map(input=None, output=None, *, feedback=None, **params) -> dict:
@@ -88,41 +88,52 @@ def clean_map(input=None, output=None, *, feedback=None, **params) -> dict:
         min_pixels = unit_pixels(p["mmu_ha"], p["mmu_per_class"], names, area)
         check_zonal_inputs(src, p["probabilities"], p["uncertainty"], len(names))
         profile = gtiff_profile(src, count=1, dtype="uint8", nodata=0)
-        classes = read_classes(src, len(names))
+        shape = (src.height, src.width)
+    # scratch: class ids, provisional labels and (for polygons) the final labels
+    check_disk_space(p["output"], shape[0] * shape[1] * (6 + label_dtype(shape).itemsize), "OUTPUT")
     structure = 4 if p["connectivity"] == 4 else 8
     feedback.info(
         "Minimum mapping units in pixels ("
         f"{area:g} m2 per pixel): "
         + ", ".join(f"{n} {int(m)}" for n, m in zip(names, min_pixels[1:]))
     )
-    original = classes.copy()
-    classes, labels, patch_class, stats = merge_small_patches(
-        classes, min_pixels, structure, feedback
-    )
-    changed = int(np.count_nonzero(classes != original))
-    del original
-    counts = np.bincount(classes.ravel(), minlength=len(names) + 1)
-    feedback.info(
-        f"{stats['merged']} patch merges in {stats['passes']} pass(es), {changed} pixels "
-        f"changed class; {stats['isolated']} small patch(es) without a classified neighbour kept."
-    )
-    result_polygons = 0
-    with atomic_output(p["output"]) as tmp:
-        write_class_map(tmp, classes, profile, names, colors)
-        feedback.progress(0.7)
-        if polygons_path:
-            with atomic_output(polygons_path) as gpkg:
-                result_polygons = write_polygons(
-                    gpkg,
-                    labels,
-                    patch_class,
-                    names,
-                    profile,
-                    structure,
-                    p["probabilities"],
-                    p["uncertainty"],
-                    feedback,
+    folder = os.path.dirname(os.path.abspath(p["output"]))
+    with tempfile.TemporaryDirectory(
+        dir=folder, prefix=".cleanmap-scratch-", ignore_cleanup_errors=True
+    ) as scratch:
+        classes = DiskArray(os.path.join(scratch, "classes.raw"), shape, np.uint8)
+        labels = DiskArray(os.path.join(scratch, "labels.raw"), shape, label_dtype(shape))
+        try:
+            read_classes(p["input"], classes, len(names), feedback)
+            root, patch_class, stats = merge_small_patches(
+                classes, labels, min_pixels, structure, feedback
+            )
+            result_polygons = 0
+            with atomic_output(p["output"]) as tmp:
+                changed, counts = write_class_map(tmp, classes, p["input"], profile, names, colors)
+                feedback.info(
+                    f"{stats['merged']} patch merges in {stats['passes']} pass(es), {changed} "
+                    f"pixels changed class; {stats['isolated']} small patch(es) without a "
+                    "classified neighbour kept."
                 )
+                feedback.progress(0.7)
+                if polygons_path:
+                    label_tif = os.path.join(scratch, "patches.tif")
+                    write_labels(label_tif, labels, root, profile)
+                    with atomic_output(polygons_path) as gpkg:
+                        result_polygons = write_polygons(
+                            gpkg,
+                            label_tif,
+                            patch_class,
+                            names,
+                            structure,
+                            p["probabilities"],
+                            p["uncertainty"],
+                            feedback,
+                        )
+        finally:  # closed before the folder is removed (Windows needs it)
+            classes.close()
+            labels.close()
     feedback.progress(1.0)
     return {
         "output": p["output"],
@@ -222,125 +233,58 @@ def unit_pixels(mmu_ha: float, per_class, names: list, pixel_area: float) -> np.
     return out
 
 
-def read_classes(src, n_classes: int) -> np.ndarray:
-    """The class map as uint8 with nodata 0.
+def row_windows(height: int, width: int):
+    """Row windows of about ``STRIP_PIXELS`` pixels covering a raster."""
+    from rasterio.windows import Window
+
+    rows = strip_height(width)
+    for r0 in range(0, height, rows):
+        yield Window(0, r0, width, min(rows, height - r0))
+
+
+def read_classes(path: str, classes, n_classes: int, feedback) -> None:
+    """Copy a class map into ``classes`` (uint8, nodata 0), window by window.
 
     Raises:
         CoreError: when a pixel holds an id outside 0..N.
     """
-    data = src.read(1)
-    nodata = src.nodata
-    invalid = data == nodata if nodata is not None else np.zeros(data.shape, bool)
-    data = np.where(invalid, 0, data)
-    high, low = int(data.max(initial=0)), int(data.min(initial=0))
-    if high > n_classes or low < 0:
-        raise CoreError(
-            f"The class map holds ids {low}..{high} but {n_classes} classes are named: "
-            "give the model or CLASS_NAMES the map was made with."
-        )
-    return data.astype(np.uint8)
+    with open_raster(path, "class map") as src:
+        nodata = src.nodata
+        for window in row_windows(src.height, src.width):
+            feedback.check_canceled()
+            data = src.read(1, window=window)
+            if nodata is not None:
+                data = np.where(data == nodata, 0, data)
+            high, low = int(data.max(initial=0)), int(data.min(initial=0))
+            if high > n_classes or low < 0:
+                raise CoreError(
+                    f"The class map holds ids {low}..{high} but {n_classes} classes are "
+                    "named: give the model or CLASS_NAMES the map was made with."
+                )
+            r0 = window.row_off
+            classes[r0 : r0 + window.height] = data
 
 
-def label_patches(classes: np.ndarray, n_classes: int, connectivity: int):
-    """Label the patches of every class with one numbering.
-
-    Returns:
-        ``labels`` (int32, 0 on nodata), ``patch_class`` (class id per label),
-        ``sizes`` (pixels per label).
-    """
-    from scipy import ndimage
-
-    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
-    labels = np.zeros(classes.shape, dtype=np.int32)
-    patch_class = [0]
-    offset = 0
-    for k in range(1, n_classes + 1):
-        mask = classes == k
-        if not mask.any():
-            continue
-        lab, n = ndimage.label(mask, structure=structure, output=np.int32)
-        np.add(lab, offset, out=lab, where=mask)  # in place: no scene-sized temporaries
-        labels += lab  # lab is 0 outside this class, labels is 0 inside it
-        del lab
-        patch_class.extend([k] * n)
-        offset += n
-    sizes = np.bincount(labels.ravel(), minlength=offset + 1)
-    return labels, np.asarray(patch_class, dtype=np.int64), sizes
-
-
-def _neighbour_pairs(labels: np.ndarray, small: np.ndarray, connectivity: int):
-    """(patch, neighbour) label pairs of neighbouring pixels, patch small, both classified."""
-    shifts = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if connectivity == 8 else [])
-    height, width = labels.shape
-    parts_a, parts_b = [], []
-    for dy, dx in shifts:
-        a = labels[: height - dy, max(0, -dx) : width - max(0, dx)]
-        b = labels[dy:, max(0, dx) : width - max(0, -dx)]
-        for x, y in ((a, b), (b, a)):
-            keep = (x != y) & small[x] & (y > 0)
-            parts_a.append(x[keep])
-            parts_b.append(y[keep])
-    return np.concatenate(parts_a).astype(np.int64), np.concatenate(parts_b).astype(np.int64)
-
-
-def merge_small_patches(
-    classes: np.ndarray, min_pixels: np.ndarray, connectivity: int, feedback=None
-):
-    """Merge patches below their class's unit into the neighbour of the longest border.
-
-    Args:
-        classes: uint8 class ids (0 = nodata); not modified.
-        min_pixels: smallest patch kept per class id (index 0 unused; 0 = any size).
-        connectivity: 4 or 8.
-        feedback: for cancel.
+def write_class_map(path: str, classes, original: str, profile: dict, names: list, colors: list):
+    """Write a uint8 class map with a colour table and the class names and colours as tags.
 
     Returns:
-        ``(classes, labels, patch_class, stats)``: the cleaned map, its patch labels and
-        their classes, and ``{"merged", "passes", "isolated"}``.
+        ``(changed, counts)``: pixels whose class differs from the ``original`` map's
+        and pixels per class id.
     """
-    feedback = feedback or Feedback()
-    classes = classes.copy()
-    n_classes = len(min_pixels) - 1
-    stats = {"merged": 0, "passes": 0, "isolated": 0}
-    for _ in range(MAX_PASSES):
-        feedback.check_canceled()
-        labels, patch_class, sizes = label_patches(classes, n_classes, connectivity)
-        small = sizes < min_pixels[patch_class]
-        small[0] = False
-        if not small.any():
-            stats["isolated"] = 0
-            return classes, labels, patch_class, stats
-        a, b = _neighbour_pairs(labels, small, connectivity)
-        bigger = (sizes[b] > sizes[a]) | ((sizes[b] == sizes[a]) & (b > a))
-        allowed = ~small[b] | bigger
-        a, b = a[allowed], b[allowed]
-        movable = np.unique(a)
-        stats["isolated"] = int(small.sum() - movable.size)
-        if a.size == 0:
-            return classes, labels, patch_class, stats
-        pairs, border = np.unique(a * (len(sizes) + 1) + b, return_counts=True)
-        pa, pb = pairs // (len(sizes) + 1), pairs % (len(sizes) + 1)
-        # per patch the last of: stable neighbours first, then longest border, then size, label
-        order = np.lexsort((pb, sizes[pb], border, ~small[pb], pa))
-        pa, pb = pa[order], pb[order]
-        last = np.r_[pa[1:] != pa[:-1], True]
-        new_class = patch_class.copy()
-        new_class[pa[last]] = patch_class[pb[last]]
-        classes = new_class.astype(np.uint8)[labels]
-        del labels, a, b  # freed before the next labelling, not during it
-        stats["merged"] += int(last.sum())
-        stats["passes"] += 1
-    labels, patch_class, _ = label_patches(classes, n_classes, connectivity)
-    feedback.warning(f"Stopped merging after {MAX_PASSES} passes; some small patches remain.")
-    return classes, labels, patch_class, stats
-
-
-def write_class_map(path: str, classes: np.ndarray, profile: dict, names: list, colors: list):
-    """Write a uint8 class map with a colour table and the class names and colours as tags."""
     import rasterio
 
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(classes, 1)
+    changed, counts = 0, np.zeros(len(names) + 1, dtype=np.int64)
+    with rasterio.open(path, "w", **profile) as dst, open_raster(original) as src:
+        for window in row_windows(dst.height, dst.width):
+            r0 = window.row_off
+            block = np.asarray(classes[r0 : r0 + window.height])
+            dst.write(block, 1, window=window)
+            before = src.read(1, window=window)
+            if src.nodata is not None:
+                before = np.where(before == src.nodata, 0, before)
+            changed += int(np.count_nonzero(block != before))
+            counts += np.bincount(block.ravel(), minlength=len(names) + 1)
         dst.set_band_description(1, "class")
         colormap = {0: (0, 0, 0, 0)}
         for k, color in enumerate(colors, start=1):
@@ -349,3 +293,18 @@ def write_class_map(path: str, classes: np.ndarray, profile: dict, names: list, 
         dst.update_tags(
             class_names=json.dumps(names), class_colors=json.dumps(colors), software="Wetland U-Net"
         )
+    return changed, counts
+
+
+def write_labels(path: str, labels, root: np.ndarray, profile: dict) -> None:
+    """Write the final patch labels (``root[labels]``) as a GeoTIFF for polygonizing."""
+    import rasterio
+
+    dtype = "int32" if len(root) and int(root.max()) < 2**31 - 1 else "int64"
+    label_profile = dict(profile, dtype=dtype, nodata=0)
+    with rasterio.open(path, "w", **label_profile) as dst:
+        for window in row_windows(dst.height, dst.width):
+            r0 = window.row_off
+            dst.write(
+                root[np.asarray(labels[r0 : r0 + window.height])].astype(dtype), 1, window=window
+            )

@@ -1,10 +1,11 @@
 """Polygons of a cleaned class map (GDAL Polygonize) with per-polygon means.
 
-``write_polygons`` polygonizes the patch labels of ``cleanmap`` (one label per
-patch, so one polygon per patch, with the same connectivity), then fills in
-class_id, class_name, area_ha (the polygon's own area in hectares) and, when
-given, the mean probability of the polygon's class and the mean uncertainty:
-zonal means over the patch labels, the rasters read in row windows.
+``write_polygons`` polygonizes the patch labels of ``cleanmap`` (a GeoTIFF with
+one label per patch, so one polygon per patch, with the same connectivity; GDAL
+reads it row by row), then fills in class_id, class_name, area_ha (the
+polygon's own area in hectares) and, when given, the mean probability of the
+polygon's class and the mean uncertainty: zonal means over the patch labels,
+labels and rasters read in the same row windows.
 """
 
 from __future__ import annotations
@@ -47,30 +48,30 @@ def check_zonal_inputs(src, probabilities, uncertainty, n_classes: int) -> None:
                 )
 
 
-def zonal_means(path, labels: np.ndarray, patch_class: np.ndarray, per_class: bool):
+def zonal_means(path, labels_path: str, patch_class: np.ndarray, per_class: bool):
     """Mean value per patch label of a raster (NaN where the patch has no valid value).
 
     Args:
         path: predict's probabilities (``per_class``: the band of each pixel's class is
             used) or uncertainty raster (band 1, the entropy), on the labels' grid; band
             scales are applied.
-        labels: patch labels (0 = nodata).
+        labels_path: GeoTIFF of patch labels (0 = nodata).
         patch_class: class id per label.
         per_class: pick the band of the patch's class.
     """
     from rasterio.windows import Window
 
-    n = int(labels.max(initial=0)) + 1
+    n = len(patch_class)
     sums = np.zeros(n)
     counts = np.zeros(n)
-    with open_raster(path) as ds:
+    with open_raster(path) as ds, open_raster(labels_path) as label_ds:
         scales = np.asarray([s or 1.0 for s in ds.scales], dtype=np.float64)
         offsets = np.asarray([o or 0.0 for o in ds.offsets], dtype=np.float64)
         nodata = ds.nodata
         for r0 in range(0, ds.height, WINDOW_ROWS):
             rows = min(WINDOW_ROWS, ds.height - r0)
-            lab = labels[r0 : r0 + rows]
             window = Window(0, r0, ds.width, rows)
+            lab = label_ds.read(1, window=window)
             if per_class:
                 band = np.clip(patch_class[lab] - 1, 0, None)
                 data = ds.read(window=window)
@@ -97,16 +98,15 @@ def write_polygons(*args, **kwargs) -> int:
 
 def _write_polygons(
     path: str,
-    labels: np.ndarray,
+    labels_path: str,
     patch_class: np.ndarray,
     names: list,
-    profile: dict,
     connectivity: int,
     probabilities=None,
     uncertainty=None,
     feedback=None,
 ) -> int:
-    """Polygonize patch labels into a GeoPackage layer; return the number of polygons.
+    """Polygonize a patch-label GeoTIFF into a GeoPackage layer; return the polygon count.
 
     Fields: patch_id, class_id, class_name, area_ha, mean_probability and
     mean_uncertainty (NULL when the raster is not given).
@@ -114,16 +114,14 @@ def _write_polygons(
     Raises:
         Canceled: when canceled during polygonizing.
     """
-    from osgeo import gdal, gdal_array, ogr, osr
+    from osgeo import gdal, ogr, osr
 
-    crs, transform = profile["crs"], profile["transform"]
+    with open_raster(labels_path) as ds:
+        crs = ds.crs
     _, factor = crs.linear_units_factor
     to_ha = float(factor) ** 2 / M2_PER_HA
-    mem = gdal_array.OpenArray(np.ascontiguousarray(labels, dtype=np.int32))  # no copy
-    mem.SetGeoTransform(transform.to_gdal())
-    mem.SetProjection(crs.to_wkt())
+    mem = gdal.Open(labels_path)
     band = mem.GetRasterBand(1)
-    band.SetNoDataValue(0)
     srs = osr.SpatialReference()
     srs.ImportFromWkt(crs.to_wkt())
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
@@ -131,7 +129,7 @@ def _write_polygons(
     try:
         layer = source.CreateLayer(LAYER_NAME, srs, ogr.wkbPolygon)
         for name, kind in (
-            ("patch_id", ogr.OFTInteger),
+            ("patch_id", ogr.OFTInteger64),
             ("class_id", ogr.OFTInteger),
             ("class_name", ogr.OFTString),
             ("area_ha", ogr.OFTReal),
@@ -150,8 +148,8 @@ def _write_polygons(
             if feedback is not None and feedback.is_canceled():
                 raise Canceled() from None
             raise
-        prob = zonal_means(probabilities, labels, patch_class, True) if probabilities else None
-        unc = zonal_means(uncertainty, labels, patch_class, False) if uncertainty else None
+        prob = zonal_means(probabilities, labels_path, patch_class, True) if probabilities else None
+        unc = zonal_means(uncertainty, labels_path, patch_class, False) if uncertainty else None
         layer.StartTransaction()
         count = 0
         for feature in layer:
@@ -168,5 +166,5 @@ def _write_polygons(
         layer.CommitTransaction()
     finally:
         source = None  # closes the GeoPackage
-        mem = None
+        band = mem = None
     return count
