@@ -65,7 +65,9 @@ def whole_tile_throughput(loaded, repeat: int = 3, calls: int = 4) -> dict:
     }
 
 
-def limit_ratio(loaded, scene_path: str, workdir: str, repeat: int, recorder, load) -> dict:
+def limit_ratio(
+    loaded, scene_path: str, workdir: str, repeat: int, recorder, load, other=None
+) -> dict:
     """End to end vs the compute limit on one scene, side by side, best of ``repeat``.
 
     Args:
@@ -75,6 +77,7 @@ def limit_ratio(loaded, scene_path: str, workdir: str, repeat: int, recorder, lo
         repeat: runs to take the best of (each: end to end, whole-tile throughput, replay).
         recorder: ``bench_predict._CallRecorder`` installed on ``inference.scene``.
         load: ``() -> [1, 5, 15 min load]``.
+        other: optional (label, tile, overlap) also timed end to end in each round.
 
     Returns:
         dict of the figures (see the module docstring).
@@ -83,22 +86,41 @@ def limit_ratio(loaded, scene_path: str, workdir: str, repeat: int, recorder, lo
 
     from wetland_unet_plugin.core.inference import scene
 
-    e2e, thr, replay, loads = [], [], [], []
-    result = calls = throughput = None
+    e2e, thr, replay, loads, others = [], [], [], [], []
+    result = calls = throughput = alt = None
+    out_path = os.path.join(workdir, "limit.tif")
+    if other:  # trace and warm its shapes outside the timing
+        scene.predict_scene(loaded, scene_path, out_path, tile_size=other[1], overlap=other[2])
     for _ in range(repeat):
         loads.append(load()[0])
         recorder.calls = []
-        result = scene.predict_scene(loaded, scene_path, os.path.join(workdir, "limit.tif"))
+        result = scene.predict_scene(loaded, scene_path, out_path)
         calls = list(recorder.calls)
         e2e.append(result["seconds"])
         throughput = whole_tile_throughput(loaded, repeat=1)
         thr.append(throughput["pixels_per_second"])
         replay.append(bare_model_throughput(loaded, calls=calls)["seconds"])
+        if other:
+            alt = scene.predict_scene(
+                loaded, scene_path, out_path, tile_size=other[1], overlap=other[2]
+            )
+            others.append(alt["seconds"])
     best_e2e, best_thr, best_replay = min(e2e), max(thr), min(replay)
     valid = result["valid_pixels"]
     model_px = result["model_megapixels"] * 1e6
     limit = valid / best_thr
+    if other:
+        other = {
+            "label": other[0],
+            "tile_size": other[1],
+            "overlap": other[2],
+            "runs_s": others,
+            "end_to_end_s": min(others),
+            "ratio": min(others) / limit,
+            "model_over_valid": alt["model_megapixels"] * 1e6 / valid,
+        }
     return {
+        "other": other,
         "valid_pixels": valid,
         "nodata_fraction": None,
         "tile_size": result["tile_size"],
@@ -119,6 +141,60 @@ def limit_ratio(loaded, scene_path: str, workdir: str, repeat: int, recorder, lo
         "replay_over_whole": best_replay / (model_px / best_thr),
         "end_to_end_over_replay": best_e2e / best_replay,
     }
+
+
+#: Tiling compared with the defaults in ``seam_check``, per model: the small model's
+#: previous defaults, and the overlap the large model keeps at 64 instead of 32.
+SEAM_OTHER = {"small": ("previous defaults", 512, 64), "large": ("overlap 32", 512, 32)}
+
+
+def seam_check(loaded, scene_path: str, workdir: str, other: tuple) -> dict:
+    """How far tiled probabilities are from one whole-scene tile, at the defaults and at
+    ``other``: max and mean absolute difference over valid pixels, class agreement. The
+    whole scene in one tile (overlap 0) is what tiling approximates.
+
+    Args:
+        loaded: the ``LoadedModel``.
+        scene_path: the scene.
+        workdir: where outputs go.
+        other: (label, tile, overlap) compared with the defaults.
+    """
+    import rasterio
+
+    from wetland_unet_plugin.core.inference import predict_scene
+    from wetland_unet_plugin.core.unet import tile_multiple
+
+    def probs(name, **kwargs):
+        path = os.path.join(workdir, f"seam_{name}.tif")
+        result = predict_scene(
+            loaded,
+            scene_path,
+            os.path.join(workdir, "seam_class.tif"),
+            path,
+            probability_dtype="float32",
+            **kwargs,
+        )
+        with rasterio.open(path) as src:
+            return src.read(), result
+
+    with rasterio.open(scene_path) as src:
+        side = max(src.height, src.width)
+    mult = tile_multiple(int(loaded.metadata.get("depth") or 0))
+    whole, _ = probs("whole", tile_size=-(-side // mult) * mult, overlap=0)
+    valid = whole[0] >= 0
+    out = {}
+    runs = (("defaults", {}), (other[0], {"tile_size": other[1], "overlap": other[2]}))
+    for name, kwargs in runs:
+        got, result = probs(name, **kwargs)
+        diff = np.abs(got[:, valid] - whole[:, valid])
+        out[name] = {
+            "tile_size": result["tile_size"],
+            "overlap": result["overlap"],
+            "max_probability_difference": float(diff.max()),
+            "mean_probability_difference": float(diff.mean()),
+            "class_agreement": float((got[:, valid].argmax(0) == whole[:, valid].argmax(0)).mean()),
+        }
+    return out
 
 
 def planet_run(loaded, scene_path: str, workdir: str, peak_rss_mb, load) -> dict:
@@ -176,6 +252,22 @@ def print_limit(report: dict) -> None:
             f"{r['model_over_valid']:>13.3f}{r['replay_over_whole']:>11.3f}"
             f"{r['end_to_end_over_replay']:>12.3f}"
         )
+    for name, r in lim["models"].items():
+        o = r.get("other")
+        if o:
+            print(
+                f"{name:8}{o['tile_size']:>6}{o['overlap']:>5}{'':>11}{'':>9}"
+                f"{o['end_to_end_s']:>8.2f}{o['ratio']:>7.2f}{o['model_over_valid']:>13.3f}"
+                f"   ({o['label']}, same rounds)"
+            )
+    for name, r in lim["models"].items():
+        for key, v in (r.get("seams") or {}).items():
+            print(
+                f"{name} model, tile {v['tile_size']} overlap {v['overlap']} ({key}) vs the whole "
+                f"scene in one tile: probability difference max "
+                f"{v['max_probability_difference']:.4f} mean {v['mean_probability_difference']:.5f}"
+                f", class agreement {v['class_agreement']:.2%}"
+            )
     p = lim.get("planet")
     if p:
         print(

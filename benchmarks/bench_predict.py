@@ -45,7 +45,8 @@ is reported with the figures.
 7. Near the compute limit (``bench_limit.py``; ``--limit`` runs only this): the
    bare model's throughput on whole tiles and ``end to end / (valid pixels /
    throughput)`` on the benchmark scene for the ``small`` (= ``auto`` on a CPU)
-   and ``large`` MODEL_SIZEs, side by side, best of N (target <= 1.3); then an
+   and ``large`` MODEL_SIZEs, side by side, best of N (target <= 1.3), and how far
+   their tiled probabilities are from one whole-scene tile; then an
    8000 x 4000 Planet-sized scene with 30 % nodata mapped with the small model at
    TTA 1, end to end, with its peak RSS, in a fresh process.
 
@@ -477,7 +478,7 @@ def child_models(args) -> dict:
 
 def child_limit(args) -> dict:
     """Section 7 for one model: whole-tile throughput and the end-to-end ratio."""
-    from bench_limit import limit_ratio
+    from bench_limit import SEAM_OTHER, limit_ratio, seam_check
 
     from wetland_unet_plugin.core.inference import scene
     from wetland_unet_plugin.core.inference.cache import get_cached_model
@@ -485,7 +486,11 @@ def child_limit(args) -> dict:
     loaded = get_cached_model(args.model)
     recorder = _CallRecorder(scene)
     scene.predict_scene(loaded, warm_scene(args.workdir), os.path.join(args.workdir, "w.tif"))
-    return limit_ratio(loaded, args.scene, args.workdir, args.repeat, recorder, load)
+    other = SEAM_OTHER[args.seams] if args.seams == "small" else None
+    out = limit_ratio(loaded, args.scene, args.workdir, args.repeat, recorder, load, other)
+    if args.seams:
+        out["seams"] = seam_check(loaded, args.scene, args.workdir, SEAM_OTHER[args.seams])
+    return out
 
 
 def child_planet(args) -> dict:
@@ -515,7 +520,12 @@ def run_limit(work: str, scene: str, scene_size, nodata: float, repeat: int, qui
     for name in names:
         print(f"near the compute limit: {name} model ...", file=sys.stderr)
         out["models"][name] = run_child(
-            "limit", model=paths[name], scene=scene, workdir=work, repeat=repeat
+            "limit",
+            model=paths[name],
+            scene=scene,
+            workdir=work,
+            repeat=repeat,
+            seams=name,
         )
     size = (1000, 2000) if quick else PLANET_SIZE
     print(f"Planet-sized scene {size[1]} x {size[0]} ...", file=sys.stderr)
@@ -560,6 +570,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--seams", help=argparse.SUPPRESS)
     parser.add_argument("--repeat-precision", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

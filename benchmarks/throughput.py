@@ -51,7 +51,7 @@ def bare_model_throughput(
     """
     loaded = resolve_model(model)
     spec = model_spec(loaded)
-    tile = int(tile_size or default_tile_size(spec.patch_size, spec.depth, spec.filters))
+    tile = int(tile_size or default_tile_size(spec.patch_size, spec.depth))
     predictor = get_predictor(loaded, tta, precision, fold=fold, portable=portable)
     if calls is None:
         n_tiles = int(n_tiles)

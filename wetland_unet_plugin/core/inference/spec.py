@@ -28,7 +28,6 @@ class ModelSpec:
     crs_wkt: str | None
     band_names: list | None = None  # names of ``bands`` (training band descriptions); None: unnamed
     radiometry: dict | None = None  # training images' "radiometry" and "product_kind" tags
-    filters: int | None = None  # first-level FILTERS (sizes the default tile); None: unknown
 
 
 def count_pools(keras_model) -> int:
@@ -99,7 +98,6 @@ def model_spec(loaded: LoadedModel, feedback: Feedback | None = None) -> ModelSp
         crs_wkt=meta.get("crs"),
         band_names=_names(meta.get("band_names"), n_channels),
         radiometry=meta.get("radiometry"),
-        filters=int(meta["filters"]) if meta.get("filters") else None,
     )
 
 

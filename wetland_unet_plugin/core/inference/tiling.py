@@ -35,16 +35,11 @@ from .spec import ModelSpec
 
 #: Smallest tile we accept, whatever the depth.
 MIN_TILE = 16
-#: Default tile size of a FILTERS 32 (or wider, or unknown) model when its patch is
-#: smaller: larger tiles cut the share of pixels computed twice in overlaps, (512 / 448)**2
-#: = 1.31 at an overlap of 64 (see docs/decisions.md).
+#: Default tile size when the model's patch is smaller: larger tiles cut the share of
+#: pixels computed twice in overlaps, (512 / 448)**2 = 1.31 at an overlap of 64, 1.13 at
+#: 32 (see docs/decisions.md). Larger ones bought 1-2 % fewer model pixels at overlap 32
+#: but twice the memory growth (benchmarks/README.md, "Near the compute limit").
 DEFAULT_MIN_TILE = 512
-#: FILTERS of the network ``DEFAULT_MIN_TILE`` is sized for. A narrower network gets a
-#: larger default tile with the same first-level activations per tile (tile**2 * filters),
-#: so memory stays that of the large model: 720 px for FILTERS 16, 1024 for 8 and below.
-DEFAULT_TILE_FILTERS = 32
-#: Largest default tile (a narrow network's tiles stop growing here).
-MAX_DEFAULT_TILE = 1024
 #: Upper bound of the default overlap. The dead zone (3/8 of the overlap) and the ramp are
 #: measured from a tile's edge, so the context a pixel near an edge gets does not depend
 #: on the tile size: the overlap that serves 256-pixel tiles serves larger ones as well.
@@ -59,24 +54,16 @@ SHALLOW_MAX_OVERLAP = 32
 CROP_STEP = 16
 
 
-def default_tile_size(patch_size: int, depth: int, filters: int | None = None) -> int:
-    """Default TILE_SIZE: the training patch, at least the largest tile whose first-level
-    activations are those of a 512 px tile of a FILTERS 32 network (512 px for FILTERS 32
-    or unknown, 720 for 16, at most ``MAX_DEFAULT_TILE``), rounded to 2**depth.
-
-    Larger tiles cut the pixels computed twice in overlaps and the calls per scene; sizing
-    them by the activations keeps prediction's memory that of the large model.
+def default_tile_size(patch_size: int, depth: int) -> int:
+    """Default TILE_SIZE: the training patch, at least ``DEFAULT_MIN_TILE`` (512), rounded
+    up to 2**depth.
 
     Args:
         patch_size: the model's training patch size (0 when unknown).
         depth: the model's depth.
-        filters: the model's first-level FILTERS (None when unknown: 32 assumed).
     """
     mult = tile_multiple(depth)
-    width = max(1, int(filters or DEFAULT_TILE_FILTERS))
-    fits = DEFAULT_MIN_TILE * math.sqrt(DEFAULT_TILE_FILTERS / min(width, DEFAULT_TILE_FILTERS))
-    fits = max(DEFAULT_MIN_TILE, int(min(fits, MAX_DEFAULT_TILE)) // mult * mult)
-    size = max(int(patch_size or 0), fits)
+    size = max(int(patch_size or 0), DEFAULT_MIN_TILE)
     return int(math.ceil(size / mult) * mult)
 
 
@@ -248,7 +235,7 @@ def resolve_tiling(spec: ModelSpec, tile_size, overlap, feedback: Feedback) -> t
             or more than half the tile.
     """
     mult = tile_multiple(spec.depth)
-    default = default_tile_size(spec.patch_size, spec.depth, spec.filters)
+    default = default_tile_size(spec.patch_size, spec.depth)
     if tile_size in (None, 0, ""):
         tile = default
     else:
