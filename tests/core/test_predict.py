@@ -345,6 +345,9 @@ def test_valid_crop_covers_every_weighted_valid_pixel_with_context():
     r0, r1, c0, c1 = valid_crop(valid, grid, 1)
     assert all(v % 8 == 0 for v in (r0, r1, c0, c1))
     assert grid.crop_step == 16 and (r1 - r0) % 16 == 0 and (c1 - c0) % 16 == 0
+    # 32 px in default tiles (an eighth of a small tile), on the pooling grid
+    assert plan_tiles(2048, 2048, 512, 32, depth=3).crop_step == 32
+    assert plan_tiles(2048, 2048, 512, 64, depth=5).crop_step == 32
     c = grid.crop_context
     assert r0 <= 50 - c and r1 >= 60 + c and c0 <= 70 - c and c1 >= 75 + c
     assert (r1 - r0) * (c1 - c0) <= grid.tile**2 / 4

@@ -49,9 +49,11 @@ MAX_DEFAULT_OVERLAP = 64
 #: less than the DEPTH 5 one at 64 does, and computes a fifth fewer pixels per valid one
 #: than at 64 (benchmarks/README.md, "Near the compute limit").
 SHALLOW_MAX_OVERLAP = 32
-#: Sides of cut tiles are multiples of this many pixels (rounded up to 2**depth): few
-#: enough distinct shapes, little computed outside the footprint (see ``valid_crop``).
-CROP_STEP = 16
+#: Sides of cut tiles are multiples of this many pixels (at most an eighth of the tile, at
+#: least 2**depth): little computed outside the footprint, few distinct shapes. 16 px
+#: computed 2 % fewer pixels on the bench scene but, with twice the shapes, held more
+#: memory (benchmarks/README.md, "Near the compute limit").
+CROP_STEP = 32
 
 
 def default_tile_size(patch_size: int, depth: int) -> int:
@@ -106,10 +108,10 @@ class TileGrid:
 
     @property
     def crop_step(self) -> int:
-        """Sides of cut tiles are multiples of this (``CROP_STEP`` rounded up to the
-        ``multiple`` grid): the predictor is one program for any shape, so the step only
-        bounds the shapes a scene's kernels and buffers are set up for."""
-        return -(-CROP_STEP // self.multiple) * self.multiple
+        """Sides of cut tiles are multiples of this (``CROP_STEP``, at most an eighth of the
+        tile, on the ``multiple`` grid): the predictor is one program for any shape, so
+        the step only bounds the shapes a scene's kernels and buffers are set up for."""
+        return max(self.multiple, min(CROP_STEP, self.tile // 8) // self.multiple * self.multiple)
 
     @property
     def crop_context(self) -> int:
@@ -285,8 +287,8 @@ def valid_crop(scene_valid: np.ndarray, grid: TileGrid, j: int, crop: bool = Tru
     full weight has from an ordinary tile edge; invalid pixels are zeros at the
     model's input, just like the convolutions' own padding) and rounded outwards to
     the ``grid.multiple`` grid of the tile, so the pooling grid stays that of the
-    whole tile, and its sides to multiples of ``grid.crop_step`` (16 px or 2**depth),
-    so a scene has few distinct tile shapes. Pixels outside the box get no weight
+    whole tile, and its sides to multiples of ``grid.crop_step`` (32 px, less in small
+    tiles), so a scene has few distinct tile shapes. Pixels outside the box get no weight
     from this tile.
 
     Args:
