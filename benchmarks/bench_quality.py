@@ -447,6 +447,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny model: a smoke run")
     parser.add_argument("--output", default=OUT)
     parser.add_argument("--epochs", type=int)
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="train with wetlandunet:train's defaults (only the data, BANDS and SEED set), "
+        "as a user pressing Run gets them, instead of the benchmark's layout",
+    )
     parser.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=TTA)
     parser.add_argument("--rf-sample", type=int, default=RF_SAMPLE)
     parser.add_argument(
@@ -469,7 +475,7 @@ def main(argv=None) -> int:
     work = os.path.join(out, "work")
     os.makedirs(work, exist_ok=True)
     log = open(os.path.join(work, "processing.log"), "w", encoding="utf-8")
-    train_params = dict(UNET)
+    train_params = {} if args.defaults else dict(UNET)
     if args.quick:
         train_params.update(QUICK)
     for item in args.set:
@@ -557,8 +563,9 @@ def main(argv=None) -> int:
             "label": "U-Net",
             "maps": unet_maps,
             "training_s": round(train_wall, 1),
-            "training_data": f"{train_params['EPOCHS']} epochs max x {train_params['TRAIN_SIZE']} "
-            f"patches of {train_params['PATCH_SIZE']} px"
+            "training_data": f"{train_params.get('EPOCHS', 'default')} epochs max x "
+            f"{train_params.get('TRAIN_SIZE', 'default')} patches of "
+            f"{train_params.get('PATCH_SIZE', 'default')} px"
             + (
                 f", {train_params['TIME_LIMIT']} min limit"
                 if float(train_params.get("TIME_LIMIT") or 0) > 0
