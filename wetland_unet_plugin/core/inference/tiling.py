@@ -46,8 +46,8 @@ DEFAULT_MIN_TILE = 512
 MAX_DEFAULT_OVERLAP = 64
 #: Upper bound of the default overlap for DEPTH 3 and shallower networks (the small
 #: MODEL_SIZE): a DEPTH 3 network at overlap 32 differed from a whole-scene prediction
-#: less than the DEPTH 5 one at 64 does, and computes a fifth fewer pixels per valid one
-#: than at 64 (benchmarks/README.md, "Near the compute limit").
+#: less on average than the DEPTH 5 one at 64 does, and computes 15 % fewer pixels per
+#: valid one than at 64 (benchmarks/README.md, "Near the compute limit").
 SHALLOW_MAX_OVERLAP = 32
 #: Sides of cut tiles are multiples of this many pixels (at most an eighth of the tile, at
 #: least 2**depth): little computed outside the footprint, few distinct shapes. 16 px
