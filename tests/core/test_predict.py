@@ -471,6 +471,45 @@ def test_tiled_equals_whole_scene_prediction(tmp_path, unet_file, tile, overlap)
     assert sum(result["class_pixel_counts"].values()) == 283 * 131
 
 
+@pytest.mark.slow
+def test_default_overlap_of_a_depth3_network_stays_close_to_the_whole_scene(tmp_path):
+    """DEPTH 3 networks (the small MODEL_SIZE) get overlap 32, not 64: their blended tiles
+    stay close to the whole scene run as one input, far closer than tiles without overlap."""
+    import keras
+
+    from wetland_unet_plugin.core.unet import build_unet
+
+    keras.utils.set_random_seed(5)
+    model = build_unet(3, 3, filters=4, depth=3, dropout=0.0)
+    logits = model.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    logits.set_weights([kernel * 5, bias])  # classes that vary over the scene
+    loaded = load_model(save(model, tmp_path / "d3.keras", 3, depth=3))
+    img = smooth_scene(np.random.default_rng(4), 3, 256, 256)
+    src = write_raster(tmp_path / "in.tif", img)
+    whole = np.asarray(loaded.keras_model(np.moveaxis(img, 0, -1)[None], training=False))[0]
+    b = 32  # away from the scene edges (zero vs mirror padding)
+    want = whole[b:-b, b:-b]
+    assert (np.bincount(want.argmax(-1).ravel(), minlength=3) > 0).sum() >= 2
+    error, agree = {}, {}
+    for overlap in (None, 0):
+        result = predict_scene(
+            loaded,
+            src,
+            str(tmp_path / "c.tif"),
+            str(tmp_path / "p.tif"),
+            tile_size=128,
+            overlap=overlap,
+            probability_dtype="float32",
+        )
+        probs = np.moveaxis(read(tmp_path / "p.tif"), 0, -1)[b:-b, b:-b]
+        error[result["overlap"]] = np.abs(probs - want).max()
+        agree[result["overlap"]] = (probs.argmax(-1) == want.argmax(-1)).mean()
+    assert set(error) == {32, 0}  # the default for DEPTH 3 is 32
+    assert error[32] < 0.02 and error[32] < error[0] / 5
+    assert agree[32] > 0.995 and agree[32] > agree[0]
+
+
 def test_odd_scene_grid_identical_and_outputs_described(tmp_path, unet_file):
     img = smooth_scene(np.random.default_rng(2), 3, 157, 203)
     src = write_raster(tmp_path / "in.tif", img)
