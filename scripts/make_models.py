@@ -178,8 +178,6 @@ def map_and_polygons():
     """predict -> cleanmap with polygons: a new scene to a cleaned map and its polygons."""
     from qgis.core import (
         QgsProcessingModelAlgorithm,
-        QgsProcessingParameterFile,
-        QgsProcessingParameterNumber,
         QgsProcessingParameterRasterLayer,
     )
     from qgis.core import QgsProcessingModelChildParameterSource as Source
@@ -197,6 +195,15 @@ def map_and_polygons():
         }
     )
     _param(model, QgsProcessingParameterRasterLayer("scene", "Scene (multiband image)"), 60, 60)
+    _model_and_mmu_params(model)
+    _predict_and_clean(model, Source.fromModelParameter("scene"), 320)
+    return model
+
+
+def _model_and_mmu_params(model):
+    """The inputs the mapping chains share: the trained model and the minimum mapping unit."""
+    from qgis.core import QgsProcessingParameterFile, QgsProcessingParameterNumber
+
     _param(model, QgsProcessingParameterFile("model", "Model (.keras)", extension="keras"), 60, 140)
     _param(
         model,
@@ -210,8 +217,6 @@ def map_and_polygons():
         60,
         220,
     )
-    _predict_and_clean(model, Source.fromModelParameter("scene"), 320)
-    return model
 
 
 def _predict_and_clean(model, scene_source, x):
@@ -250,8 +255,6 @@ def map_planet_scene():
     """preparescene -> predict -> cleanmap with polygons, for a Planet delivery."""
     from qgis.core import (
         QgsProcessingModelAlgorithm,
-        QgsProcessingParameterFile,
-        QgsProcessingParameterNumber,
         QgsProcessingParameterRasterLayer,
     )
     from qgis.core import QgsProcessingModelChildParameterSource as Source
@@ -272,19 +275,7 @@ def map_planet_scene():
     _param(
         model, QgsProcessingParameterRasterLayer("scene", "Planet scene (analytic asset)"), 60, 60
     )
-    _param(model, QgsProcessingParameterFile("model", "Model (.keras)", extension="keras"), 60, 140)
-    _param(
-        model,
-        QgsProcessingParameterNumber(
-            "mmu_ha",
-            "Minimum mapping unit (hectares)",
-            QgsProcessingParameterNumber.Double,
-            0.1,
-            minValue=0.0,
-        ),
-        60,
-        220,
-    )
+    _model_and_mmu_params(model)
     prepare = _child(model, "wetlandunet:preparescene", "prepare", "Prepare Planet scene", 300, 60)
     prepare.addParameterSources("INPUT", [Source.fromModelParameter("scene")])
     model.addChildAlgorithm(prepare)
