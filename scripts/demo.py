@@ -13,6 +13,7 @@ ships (Brandenburg, EPSG:32633, 10 m) with its OpenStreetMap land-use polygons:
     python scripts/demo.py --output demo_output              # full demo (about 10 min, 2 cores)
     python scripts/demo.py --output /tmp/d --quick           # one epoch on a small crop
     python scripts/demo.py --output demo_output --minutes 20  # train longer
+    python scripts/demo.py --output /tmp/d --set CLASS_WEIGHTS=equal  # one setting changed
 
 Training runs with train's defaults, as a user who opens the dialog and presses
 Run gets them: only IMAGES, MASKS, CLASS_NAMES, a SEED and the outputs are set
@@ -208,6 +209,14 @@ def main(argv=None):
         default=-1.0,
         help="training time limit in minutes (default: train's, -1 = auto; none with --quick)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a wetlandunet:train parameter (e.g. CLASS_WEIGHTS=equal) to compare with "
+        "the defaults",
+    )
     args = parser.parse_args(argv)
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
@@ -276,6 +285,9 @@ def main(argv=None):
         quick["EPOCHS"] = args.epochs
     if not args.quick:
         quick["TIME_LIMIT"] = args.minutes
+    for item in args.set:
+        key, _, value = item.partition("=")
+        quick[key.strip().upper()] = value
     stage(f"wetlandunet:train on the west half (train's defaults; set here: {quick or 'nothing'})")
     trained = processing.run(
         "wetlandunet:train",
