@@ -17,7 +17,7 @@ from wetland_unet_plugin.core.schema import TRAIN
 from wetland_unet_plugin.core.training import train_model
 from wetland_unet_plugin.core.training.baseline import BaselineScorer, pixel_features
 from wetland_unet_plugin.core.training.devices import DEVICES_ENV
-from wetland_unet_plugin.core.training.sizing import resolve_sizing
+from wetland_unet_plugin.core.training.sizing import resolve_early_stopping, resolve_sizing
 
 NAMES = "water,wetland,forest"
 
@@ -58,6 +58,27 @@ def test_auto_size_and_time_limit_follow_the_device(monkeypatch):
         assert p["time_limit"] == given and entry["time_limit_asked"] == given
     with pytest.raises(CoreError, match=r"TIME_LIMIT must be -1 \(auto"):
         _sizing(monkeypatch, time_limit=-0.5)
+
+
+@pytest.mark.parametrize(
+    "schedule, asked, used",
+    [("cosine", -1, 0), ("plateau", -1, 8), ("cosine", 3, 3), ("plateau", 0, 0)],
+)
+def test_auto_early_stopping_leaves_the_cosine_schedule_to_end(schedule, asked, used):
+    feedback = Recorder()
+    p = {"lr_schedule": schedule, "early_stopping_patience": asked}
+    assert resolve_early_stopping(p, feedback) == asked
+    assert p["early_stopping_patience"] == used
+    if asked == -1:
+        assert feedback.lines == [
+            "Early stopping: off (EARLY_STOPPING auto: the cosine schedule ends training; "
+            "the best epoch's weights are kept)."
+            if schedule == "cosine"
+            else "Early stopping: after 8 epochs without progress (EARLY_STOPPING auto with "
+            "the plateau schedule)."
+        ]
+    else:
+        assert feedback.lines == []
 
 
 def test_schema_model_size_choice_and_empty_architecture():
@@ -138,6 +159,9 @@ def test_auto_size_on_this_cpu_is_recorded_and_logged(auto_run):
     assert size["explicit"] == ["FILTERS"] and size["time_limit_asked"] == -1.0
     assert meta["training"]["time_limit_min"] == 15.0
     assert meta["training"]["model_size"] == "auto"
+    # EARLY_STOPPING auto under the default cosine schedule: off, and recorded so.
+    assert size["early_stopping_asked"] == -1
+    assert meta["training"]["early_stopping_patience"] == 0
     assert any(
         line.startswith("Model size small (no GPU visible")
         and "FILTERS 4 (FILTERS as given); 15 min of fitting (TIME_LIMIT auto on a CPU)" in line
@@ -156,6 +180,7 @@ def test_expected_end_is_logged_after_the_first_epoch(auto_run):
         lines[0],
     )
     assert match, lines[0]
+    assert "early stopping" not in lines[0]  # off under the cosine schedule (auto)
     first = float(match.group(1))
     assert first == pytest.approx(meta["history"]["epoch_time_s"][0], abs=0.1)
     # The log rounds the epoch's time to 0.1 s; the epochs that fit use the exact time.

@@ -41,7 +41,7 @@ def test_check_fills_defaults_refuses_unknown_and_missing():
         dict(images=["a.tif"], masks=["m.tif"], class_names="a,b", output_model="m.keras")
     )
     assert values["epochs"] == 20 and values["lr_schedule"] == "cosine"
-    assert values["early_stopping_patience"] == 8 and values["seed"] is None
+    assert values["early_stopping_patience"] == -1 and values["seed"] is None
     with pytest.raises(CoreError, match="Unknown parameter.*epoch\\b"):
         TRAIN.check(dict(values, epoch=3))
     with pytest.raises(CoreError, match="CLASS_NAMES is required"):

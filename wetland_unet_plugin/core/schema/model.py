@@ -43,7 +43,10 @@ TRAIN = Job(
         "warms up over the first 5% of the steps, then "
         "decays along a cosine to 1% at the end of EPOCHS, or of TIME_LIMIT minutes when "
         "that comes first (LR_SCHEDULE; plateau halves it instead after "
-        "REDUCE_LR epochs without progress). XLA compiles the training step (on CPUs too), "
+        "REDUCE_LR epochs without progress). EARLY_STOPPING's auto value leaves the cosine "
+        "schedule to end training and stops plateau training after 8 epochs without "
+        "progress; the weights of the epoch with the lowest validation loss are kept. "
+        "XLA compiles the training step (on CPUs too), "
         "which halves the CPU time per patch of small networks. SPECTRAL_SKIP gives the "
         "U-Net's last layers each pixel's own band values, so pixels unlike their "
         "neighbours keep their class instead of being smoothed away. BANDS picks input bands "
@@ -196,9 +199,10 @@ TRAIN = Job(
         Param(
             "EARLY_STOPPING",
             "int",
-            "Early stopping patience (epochs, 0 = off)",
-            default=8,
-            minimum=0,
+            "Early stopping patience (epochs; -1 = auto: off with the cosine schedule, which "
+            "ends training itself, 8 with plateau; 0 = off)",
+            default=-1,
+            minimum=-1,
             advanced=True,
             key="early_stopping_patience",
         ),

@@ -47,9 +47,18 @@ class TrainingMonitor(keras.callbacks.Callback):
     Only epochs that finished (training and validation) count for the best weights.
     """
 
-    def __init__(self, feedback, epochs: int, steps: int, val_steps: int, time_limit_s=None):
+    def __init__(
+        self,
+        feedback,
+        epochs: int,
+        steps: int,
+        val_steps: int,
+        time_limit_s=None,
+        early_stopping: bool = False,
+    ):
         super().__init__()
         self.feedback = feedback
+        self.early_stopping = early_stopping
         self.epochs, self.steps, self.val_steps = epochs, steps, val_steps
         self.time_limit_s = time_limit_s
         self._fit_start = time.perf_counter()
@@ -85,7 +94,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         end = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
         self.feedback.info(
             f"{text}. Expected: {planned} epoch(s), ending at about {end} (in {left / 60:.1f} "
-            "min; early stopping may end it sooner)."
+            + ("min; early stopping may end it sooner)." if self.early_stopping else "min).")
         )
 
     def _check_cancel(self, evaluating: bool) -> None:

@@ -35,7 +35,7 @@ from .metadata import FitSummary, finite_or_none, model_metadata, training_resul
 from .pairs import check_pairs, select_bands, split_pairs, warn_mixed_grids
 from .patches import TRAIN_STREAM, VAL_STREAM
 from .prepare import TrainingData, prepare_data
-from .sizing import resolve_sizing
+from .sizing import resolve_early_stopping, resolve_sizing
 from .weights import choose_class_weights, parse_class_weights
 
 # Progress: share of the job before each stage.
@@ -124,6 +124,7 @@ def train_model(
     if init_model:
         init_meta, chosen = _adopt_init_model(p, bands, pairs, len(names), feedback)
     p["sizing"] = resolve_sizing(p, init_meta, feedback)
+    p["sizing"]["early_stopping_asked"] = resolve_early_stopping(p, feedback)
     check_patch_size(p["patch_size"], p["depth"])
     split_pairs(pairs, p["val_split"], p["patch_size"], p["val_fraction"], feedback)
     warn_mixed_grids(pairs, feedback)
@@ -336,6 +337,7 @@ def _fit(
         steps,
         val_steps,
         p["time_limit"] * 60 if p["time_limit"] > 0 else None,
+        early_stopping=p["early_stopping_patience"] > 0,
     )
     callbacks, time_limit = training_callbacks(p, steps, monitor, outputs.tensorboard_dir, csv_path)
     fit_start = time.perf_counter()
