@@ -1,4 +1,5 @@
-"""MODEL_SIZE and TIME_LIMIT's automatic values: a network and a budget that suit the machine.
+"""MODEL_SIZE, TIME_LIMIT and EARLY_STOPPING's automatic values: a network, a budget and a
+stopping rule that suit the machine and the schedule.
 
 The design's first defaults (FILTERS 32, DEPTH 5, 160 px patches: 31 M parameters) are
 sized for a GPU; on a laptop CPU their 20 epochs take hours. ``small`` is the layout the
