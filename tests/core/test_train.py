@@ -140,6 +140,12 @@ def test_metadata_round_trip(scenes, trained):
     norm = meta["normalization"]
     assert len(norm["low"]) == 4 and all(h > lo for lo, h in zip(norm["low"], norm["high"]))
     assert len(meta["history"]["loss"]) == len(meta["history"]["val_loss"]) == 3
+    val_miou = meta["history"]["val_miou"]
+    assert meta["best_epoch_by"].startswith("highest validation mean IoU")
+    assert meta["best_val_miou"] == pytest.approx(max(val_miou))
+    assert val_miou[meta["best_epoch"] - 1] == max(val_miou)
+    kept_loss = meta["history"]["val_loss"][meta["best_epoch"] - 1]
+    assert meta["best_val_loss"] == pytest.approx(kept_loss)
     assert np.array(meta["validation"]["confusion_matrix"]).shape == (3, 3)
     assert meta["validation"]["scores"]["overall_accuracy"] == pytest.approx(
         result["validation"]["overall_accuracy"]

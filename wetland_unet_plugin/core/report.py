@@ -47,11 +47,12 @@ def _as_float(values) -> list:
     return [float("nan") if v is None else float(v) for v in values]
 
 
-def curves_figure(history: dict, keys=("loss", "accuracy")):
-    """Loss and accuracy per epoch, training vs validation, side by side.
+def curves_figure(history: dict, keys=("loss", "accuracy", "miou")):
+    """Loss, accuracy and mean IoU per epoch, training vs validation, side by side.
 
     Args:
-        history: per-epoch lists (``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``).
+        history: per-epoch lists (``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``,
+            ``miou``, ``val_miou``).
         keys: the metrics to plot, one panel each.
 
     Returns:
@@ -136,7 +137,16 @@ def _data_table(data: dict, names: list) -> str:
 def _history_table(history: dict) -> str:
     keys = [
         k
-        for k in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s")
+        for k in (
+            "loss",
+            "accuracy",
+            "miou",
+            "val_loss",
+            "val_accuracy",
+            "val_miou",
+            "learning_rate",
+            "epoch_time_s",
+        )
         if history.get(k)
     ]
     if not keys:
@@ -243,7 +253,9 @@ def training_report_html(
         "bands (1-based)": metadata.get("bands"),
         "epochs run": metadata.get("epochs_run"),
         "best epoch (weights kept)": metadata.get("best_epoch"),
-        "best validation loss": metadata.get("best_val_loss"),
+        "kept epoch chosen by": metadata.get("best_epoch_by", "lowest validation loss"),
+        "best validation mean IoU (kept epoch)": metadata.get("best_val_miou"),
+        "validation loss (kept epoch)": metadata.get("best_val_loss"),
         "validation overall accuracy": score.get("overall_accuracy"),
         "validation kappa": score.get("kappa"),
         "validation mean IoU": score.get("mean_iou"),

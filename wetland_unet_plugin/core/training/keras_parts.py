@@ -41,10 +41,37 @@ class LabelledAccuracy(keras.metrics.Metric):
         self.total.assign(0.0)
 
 
+class LabelledMeanIoU(keras.metrics.MeanIoU):
+    """Mean IoU over labelled pixels only: Keras's ``MeanIoU`` of the argmax of targets
+    and predictions, with unlabelled pixels (targets all zero) weighted 0."""
+
+    def __init__(self, num_classes: int, name="miou", **kwargs):
+        super().__init__(
+            num_classes=num_classes, name=name, sparse_y_true=False, sparse_y_pred=False, **kwargs
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labelled = ops.cast(ops.sum(y_true, axis=-1) > 0, self.dtype)
+        return super().update_state(y_true, y_pred, labelled)
+
+
+def _better(logs: dict, best_miou: float, best_loss: float) -> bool:
+    """Whether an epoch's validation scores beat the best so far: a higher mean IoU,
+    or a lower loss for a model compiled without the mean IoU metric."""
+    miou = float(logs.get("val_miou", math.nan))
+    if math.isfinite(miou):
+        return miou > best_miou
+    loss = float(logs.get("val_loss", math.nan))
+    return math.isfinite(loss) and loss < best_loss
+
+
 class TrainingMonitor(keras.callbacks.Callback):
     """Progress per batch, a log line per epoch, cancel within one batch, best weights.
 
-    Only epochs that finished (training and validation) count for the best weights.
+    The kept (best) epoch is the one with the highest validation mean IoU, the score
+    the report grades a map by; the validation loss weighs pixels by the class weights
+    and swings with the labels' ambiguities. Only epochs that finished (training and
+    validation) count.
     """
 
     def __init__(
@@ -65,6 +92,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.canceled = False
         self.nan_at = None
         self.best_loss, self.best_epoch, self.best_weights = math.inf, 0, None
+        self.best_miou = -math.inf
         self.completed = 0
         self.learning_rates, self.epoch_times = [], []
         self._epoch, self._start = 0, 0.0
@@ -128,23 +156,24 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.completed = epoch + 1
         self.epoch_times.append(seconds)
         self.learning_rates.append(float(ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-        val_loss = float(logs.get("val_loss", math.nan))
         mark = ""
-        if math.isfinite(val_loss) and val_loss < self.best_loss:
-            self.best_loss, self.best_epoch = val_loss, epoch + 1
+        if _better(logs, self.best_miou, self.best_loss):
+            self.best_epoch = epoch + 1
+            self.best_loss = float(logs.get("val_loss", math.nan))
+            self.best_miou = float(logs.get("val_miou", math.nan))
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
             mark = " (best so far)"
-        parts = ", ".join(
-            f"{k} {float(v):.4f}"
-            for k, v in logs.items()
-            if k in ("loss", "accuracy", "val_loss", "val_accuracy")
-        )
+        parts = ", ".join(f"{k} {float(logs[k]):.4f}" for k in HISTORY_METRICS if k in logs)
         self.feedback.info(
             f"Epoch {epoch + 1}/{self.epochs}: {parts}, learning rate "
             f"{self.learning_rates[-1]:.2g}, {seconds:.1f} s{mark}"
         )
         if epoch == 0:
             self._log_expected_end(seconds)
+
+
+#: The per-epoch metrics logged, in this order.
+HISTORY_METRICS = ("loss", "accuracy", "miou", "val_loss", "val_accuracy", "val_miou")
 
 
 class CosineSchedule(keras.callbacks.Callback):
@@ -224,7 +253,8 @@ def make_loss(kind: str):
 
 
 def compile_model(model, loss: str, learning_rate: float, xla: bool = False):
-    """Compile a U-Net for training with Adam, the weighted loss and labelled accuracy.
+    """Compile a U-Net for training with Adam, the weighted loss, and labelled accuracy
+    and mean IoU.
 
     Args:
         model: the Keras model.
@@ -237,7 +267,7 @@ def compile_model(model, loss: str, learning_rate: float, xla: bool = False):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=make_loss(loss),
-        metrics=[LabelledAccuracy()],
+        metrics=[LabelledAccuracy(), LabelledMeanIoU(int(model.output_shape[-1]))],
         jit_compile=True if xla else "auto",
     )
     return model
@@ -282,12 +312,15 @@ def training_callbacks(
         callbacks.append(time_limit)
     if p["early_stopping_patience"] > 0:
         callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=p["early_stopping_patience"])
+            keras.callbacks.EarlyStopping(
+                monitor="val_miou", mode="max", patience=p["early_stopping_patience"]
+            )
         )
     if p["reduce_lr_patience"] > 0 and p["lr_schedule"] == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss",
+                monitor="val_miou",
+                mode="max",
                 factor=0.5,
                 patience=p["reduce_lr_patience"],
                 min_lr=p["learning_rate"] / 100,

@@ -20,6 +20,9 @@ from ..schema import TRAIN
 from ..schema.base import PATH_KINDS
 from .checks import ACTIVATIONS
 
+#: What chooses the kept epoch (``TrainingMonitor``), as the metadata and report say it.
+KEPT_EPOCH_BY = "highest validation mean IoU (labelled pixels)"
+
 
 @dataclass
 class FitSummary:
@@ -28,7 +31,8 @@ class FitSummary:
     history: dict  # per completed epoch: metrics, learning_rate, epoch_time_s
     epochs_run: int  # epochs that finished (training and validation)
     best_epoch: int  # 1-based; 0 when none finished
-    best_val_loss: float  # inf when none finished
+    best_val_loss: float  # the kept epoch's; inf when none finished
+    best_val_miou: float  # the kept epoch's validation mean IoU; NaN when none
     canceled: bool
     seconds: float  # wall time of model.fit
     steps: int  # training steps per epoch
@@ -193,6 +197,8 @@ def model_metadata(
         "epochs_run": fit.epochs_run,
         "best_epoch": fit.best_epoch,
         "best_val_loss": fit.best_val_loss if math.isfinite(fit.best_val_loss) else None,
+        "best_val_miou": fit.best_val_miou if math.isfinite(fit.best_val_miou) else None,
+        "best_epoch_by": KEPT_EPOCH_BY,
         "stopped_early": bool(fit.epochs_run < p["epochs"] and not fit.canceled),
         "canceled": bool(fit.canceled),
         "validation": _validation_entry(p, matrix, val_scores),
@@ -218,6 +224,7 @@ def training_result(metadata: dict, output_model: str, report_path) -> dict:
             "epochs_run": metadata["epochs_run"],
             "best_epoch": metadata["best_epoch"],
             "best_val_loss": metadata["best_val_loss"],
+            "best_val_miou": metadata["best_val_miou"],
             "stopped_early": metadata["stopped_early"],
             "canceled": False,
             "validation": {

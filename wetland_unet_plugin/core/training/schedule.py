@@ -1,6 +1,6 @@
 """The learning-rate schedules (LR_SCHEDULE) and the cosine schedule's rate by progress.
 
-"plateau" keeps LEARNING_RATE and halves it when the validation loss stalls
+"plateau" keeps LEARNING_RATE and halves it when the validation mean IoU stalls
 (Keras's ReduceLROnPlateau); "cosine" warms up linearly and then decays along a
 cosine over the planned steps (EPOCHS x steps per epoch), or over the time limit
 when that comes first. The Keras callback that applies ``cosine_rate`` is

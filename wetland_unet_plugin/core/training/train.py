@@ -4,7 +4,7 @@
 prepares the data (``prepare``: mask scans, statistics, patch sampler), picks
 the class weights (``weights``), trains with a weighted loss that ignores
 unlabelled pixels (``keras_parts``), keeps the weights of the epoch with the
-lowest validation loss, and writes one model file (``modelfile.save_model``)
+highest validation mean IoU, and writes one model file (``modelfile.save_model``)
 with its metadata (``metadata``) plus an optional HTML report.
 
 TensorFlow and Keras are imported inside the functions that need them.
@@ -82,7 +82,8 @@ def train_model(
 
     Returns:
         JSON-serialisable dict: ``output_model``, ``output_report``, ``epochs_run``,
-        ``best_epoch``, ``best_val_loss``, ``stopped_early``, ``canceled`` (False),
+        ``best_epoch``, ``best_val_loss``, ``best_val_miou``, ``stopped_early``,
+        ``canceled`` (False),
         ``validation`` (overall_accuracy, kappa, mean_iou, mean_f1, per-class iou/f1),
         ``class_weights``, ``training_time_s``, ``n_parameters``, ``seed``.
 
@@ -252,8 +253,8 @@ def _train(
         result["canceled"] = True
         error = Canceled(
             f"Training canceled after epoch {fit.epochs_run}; the best model so "
-            f"far (epoch {fit.best_epoch}, validation loss "
-            f"{fit.best_val_loss:.4f}) was saved to {outputs.model}."
+            f"far (epoch {fit.best_epoch}, validation mean IoU "
+            f"{fit.best_val_miou:.4f}) was saved to {outputs.model}."
         )
         error.result = result
         feedback.warning(str(error))
@@ -372,6 +373,7 @@ def _fit(
         completed,
         monitor.best_epoch,
         monitor.best_loss,
+        monitor.best_miou,
         bool(monitor.canceled),
         seconds,
         steps,
