@@ -38,7 +38,7 @@ from wetland_unet_plugin.core.training.patches import (
 )
 from wetland_unet_plugin.core.training.schedule import cosine_rate, schedule_progress
 from wetland_unet_plugin.core.training.statistics import sample_normalization
-from wetland_unet_plugin.core.training.weights import auto_class_weights
+from wetland_unet_plugin.core.training.weights import auto_class_weights, choose_class_weights
 
 NAMES = "water,wetland,forest"
 #: A tiny, fast configuration (about 1 s per epoch on 2 cores after tracing). XLA is off:
@@ -150,9 +150,10 @@ def test_metadata_round_trip(scenes, trained):
     assert meta["validation"]["scores"]["overall_accuracy"] == pytest.approx(
         result["validation"]["overall_accuracy"]
     )
-    assert (
-        "median" in meta["class_weights"]["formula"] and len(meta["class_weights"]["values"]) == 3
-    )
+    # auto with balanced patches (the default): equal weights, frequencies still recorded
+    assert "BALANCE_CLASSES" in meta["class_weights"]["formula"]
+    assert meta["class_weights"]["values"] == [1.0, 1.0, 1.0]
+    assert sum(meta["class_weights"]["frequencies"]) == pytest.approx(1.0)
     assert meta["data"]["pixels_per_class"] == [
         int((scenes["train_map"] == c).sum()) for c in (1, 2, 3)
     ]
@@ -391,7 +392,7 @@ def test_loss_ignores_unlabelled_pixels():
         assert a == pytest.approx(b, rel=1e-6) and a > 0
 
 
-def _prepared(image, mask, cache_mb, patch=32):
+def _prepared(image, mask, cache_mb, patch=32, balance=True):
     pairs, bands = check_pairs([image], [mask], 3)
     for pair in pairs:
         split_regions(pair, patch, 0.25)
@@ -399,7 +400,7 @@ def _prepared(image, mask, cache_mb, patch=32):
     scans = [scan_mask(p, 3, rng, keep_labels=True) for p in pairs]
     stats, _ = sample_normalization(pairs, bands, rng)
     sources = build_sources(pairs, scans, bands, stats, 3, cache_mb)
-    return pairs, PatchSampler(sources, 3, patch, seed=5)
+    return pairs, PatchSampler(sources, 3, patch, balance=balance, seed=5)
 
 
 @pytest.mark.parametrize("cache_mb", [0, 100])
@@ -514,6 +515,27 @@ def test_dihedral_gives_eight_distinct_transforms():
         np.testing.assert_array_equal(
             dihedral.augment(stack, k)[..., 1], dihedral.augment(a, k) * 2
         )
+
+
+@pytest.mark.parametrize("balance", [True, False])
+def test_auto_weights_are_equal_for_balanced_patches_else_median_frequency(scenes, balance):
+    _, sampler = _prepared(scenes["train"], scenes["train_mask"], 100, balance=balance)
+    try:
+        feedback = Recorder()
+        weights, info = choose_class_weights(sampler, None, 64, NAMES.split(","), feedback)
+    finally:
+        sampler.close()
+    freq = np.array(info["frequencies"])
+    assert info["method"] == "auto" and freq.sum() == pytest.approx(1.0) and (freq > 0).all()
+    if balance:
+        assert weights == [1.0, 1.0, 1.0] and "BALANCE_CLASSES" in info["formula"]
+    else:  # w_c = median(f) / f_c by hand, from the recorded frequencies
+        np.testing.assert_allclose(weights, np.median(freq) / freq, rtol=1e-9)
+        assert "median" in info["formula"] and len(set(np.round(weights, 6))) > 1
+    assert feedback.lines[-1].startswith("Class weights: water ")
+    assert feedback.lines[-1].endswith(
+        "(auto: equal, the patches are class-balanced)." if balance else "(auto)."
+    )
 
 
 def test_auto_class_weights_median_frequency():

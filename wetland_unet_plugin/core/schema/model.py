@@ -46,6 +46,8 @@ TRAIN = Job(
         "REDUCE_LR epochs without progress). EARLY_STOPPING's auto value leaves the cosine "
         "schedule to end training and stops plateau training after 8 epochs without "
         "progress; the weights of the epoch with the highest validation mean IoU are kept. "
+        "CLASS_WEIGHTS auto weighs the classes equally when BALANCE_CLASSES draws "
+        "class-balanced patches (the default), by median frequency otherwise. "
         "XLA compiles the training step (on CPUs too), "
         "which halves the CPU time per patch of small networks. SPECTRAL_SKIP gives the "
         "U-Net's last layers each pixel's own band values, so pixels unlike their "

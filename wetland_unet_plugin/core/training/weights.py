@@ -1,8 +1,12 @@
 """Class weights of the loss (CLASS_WEIGHTS): given numbers, "equal", or "auto".
 
-"auto" is median-frequency balancing over the labelled pixels of a sample of
-training patches, so rare classes weigh more; the weights and how they were
-found are written to the model's metadata.
+"auto" gives rare classes their share once: when the sampler draws class-balanced
+patches (BALANCE_CLASSES, the default) the loss weighs the classes equally; when it
+draws patches in proportion to the classes' pixels, the loss uses median-frequency
+balancing over the labelled pixels of a sample of training patches. Balancing both
+ways cost the majority class 5 to 7 points of recall on the quality benchmark
+(docs/quality.md). The weights and how they were found are written to the model's
+metadata.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ WEIGHT_CLIP = (0.1, 10.0)
 PROBE_PATCHES = 256
 
 
-def auto_weights_formula(n_patches: int) -> str:
+def auto_weights_formula(n_patches: int, balanced: bool = False) -> str:
     """The formula of auto class weights, as written in the metadata and report."""
+    if balanced:
+        return (
+            "equal: BALANCE_CLASSES draws class-balanced training patches, which gives rare "
+            "classes their share already (without it, auto uses median-frequency balancing)"
+        )
     return (
         f"median-frequency balancing: w_c = median(f) / f_c, where f_c is the share of "
         f"class c among the labelled pixels of {n_patches} sampled training patches "
@@ -79,11 +88,13 @@ def parse_class_weights(spec, n_classes: int):
 def choose_class_weights(
     sampler: PatchSampler, explicit: list | None, train_size: int, names: list, feedback: Feedback
 ) -> tuple[list, dict]:
-    """The loss's class weights: ``explicit`` when given, else auto weights from a probe.
+    """The loss's class weights: ``explicit`` when given, else auto weights: equal when
+    the sampler balances classes, else median-frequency weights from a probe.
 
     Args:
-        sampler: the patch sampler (auto weights count the labels of
-            min(train_size, PROBE_PATCHES) training patches of the probe stream).
+        sampler: the patch sampler (auto counts the labels of min(train_size,
+            PROBE_PATCHES) training patches of the probe stream: the frequencies, and
+            the weights when it does not balance classes).
         explicit: weights from ``parse_class_weights``, or None for auto.
         train_size: training patches per epoch.
         names: class names.
@@ -96,10 +107,10 @@ def choose_class_weights(
     if explicit is None:
         n_probe = min(train_size, PROBE_PATCHES)
         counts = sampler.label_counts("train", n_probe, PROBE_STREAM)[1:]
-        weights = auto_class_weights(counts)
+        weights = [1.0] * len(counts) if sampler.balance else auto_class_weights(counts)
         info = {
             "method": "auto",
-            "formula": auto_weights_formula(n_probe),
+            "formula": auto_weights_formula(n_probe, sampler.balance),
             "values": weights,
             "frequencies": [float(c) / max(1, counts.sum()) for c in counts],
         }
@@ -115,6 +126,11 @@ def choose_class_weights(
     feedback.info(
         "Class weights: "
         + ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights))
-        + f" ({info['method']})."
+        + f" ({info['method']}"
+        + (
+            ": equal, the patches are class-balanced)."
+            if explicit is None and sampler.balance
+            else ")."
+        )
     )
     return weights, info
