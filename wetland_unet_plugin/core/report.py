@@ -75,9 +75,10 @@ def curves_figure(history: dict, keys=("loss", "accuracy", "miou")):
                 label="validation",
                 color="#e6550d",
             )
+        label = {"miou": "mean IoU"}.get(key, key)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.set_title(key)
+        ax.set_ylabel(label)
+        ax.set_title(label)
         ax.grid(alpha=0.3)
         if len(epochs) <= 20:
             ax.set_xticks(epochs)
