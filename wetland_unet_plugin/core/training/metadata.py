@@ -121,6 +121,7 @@ def _training_parameters(p: dict, data, steps: int) -> dict:
             "class_weights": spec if isinstance(spec, (str, type(None))) else list(spec),
             "jitter": p["jitter"] if p["augment"] else 0.0,
             "time_limit_min": p["time_limit"],
+            "batchnorm_momentum": p.get("batchnorm_momentum"),
         }
     )
     return entry

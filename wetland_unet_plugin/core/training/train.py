@@ -214,8 +214,9 @@ def _train(
         device_strategy(feedback) as replicas,
         seeded(data.seed, deterministic=p["seed"] is not None and not (p["xla"] and replicas == 1)),
     ):
-        model = _network(p, data, n_classes, replicas)
-        p = dict(p, xla=bool(model.jit_compile))  # as compiled, for the metadata
+        model, momentum = _network(p, data, n_classes, replicas)
+        # As compiled, for the metadata.
+        p = dict(p, xla=bool(model.jit_compile), batchnorm_momentum=momentum)
         n_params = int(model.count_params())
         check_disk_space(outputs.model, n_params * 4 * 1.1 + 1e6, "OUTPUT_MODEL")
         _describe_network(p, n_params, feedback)
@@ -267,11 +268,15 @@ def _train(
     return result
 
 
-def _network(p: dict, data: TrainingData, n_classes: int, replicas: int):
-    """The compiled network: INIT_MODEL's when fine-tuning, else a new U-Net."""
+def _network(p: dict, data: TrainingData, n_classes: int, replicas: int) -> tuple:
+    """The compiled network: INIT_MODEL's when fine-tuning, else a new U-Net.
+
+    Returns:
+        (the compiled model, its batch-normalisation momentum, set for this run's length).
+    """
     from ..modelfile import load_model
     from ..unet import build_unet
-    from .keras_parts import compile_model
+    from .keras_parts import batchnorm_momentum, compile_model, set_batchnorm_momentum
 
     if p["init_model"]:
         model = load_model(p["init_model"]).keras_model
@@ -292,7 +297,9 @@ def _network(p: dict, data: TrainingData, n_classes: int, replicas: int):
             ACTIVATIONS[p["loss"]],
             p["spectral_skip"],
         )
-    return compile_model(model, p["loss"], p["learning_rate"], p["xla"] and replicas == 1)
+    momentum = batchnorm_momentum(p["epochs"] * _steps(p)[0])
+    set_batchnorm_momentum(model, momentum)
+    return compile_model(model, p["loss"], p["learning_rate"], p["xla"] and replicas == 1), momentum
 
 
 def _describe_network(p: dict, n_params: int, feedback: Feedback) -> None:
@@ -302,7 +309,14 @@ def _describe_network(p: dict, n_params: int, feedback: Feedback) -> None:
         + (", spectral skip" if p["spectral_skip"] else "")
         + f", patches {p['patch_size']} px, "
         f"{steps} steps of {p['batch_size']} per epoch, {p['val_size']} validation "
-        "patches" + (", XLA-compiled." if p["xla"] else ".")
+        "patches"
+        + (
+            f", batch-norm momentum {p['batchnorm_momentum']:.3g} (statistics of the last "
+            f"{1 / (1 - p['batchnorm_momentum']):.0f} steps: a short run)"
+            if p["batchnorm_momentum"] < 0.99
+            else ""
+        )
+        + (", XLA-compiled." if p["xla"] else ".")
     )
 
 
