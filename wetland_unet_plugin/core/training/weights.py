@@ -114,6 +114,8 @@ def choose_class_weights(
             "values": weights,
             "frequencies": [float(c) / max(1, counts.sum()) for c in counts],
         }
+        if sampler.balance:
+            info["note"] = "equal, the patches are class-balanced"
         absent = [names[i] for i, c in enumerate(counts) if c == 0]
         if absent:
             feedback.warning(
@@ -127,10 +129,6 @@ def choose_class_weights(
         "Class weights: "
         + ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights))
         + f" ({info['method']}"
-        + (
-            ": equal, the patches are class-balanced)."
-            if explicit is None and sampler.balance
-            else ")."
-        )
+        + (f": {info['note']})." if "note" in info else ").")
     )
     return weights, info
