@@ -12,7 +12,10 @@ so they stay valid for the QGIS that runs this script:
   for a Planet delivery.
 * prepare_and_map: preparescene (UDM2 applied, bands named) -> predict (bands by name).
 
-    .venv/bin/python scripts/make_models.py
+    QT_HASH_SEED=0 .venv/bin/python scripts/make_models.py
+
+(a fixed hash seed keeps Qt's XML attributes in the committed order, so that a diff shows
+only what changed).
 """
 
 import os
@@ -159,7 +162,14 @@ def train_from_polygons():
     _common_inputs(model)
     _param(
         model,
-        QgsProcessingParameterNumber("epochs", "Epochs", QgsProcessingParameterNumber.Integer, 20),
+        QgsProcessingParameterNumber(
+            "epochs",
+            "Epochs (empty = from the model size: 30 small, 20 large)",
+            QgsProcessingParameterNumber.Integer,
+            None,
+            True,
+            1,
+        ),
         60,
         380,
     )

@@ -29,6 +29,7 @@ def _sizing(monkeypatch, devices="", **given):
     else:
         monkeypatch.delenv(DEVICES_ENV, raising=False)
     p = {"model_size": "auto", "patch_size": None, "depth": None, "filters": None}
+    p.update(batch_size=None, learning_rate=None, epochs=None)
     p["time_limit"] = -1.0
     p.update(given)
     entry = resolve_sizing(p, None, Feedback())
@@ -44,6 +45,25 @@ def test_model_sizes_set_patch_depth_and_filters(monkeypatch):
     p, entry = _sizing(monkeypatch, model_size="large", patch_size=64, filters=8)
     assert (p["patch_size"], p["depth"], p["filters"]) == (64, 5, 8)
     assert entry["explicit"] == ["PATCH_SIZE", "FILTERS"]
+
+
+def test_model_sizes_set_batch_learning_rate_and_epochs(monkeypatch):
+    """Small: the batch of 16 at LEARNING_RATE 0.002 for 30 epochs measured on the quality
+    benchmark (docs/quality.md); medium and large keep 8, 0.001 and 20."""
+    sizes = (("small", (16, 0.002, 30)), ("medium", (8, 0.001, 20)), ("large", (8, 0.001, 20)))
+    for size, expected in sizes:
+        p, _ = _sizing(monkeypatch, model_size=size)
+        assert (p["batch_size"], p["learning_rate"], p["epochs"]) == expected
+    p, entry = _sizing(monkeypatch, batch_size=4, epochs=3)  # auto = small on this CPU
+    assert (p["batch_size"], p["learning_rate"], p["epochs"]) == (4, 0.002, 3)
+    assert entry["explicit"] == ["BATCH_SIZE", "EPOCHS"]
+    # Fine-tuning keeps the large size's schedule whatever the init model's size.
+    p = {"model_size": "auto", "patch_size": None, "depth": 3, "filters": 16, "time_limit": 0.0}
+    p.update(batch_size=None, learning_rate=None, epochs=None)
+    feedback = Recorder()
+    resolve_sizing(p, {"patch_size": 32}, feedback)
+    assert (p["patch_size"], p["batch_size"], p["learning_rate"], p["epochs"]) == (32, 8, 0.001, 20)
+    assert "BATCH_SIZE 8, LEARNING_RATE 0.001, EPOCHS 20" in feedback.lines[-1]
 
 
 def test_auto_size_and_time_limit_follow_the_device(monkeypatch):
@@ -156,7 +176,9 @@ def test_auto_size_on_this_cpu_is_recorded_and_logged(auto_run):
     assert (meta["patch_size"], meta["depth"], meta["filters"]) == (32, 3, 4)
     size = meta["model_size"]
     assert (size["asked"], size["used"], size["device"]) == ("auto", "small", "CPU")
-    assert size["explicit"] == ["FILTERS"] and size["time_limit_asked"] == -1.0
+    assert size["explicit"] == ["FILTERS", "EPOCHS"] and size["time_limit_asked"] == -1.0
+    # The small size's schedule where none was given.
+    assert (meta["training"]["batch_size"], meta["training"]["learning_rate"]) == (16, 0.002)
     assert meta["training"]["time_limit_min"] == 15.0
     assert meta["training"]["model_size"] == "auto"
     # EARLY_STOPPING auto under the default cosine schedule: off, and recorded so.
@@ -164,7 +186,9 @@ def test_auto_size_on_this_cpu_is_recorded_and_logged(auto_run):
     assert meta["training"]["early_stopping_patience"] == 0
     assert any(
         line.startswith("Model size small (no GPU visible")
-        and "FILTERS 4 (FILTERS as given); 15 min of fitting (TIME_LIMIT auto on a CPU)" in line
+        and "FILTERS 4, BATCH_SIZE 16, LEARNING_RATE 0.002, EPOCHS 2 (FILTERS, EPOCHS as "
+        "given); 15 min of fitting (TIME_LIMIT auto on a CPU)"
+        in line
         for line in feedback.lines
     )
 

@@ -40,7 +40,10 @@ def test_check_fills_defaults_refuses_unknown_and_missing():
     values = TRAIN.check(
         dict(images=["a.tif"], masks=["m.tif"], class_names="a,b", output_model="m.keras")
     )
-    assert values["epochs"] == 20 and values["lr_schedule"] == "cosine"
+    assert values["val_size"] == 1000 and values["lr_schedule"] == "cosine"
+    # Left empty for MODEL_SIZE to fill (training/sizing.py).
+    assert values["epochs"] is None and values["batch_size"] is None
+    assert values["learning_rate"] is None and values["patch_size"] is None
     assert values["early_stopping_patience"] == -1 and values["seed"] is None
     with pytest.raises(CoreError, match="Unknown parameter.*epoch\\b"):
         TRAIN.check(dict(values, epoch=3))

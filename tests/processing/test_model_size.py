@@ -16,7 +16,7 @@ def test_train_dialog_offers_model_size_and_leaves_the_architecture_to_it():
     assert size.options() == ["auto", "small", "medium", "large"]
     assert size.defaultValue() == "auto"
     assert not size.flags() & QgsProcessingParameterDefinition.FlagAdvanced
-    for name in ("FILTERS", "DEPTH", "PATCH_SIZE"):
+    for name in ("FILTERS", "DEPTH", "PATCH_SIZE", "BATCH_SIZE", "LEARNING_RATE", "EPOCHS"):
         definition = alg.parameterDefinition(name)
         assert definition.defaultValue() is None, name
         assert definition.flags() & QgsProcessingParameterDefinition.FlagOptional, name
@@ -52,6 +52,9 @@ def test_train_with_a_typed_model_size_records_it(scenes, tmp_path):
     meta = read_metadata(result["OUTPUT_MODEL"])
     assert (meta["patch_size"], meta["depth"], meta["filters"]) == (64, 4, 4)
     size = meta["model_size"]
-    assert (size["asked"], size["used"], size["explicit"]) == ("medium", "medium", ["FILTERS"])
+    assert (size["asked"], size["used"]) == ("medium", "medium")
+    assert size["explicit"] == ["FILTERS", "EPOCHS"]
+    # Medium's schedule for what was left empty: batches of 8 at 0.001.
+    assert (meta["training"]["batch_size"], meta["training"]["learning_rate"]) == (8, 0.001)
     assert meta["training"]["time_limit_min"] == 0
     assert "baseline" not in meta

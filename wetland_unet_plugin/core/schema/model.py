@@ -35,10 +35,12 @@ TRAIN = Job(
         "or multi-band one-hot. Validation patches come from a spatially separate strip "
         "(the last VAL_FRACTION of each image's rows), or, with VAL_SPLIT images, "
         "from VAL_FRACTION of the images held back whole (the other images then train on "
-        "every row). MODEL_SIZE sizes the network for the machine (auto: small on a CPU, "
-        "large on a GPU) and TIME_LIMIT's default ends a CPU run after 15 minutes of "
-        "fitting; after the first epoch the log gives the time per epoch and the expected "
-        "end. BASELINE trains a random forest on the same training pixels and compares it "
+        "every row). MODEL_SIZE sizes the network and its training for the machine (auto: "
+        "small on a CPU, large on a GPU; small trains 30 epochs of batches of 16 at "
+        "LEARNING_RATE 0.002, large 20 epochs of 8 at 0.001) and TIME_LIMIT's default "
+        "ends a CPU run after 15 minutes of fitting; after the first epoch the log gives "
+        "the time per epoch and the expected end. BASELINE trains a random forest on the "
+        "same training pixels and compares it "
         "with the U-Net on the same validation pixels in the report. The learning rate "
         "warms up over the first 5% of the steps, then "
         "decays along a cosine to 1% at the end of EPOCHS, or of TIME_LIMIT minutes when "
@@ -75,7 +77,13 @@ TRAIN = Job(
             "empty = all)",
             optional=True,
         ),
-        Param("EPOCHS", "int", "Epochs", default=20, minimum=1),
+        Param(
+            "EPOCHS",
+            "int",
+            "Epochs (empty = from MODEL_SIZE: 30 small, 20 medium and large)",
+            minimum=1,
+            optional=True,
+        ),
         Param(
             "MODEL_SIZE",
             "choice",
@@ -91,7 +99,13 @@ TRAIN = Job(
             minimum=8,
             optional=True,
         ),
-        Param("BATCH_SIZE", "int", "Batch size", default=8, minimum=1),
+        Param(
+            "BATCH_SIZE",
+            "int",
+            "Batch size (empty = from MODEL_SIZE: 16 small, 8 medium and large)",
+            minimum=1,
+            optional=True,
+        ),
         Param(
             "TRAIN_SIZE",
             "int",
@@ -167,9 +181,9 @@ TRAIN = Job(
         Param(
             "LEARNING_RATE",
             "float",
-            "Learning rate (Adam)",
-            default=0.001,
+            "Learning rate (Adam; empty = from MODEL_SIZE: 0.002 small, 0.001 medium and large)",
             minimum=0.0,
+            optional=True,
             minimum_open=True,
             advanced=True,
         ),
