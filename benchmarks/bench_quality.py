@@ -427,7 +427,9 @@ def markdown(summary: dict) -> str:
     lines += [
         "U-Net settings (wetlandunet:train): "
         + ", ".join(f"{k}={v}" for k, v in unet["parameters"].items())
-        + f", BANDS={','.join(map(str, BANDS))}, SEED={SEED}; {unet['epochs_run']} epochs "
+        + f", BANDS={','.join(map(str, BANDS))}"
+        + ("" if "SEED" in unet["parameters"] else f", SEED={SEED}")
+        + f"; {unet['epochs_run']} epochs "
         f"run (best {unet['best_epoch']}), fit {unet['fit_time_s']} s of the "
         f"{methods['unet']['training_s']} s job; predict TTA={unet['tta']}.",
         "",
