@@ -294,12 +294,11 @@ def batchnorm_momentum(planned_steps: int) -> float:
     return float(min(BN_MOMENTUM_MAX, max(BN_MOMENTUM_MIN, 1.0 - 1.0 / horizon)))
 
 
-def set_batchnorm_momentum(model, momentum: float) -> int:
-    """Set every BatchNormalization layer's momentum (before compiling); returns how many."""
-    layers = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
-    for layer in layers:
-        layer.momentum = float(momentum)
-    return len(layers)
+def set_batchnorm_momentum(model, momentum: float) -> None:
+    """Set every BatchNormalization layer's momentum (before compiling)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
 
 
 def clean_copy(model):

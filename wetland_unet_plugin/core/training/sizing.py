@@ -7,7 +7,7 @@ quality benchmark measured best on a 2-core CPU within 9 minutes (32 px patches,
 FILTERS 16: OA 0.94 on held-out tiles, docs/quality.md); ``large`` keeps the first
 defaults for GPUs; ``medium`` lies between. ``auto`` picks small without a GPU visible to
 TensorFlow and large with one. Each size also sets BATCH_SIZE, LEARNING_RATE and EPOCHS
-(``SCHEDULES``). Explicit values always win; fine-tuning keeps the init model's
+(``SIZES``). Explicit values always win; fine-tuning keeps the init model's
 architecture (and its patch size unless given) and the large size's schedule.
 """
 
@@ -18,16 +18,23 @@ import os
 from ..feedback import CoreError, Feedback
 from .devices import DEVICES_ENV
 
-#: (PATCH_SIZE, DEPTH, FILTERS) of each MODEL_SIZE.
-SIZES = {"small": (32, 3, 16), "medium": (64, 4, 24), "large": (160, 5, 32)}
-#: (BATCH_SIZE, LEARNING_RATE, EPOCHS) of each MODEL_SIZE. Small: measured on the quality
-#: benchmark (docs/quality.md): a batch of 16 patches of 32 px costs 35 % less CPU time per
-#: patch than 8, so 30 epochs take the time 20 took; held-out OA 0.936 / 0.938 (seeds 1,
-#: 2) against 0.933 / 0.932 with 8, 0.001 and 20. Medium, large and fine-tuning keep the
-#: design's first values.
-SCHEDULES = {"small": (16, 0.002, 30), "medium": (8, 0.001, 20), "large": (8, 0.001, 20)}
-#: The fine-tuning run's (BATCH_SIZE, LEARNING_RATE, EPOCHS).
-FINE_TUNING_SCHEDULE = SCHEDULES["large"]
+#: What each MODEL_SIZE sets: a parameter left empty takes its size's value, a typed one
+#: wins. Small's schedule (BATCH_SIZE, LEARNING_RATE, EPOCHS) was measured on the quality
+#: benchmark (docs/quality.md): a batch of 16 patches of 32 px costs 35 % less CPU time
+#: per patch than 8, so 30 epochs take the time 20 took; held-out OA 0.936 / 0.938 / 0.939
+#: (seeds 1-3) against 0.933 / 0.932 with 8, 0.001 and 20. Medium and large keep the
+#: design's first schedule, and so does fine-tuning.
+SIZES = {
+    "small": dict(
+        patch_size=32, depth=3, filters=16, batch_size=16, learning_rate=0.002, epochs=30
+    ),
+    "medium": dict(
+        patch_size=64, depth=4, filters=24, batch_size=8, learning_rate=0.001, epochs=20
+    ),
+    "large": dict(
+        patch_size=160, depth=5, filters=32, batch_size=8, learning_rate=0.001, epochs=20
+    ),
+}
 #: TIME_LIMIT -1 (auto): minutes of fitting on a CPU; no limit on a GPU.
 AUTO_CPU_MINUTES = 15.0
 #: EARLY_STOPPING -1 (auto) under the plateau schedule; off under the cosine schedule.
@@ -72,7 +79,10 @@ def resolve_sizing(p: dict, init_meta: dict | None, feedback: Feedback) -> dict:
     if init_meta is not None:
         used = "init model"
         reason = "fine-tuning keeps INIT_MODEL's architecture"
-        table = (int(init_meta.get("patch_size") or SIZES["large"][0]), p["depth"], p["filters"])
+        # depth and filters are already the init model's; the schedule is large's.
+        patch = int(init_meta.get("patch_size") or SIZES["large"]["patch_size"])
+        table = {k: v for k, v in SIZES["large"].items() if k not in ("depth", "filters")}
+        table["patch_size"] = patch
     elif asked == "auto":
         used = "large" if gpu else "small"
         reason = (
@@ -85,15 +95,9 @@ def resolve_sizing(p: dict, init_meta: dict | None, feedback: Feedback) -> dict:
     else:
         used, reason = asked, "MODEL_SIZE " + asked
         table = SIZES[asked]
-    given = ("patch_size",) if init_meta is not None else ("patch_size", "depth", "filters")
-    schedule = FINE_TUNING_SCHEDULE if init_meta is not None else SCHEDULES[used]
-    given += ("batch_size", "learning_rate", "epochs")
-    explicit = [k.upper() for k in given if p.get(k) is not None]
-    for key, value in zip(("patch_size", "depth", "filters"), table):
+    explicit = [k.upper() for k in table if p[k] is not None]
+    for key, value in table.items():
         if p[key] is None:
-            p[key] = int(value)
-    for key, value in zip(("batch_size", "learning_rate", "epochs"), schedule):
-        if p.get(key) is None:
             p[key] = value
     time_asked = p["time_limit"]
     if time_asked < 0:
