@@ -10,6 +10,7 @@ import numpy as np
 
 from .atomic import atomic_output
 from .plots import _pyplot, confusion_matrix_figure, figure_to_data_uri, scores_table_html
+from .training.metadata import HISTORY_METRICS
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }
@@ -136,20 +137,7 @@ def _data_table(data: dict, names: list) -> str:
 
 
 def _history_table(history: dict) -> str:
-    keys = [
-        k
-        for k in (
-            "loss",
-            "accuracy",
-            "miou",
-            "val_loss",
-            "val_accuracy",
-            "val_miou",
-            "learning_rate",
-            "epoch_time_s",
-        )
-        if history.get(k)
-    ]
+    keys = [k for k in HISTORY_METRICS + ("learning_rate", "epoch_time_s") if history.get(k)]
     if not keys:
         return ""
     n = max(len(history[k]) for k in keys)

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from .metadata import HISTORY_METRICS
 from .schedule import cosine_rate, schedule_progress
 
 
@@ -170,10 +171,6 @@ class TrainingMonitor(keras.callbacks.Callback):
         )
         if epoch == 0:
             self._log_expected_end(seconds)
-
-
-#: The per-epoch metrics logged, in this order.
-HISTORY_METRICS = ("loss", "accuracy", "miou", "val_loss", "val_accuracy", "val_miou")
 
 
 class CosineSchedule(keras.callbacks.Callback):

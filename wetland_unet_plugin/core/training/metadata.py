@@ -20,6 +20,8 @@ from ..schema import TRAIN
 from ..schema.base import PATH_KINDS
 from .checks import ACTIVATIONS
 
+#: The per-epoch metrics of the history, in the order the log and the report give them.
+HISTORY_METRICS = ("loss", "accuracy", "miou", "val_loss", "val_accuracy", "val_miou")
 #: What chooses the kept epoch (``TrainingMonitor``), as the metadata and report say it.
 KEPT_EPOCH_BY = "highest validation mean IoU (labelled pixels)"
 
