@@ -25,6 +25,7 @@ from wetland_unet_plugin.core.inference.cache import (
     model_cache_info,
 )
 from wetland_unet_plugin.core.inference.folding import cast_model, inference_function
+from wetland_unet_plugin.core.inference.outputs import argmax_planes
 from wetland_unet_plugin.core.inference.predictors import get_predictor
 from wetland_unet_plugin.core.inference.scene import predict_scene, run_scene
 from wetland_unet_plugin.core.inference.tiling import (
@@ -278,6 +279,25 @@ def test_weight_window_is_partition_of_unity_and_grid_covers_scene():
     assert default_overlap(512, 5) == 64 and default_overlap(512, 3) == 32
     assert default_overlap(1024, 3) == 32 and default_overlap(1024, 4) == 64
     assert default_overlap(256, 1) == 24  # 2 * receptive margin (2 + 4) * 2
+
+
+def test_class_is_the_first_largest_plane_like_numpy_argmax():
+    # hand-built: ties go to the lower class, as in np.argmax
+    planes = np.array(
+        [
+            [[0.1, 0.5, 0.3], [0.2, 0.2, 0.0]],
+            [[0.7, 0.5, 0.3], [0.2, 0.1, 0.0]],
+            [[0.2, 0.0, 0.4], [0.6, 0.7, 0.0]],
+        ],
+        dtype=np.float32,
+    )
+    got = argmax_planes(planes)
+    np.testing.assert_array_equal(got, [[1, 0, 2], [2, 2, 0]])
+    assert got.dtype == np.uint8
+    rng = np.random.default_rng(3)
+    many = rng.integers(0, 4, (6, 50, 70)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(argmax_planes(many), np.argmax(many, axis=0))
+    np.testing.assert_array_equal(argmax_planes(many[:1]), 0)
 
 
 def test_inference_graph_folds_batchnorm_and_matches_the_model():

@@ -223,40 +223,42 @@ class Outputs:
             palette[k + 1, 3] = 255
         self.palette = palette
 
-    def add(self, probs: np.ndarray, valid: np.ndarray) -> None:
-        """Convert finished rows (probabilities (rows, width, N), valid (rows, width)).
+    def add(self, summed: np.ndarray, weights: np.ndarray, valid: np.ndarray) -> None:
+        """Convert finished rows: weighted sums of probabilities (C, rows, width), their
+        weights (rows, width) and validity (rows, width).
 
-        With ``votes`` the rows hold 2N channels: probabilities, then vote shares.
+        C is N, or 2N with ``votes`` (probabilities, then vote shares). The class is the
+        largest sum (dividing by a pixel's weight does not change it), so the sums are
+        divided only for the outputs that hold probabilities.
         """
-        shares = None
-        if self.votes:
-            n = self.spec.n_classes
-            probs, shares = probs[..., :n], probs[..., n:]
-        classes = np.argmax(probs, axis=-1).astype(np.uint8) + 1
+        n = self.spec.n_classes
+        classes = argmax_planes(summed[:n])
+        classes += 1
         classes[~valid] = CLASS_NODATA
-        self.counts += np.bincount(classes.ravel(), minlength=self.spec.n_classes + 1)
+        self.counts += np.bincount(classes.ravel(), minlength=n + 1)
         if self.row_areas is not None:
             rows = self.row_areas[self.rows_added : self.rows_added + classes.shape[0]]
             self.area_m2 += np.bincount(
-                classes.ravel(),
-                weights=np.repeat(rows, classes.shape[1]),
-                minlength=self.spec.n_classes + 1,
+                classes.ravel(), weights=np.repeat(rows, classes.shape[1]), minlength=n + 1
             )
         self.rows_added += classes.shape[0]
         chunk = {"output": classes[None]}
+        if "output_probabilities" in self.datasets or "output_uncertainty" in self.datasets:
+            probs = summed / np.where(weights > 0, weights, 1)
+            shares = probs[n:] if self.votes else None
+            probs = probs[:n]
         if "output_probabilities" in self.datasets:
-            bands = np.moveaxis(probs, -1, 0)
             if self.probability_dtype == "uint8":
-                out = np.rint(np.clip(bands, 0, 1) * PROB_SCALE_UINT8).astype(np.uint8)
+                out = np.rint(np.clip(probs, 0, 1) * PROB_SCALE_UINT8).astype(np.uint8)
             else:
-                out = bands.astype(np.float32)
+                out = probs.astype(np.float32)
             out[:, ~valid] = PROB_NODATA[self.probability_dtype]
             chunk["output_probabilities"] = out
         if "output_uncertainty" in self.datasets:
-            bands = [normalised_entropy(probs, valid)]
+            bands = [normalised_entropy(np.moveaxis(probs, 0, -1), valid)]
             if shares is not None:
-                final = np.argmax(probs, axis=-1)[..., None]
-                disagreement = 1.0 - np.take_along_axis(shares, final, axis=-1)[..., 0]
+                final = (classes.astype(np.intp) - 1).clip(0)[None]
+                disagreement = 1.0 - np.take_along_axis(shares, final, axis=0)[0]
                 disagreement = np.clip(disagreement, 0.0, 1.0).astype(np.float32)
                 disagreement[~valid] = UNCERTAINTY_NODATA
                 bands.append(disagreement)
@@ -290,6 +292,28 @@ class Outputs:
         self._flush(final=True)
 
 
+def argmax_planes(planes: np.ndarray) -> np.ndarray:
+    """``np.argmax(planes, axis=0)`` as uint8 (at most 256 planes), the first on ties.
+
+    One comparison per plane over contiguous memory: about twice as fast as numpy's
+    argmax over a short axis, which the class output of every finished row needs.
+
+    Args:
+        planes: (C, ...) array, C >= 1.
+
+    Returns:
+        (...) uint8 index of the largest plane per position.
+    """
+    best = planes[0].copy()
+    index = np.zeros(best.shape, dtype=np.uint8)
+    larger = np.empty(best.shape, dtype=bool)
+    for k in range(1, len(planes)):
+        np.greater(planes[k], best, out=larger)
+        np.maximum(best, planes[k], out=best)
+        np.putmask(index, larger, k)
+    return index
+
+
 def normalised_entropy(probs: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Entropy of class probabilities (..., N) over log(N), float32 in 0..1, -1 where invalid.
 
@@ -311,18 +335,22 @@ class Blender:
     """Accumulates weighted tile probabilities for one strip and hands finished rows on.
 
     Tiles arrive in raster order (tile row by tile row); a tile of a later row
-    first finishes every earlier row (``end_row``), so batches may span rows.
+    first finishes every earlier row (``end_row``), so batches may span rows. The
+    sums are kept channel-first (C, tile, width), so weighting, the class and the
+    band-interleaved outputs run over contiguous rows rather than over a short last
+    axis.
     """
 
     #: Finished rows are converted in chunks of this many rows (bounds temporaries).
     CHUNK_ROWS = 64
 
-    def __init__(self, grid: TileGrid, n_classes: int, outputs: Outputs):
+    def __init__(self, grid: TileGrid, n_channels: int, outputs: Outputs):
         self.grid = grid
         self.outputs = outputs
         self.window = weight_window(grid.tile, grid.margin, grid.ramp)
-        self.acc = np.zeros((grid.tile, grid.width, n_classes), dtype=np.float32)
+        self.acc = np.zeros((n_channels, grid.tile, grid.width), dtype=np.float32)
         self.weights = np.zeros((grid.tile, grid.width), dtype=np.float32)
+        self.scratch = np.empty((n_channels, grid.tile, grid.tile), dtype=np.float32)
         self.valid: dict = {}  # tile row -> (tile, width) bool validity of its rows
         self.row = 0  # the tile row the buffers hold
         self.written = 0
@@ -333,7 +361,7 @@ class Blender:
         self.valid[i] = valid
 
     def add_batch(self, tiles: list, probs: np.ndarray) -> None:
-        """Add predicted tiles with probabilities (B, rows, cols, N).
+        """Add predicted tiles with probabilities (B, rows, cols, C).
 
         ``tiles`` is ``[(row, col), ...]`` for whole tiles or ``[(row, col, r0, c0), ...]``
         for tiles cut to a box starting at tile-local row ``r0``, column ``c0``.
@@ -348,7 +376,10 @@ class Blender:
             x0 = g.col_origin(j) + c0
             lo, hi = max(0, x0), min(g.width, x0 + cols)
             w = self.window[r0 : r0 + rows, lo - x0 + c0 : hi - x0 + c0]
-            self.acc[r0 : r0 + rows, lo:hi] += tile_probs[:, lo - x0 : hi - x0] * w[:, :, None]
+            weighted = self.scratch[:, :rows, : hi - lo]
+            np.multiply(np.moveaxis(tile_probs[:, lo - x0 : hi - x0], -1, 0), w, out=weighted)
+            acc = self.acc[:, r0 : r0 + rows, lo:hi]
+            np.add(acc, weighted, out=acc)
             self.weights[r0 : r0 + rows, lo:hi] += w
 
     def finish(self) -> None:
@@ -368,14 +399,14 @@ class Blender:
             b = min(a + self.CHUNK_ROWS, limit)
             weights = self.weights[a - y0 : b - y0]
             valid = self.valid[i][a - y0 : b - y0] & (weights > 0)
-            probs = self.acc[a - y0 : b - y0] / np.where(weights > 0, weights, 1)[:, :, None]
-            self.valid_pixels += int(valid.sum())
-            self.outputs.add(probs, valid)
+            self.valid_pixels += int(np.count_nonzero(valid))
+            self.outputs.add(self.acc[:, a - y0 : b - y0], weights, valid)
             self.written = b
         del self.valid[i]
         self.row += 1
         if not last:
             s = g.stride
-            for buffer in (self.acc, self.weights):
-                buffer[: g.tile - s] = buffer[s:]
-                buffer[g.tile - s :] = 0
+            self.acc[:, : g.tile - s] = self.acc[:, s:]
+            self.acc[:, g.tile - s :] = 0
+            self.weights[: g.tile - s] = self.weights[s:]
+            self.weights[g.tile - s :] = 0
