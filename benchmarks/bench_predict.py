@@ -501,7 +501,7 @@ def child_planet(args) -> dict:
 
     loaded = get_cached_model(args.model)
     predict_scene(loaded, warm_scene(args.workdir), os.path.join(args.workdir, "w.tif"))
-    return planet_run(loaded, args.scene, args.workdir, peak_rss_mb, load)
+    return planet_run(loaded, args.scene, args.workdir, peak_rss_mb, load, args.repeat or 3)
 
 
 def run_limit(work: str, scene: str, scene_size, nodata: float, repeat: int, quick: bool) -> dict:
@@ -531,7 +531,7 @@ def run_limit(work: str, scene: str, scene_size, nodata: float, repeat: int, qui
     print(f"Planet-sized scene {size[1]} x {size[0]} ...", file=sys.stderr)
     planet = os.path.join(work, "planet_sized.tif")
     fraction = write_planet_like(planet, *size, seed=3, half=footprint_half_for(0.3))
-    result = run_child("planet", model=paths["small"], scene=planet, workdir=work)
+    result = run_child("planet", model=paths["small"], scene=planet, workdir=work, repeat=repeat)
     out["planet"] = dict(result, scene=f"{size[1]} x {size[0]}", nodata_fraction=fraction)
     os.remove(planet)
     out["load_at_end"] = load()
