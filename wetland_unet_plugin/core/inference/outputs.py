@@ -406,7 +406,6 @@ class Blender:
         self.row += 1
         if not last:
             s = g.stride
-            self.acc[:, : g.tile - s] = self.acc[:, s:]
-            self.acc[:, g.tile - s :] = 0
-            self.weights[: g.tile - s] = self.weights[s:]
-            self.weights[g.tile - s :] = 0
+            for buffer in (self.acc, self.weights):  # rows are the second-last axis of both
+                buffer[..., : g.tile - s, :] = buffer[..., s:, :]
+                buffer[..., g.tile - s :, :] = 0
