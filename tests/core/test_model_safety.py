@@ -153,3 +153,33 @@ def test_debug_mode_asserts_finite_inputs_at_the_model_boundary(monkeypatch):
         check_finite(block, "raw tiles")
     monkeypatch.setenv("WETLAND_UNET_DEBUG", "0")
     assert check_finite(block, "raw tiles") is block
+
+
+def test_normalize_scales_clips_and_zeroes_invalid_pixels_channels_last_into_a_batch_slot():
+    """(raw - low) / (high - low), clipped to [-1, 2], 0 where invalid, channels last; with
+    ``out`` the result lands in the given batch slot and nothing else is touched."""
+    import numpy as np
+
+    from wetland_unet_plugin.core.normalize import normalize
+
+    # band 1 spans 100..300, band 2 spans 1000..5000
+    block = np.array(
+        [[[100, 200, 300], [0, 900, 65535]], [[1000, 3000, 5000], [1000, 21000, 1000]]],
+        dtype=np.uint16,
+    )
+    stats = {"low": [100.0, 1000.0], "high": [300.0, 5000.0]}
+    valid = np.array([[True, True, True], [True, True, False]])
+    expected = np.array(
+        [
+            [[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]],
+            [[-0.5, 0.0], [2.0, 2.0], [0.0, 0.0]],  # 900 -> 4.0 and 21000 -> 5.0 clip to 2
+        ],
+        dtype=np.float32,
+    )
+    np.testing.assert_array_equal(normalize(block, stats, valid), expected)
+    batch = np.full((3, 2, 3, 2), 7.0, dtype=np.float32)
+    result = normalize(block, stats, valid, out=batch[1])
+    assert np.shares_memory(result, batch)
+    np.testing.assert_array_equal(batch[1], expected)
+    assert (batch[0] == 7.0).all() and (batch[2] == 7.0).all()
+    assert block[1, 1, 1] == 21000  # the input is not modified

@@ -37,7 +37,7 @@ from ..atomic import atomic_output
 from ..classes import hex_to_rgb
 from ..feedback import CoreError
 from .spec import ModelSpec
-from .tiling import TileGrid, weight_window
+from .tiling import TileGrid, weight_window, weight_window_1d
 
 #: Nodata values of the outputs.
 CLASS_NODATA = 0
@@ -348,6 +348,9 @@ class Blender:
         self.grid = grid
         self.outputs = outputs
         self.window = weight_window(grid.tile, grid.margin, grid.ramp)
+        full = np.flatnonzero(weight_window_1d(grid.tile, grid.margin, grid.ramp) == 1.0)
+        # tile-local span (rows and columns) where the window is 1 and no other tile reaches
+        self.alone = (int(full[0]), int(full[-1]) + 1) if full.size else (0, 0)
         self.acc = np.zeros((n_channels, grid.tile, grid.width), dtype=np.float32)
         self.weights = np.zeros((grid.tile, grid.width), dtype=np.float32)
         self.scratch = np.empty((n_channels, grid.tile, grid.tile), dtype=np.float32)
@@ -365,6 +368,10 @@ class Blender:
 
         ``tiles`` is ``[(row, col), ...]`` for whole tiles or ``[(row, col, r0, c0), ...]``
         for tiles cut to a box starting at tile-local row ``r0``, column ``c0``.
+
+        Where a tile's window is 1 no other tile has weight (the ramps of neighbours
+        meet only in the overlaps), so there its probabilities are copied, not weighted
+        and added: most of a tile at the default overlaps.
         """
         g = self.grid
         for tile, tile_probs in zip(tiles, probs):
@@ -373,14 +380,20 @@ class Blender:
             while self.row < i:
                 self.end_row()
             rows, cols = tile_probs.shape[:2]
-            x0 = g.col_origin(j) + c0
-            lo, hi = max(0, x0), min(g.width, x0 + cols)
-            w = self.window[r0 : r0 + rows, lo - x0 + c0 : hi - x0 + c0]
-            weighted = self.scratch[:, :rows, : hi - lo]
-            np.multiply(np.moveaxis(tile_probs[:, lo - x0 : hi - x0], -1, 0), w, out=weighted)
-            acc = self.acc[:, r0 : r0 + rows, lo:hi]
-            np.add(acc, weighted, out=acc)
-            self.weights[r0 : r0 + rows, lo:hi] += w
+            x = g.col_origin(j)  # scene column of tile-local column 0
+            box = (r0, r0 + rows, max(c0, -x), min(c0 + cols, g.width - x))
+            for (a, b, c, d), alone in _split_box(box, self.alone):
+                probs_part = np.moveaxis(tile_probs[a - r0 : b - r0, c - c0 : d - c0], -1, 0)
+                acc = self.acc[:, a:b, x + c : x + d]
+                if alone:
+                    acc[...] = probs_part
+                    self.weights[a:b, x + c : x + d] = 1.0
+                    continue
+                w = self.window[a:b, c:d]
+                weighted = self.scratch[:, : b - a, : d - c]
+                np.multiply(probs_part, w, out=weighted)
+                np.add(acc, weighted, out=acc)
+                self.weights[a:b, x + c : x + d] += w
 
     def finish(self) -> None:
         """End every remaining tile row and write what is left."""
@@ -409,3 +422,24 @@ class Blender:
             for buffer in (self.acc, self.weights):  # rows are the second-last axis of both
                 buffer[..., : g.tile - s, :] = buffer[..., s:, :]
                 buffer[..., g.tile - s :, :] = 0
+
+
+def _split_box(box: tuple, alone: tuple) -> list:
+    """Cut a tile-local box ``(r0, r1, c0, c1)`` into the part inside ``alone x alone``
+    (rows and columns where only this tile has weight) and up to four frame parts.
+
+    Returns:
+        ``[((r0, r1, c0, c1), inside), ...]``, empty parts left out.
+    """
+    a0, a1, b0, b1 = box
+    f0, f1 = alone
+    ra0, ra1 = min(max(f0, a0), a1), min(max(f1, a0), a1)
+    cb0, cb1 = min(max(f0, b0), b1), min(max(f1, b0), b1)
+    parts = [
+        ((ra0, ra1, cb0, cb1), True),
+        ((a0, ra0, b0, b1), False),
+        ((ra1, a1, b0, b1), False),
+        ((ra0, ra1, b0, cb0), False),
+        ((ra0, ra1, cb1, b1), False),
+    ]
+    return [(part, inside) for part, inside in parts if part[1] > part[0] and part[3] > part[2]]

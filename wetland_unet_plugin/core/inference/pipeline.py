@@ -98,7 +98,7 @@ def _reader_main(
                     tiles, batch = [], None
                 if batch is None:
                     batch = np.empty((batch_size, r1 - r0, c1 - c0, strip.shape[0]), np.float32)
-                batch[len(tiles)] = reader.tile(strip, strip_valid, j, box)
+                reader.tile(strip, strip_valid, j, box, out=batch[len(tiles)])
                 tiles.append((i, j, r0, c0))
                 if len(tiles) == batch_size:
                     _put(out, ("batch", tiles, batch), stop)

@@ -70,12 +70,18 @@ class StripReader:
         return strip, strip_valid, scene_valid
 
     def tile(
-        self, strip: np.ndarray, strip_valid: np.ndarray, j: int, box: tuple | None = None
+        self,
+        strip: np.ndarray,
+        strip_valid: np.ndarray,
+        j: int,
+        box: tuple | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Normalised model input (rows, cols, channels) of tile column ``j`` of a strip.
 
         Args:
             box: tile-local ``(r0, r1, c0, c1)`` to cut (see ``valid_crop``); None = whole.
+            out: where to write it (a batch slot); None = a new array.
         """
         t = self.grid.tile
         r0, r1, c0, c1 = box or (0, t, 0, t)
@@ -83,7 +89,7 @@ class StripReader:
         cols = self.col_index[x + c0 : x + c1]
         if _contiguous(cols):
             cols = slice(int(cols[0]), int(cols[-1]) + 1)
-        return normalize(strip[:, r0:r1, cols], self.stats, strip_valid[r0:r1, cols])
+        return normalize(strip[:, r0:r1, cols], self.stats, strip_valid[r0:r1, cols], out)
 
 
 def _contiguous(index: np.ndarray) -> bool:

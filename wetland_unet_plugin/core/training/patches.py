@@ -108,7 +108,7 @@ class PatchSource:
                 valid = masked_invalid(
                     src, valid_pixels(block, pair.nodata), Window(0, row0, pair.width, rows)
                 )
-                self.image[row0 : row0 + rows] = normalize(block, self.stats, valid)
+                normalize(block, self.stats, valid, out=self.image[row0 : row0 + rows])
                 labels[row0 : row0 + rows][~valid] = 0
                 feedback.progress((row0 + rows) / pair.height)
         self.labels = labels
