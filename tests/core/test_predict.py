@@ -25,7 +25,7 @@ from wetland_unet_plugin.core.inference.cache import (
     model_cache_info,
 )
 from wetland_unet_plugin.core.inference.folding import cast_model, inference_function
-from wetland_unet_plugin.core.inference.outputs import argmax_planes
+from wetland_unet_plugin.core.inference.outputs import Blender, argmax_planes
 from wetland_unet_plugin.core.inference.predictors import get_predictor
 from wetland_unet_plugin.core.inference.scene import predict_scene, run_scene
 from wetland_unet_plugin.core.inference.tiling import (
@@ -457,6 +457,55 @@ def test_tta_on_cropped_tiles_with_an_asymmetric_model(tmp_path, monkeypatch):
     # TTA runs inside each model call on the same cut tiles: the work it multiplies is
     # that of the valid tiles only
     assert pixels[1] == pixels[2] == pixels[4]
+
+
+class RowSink:
+    """Collects the finished rows a ``Blender`` hands on (the outputs' side of it)."""
+
+    def __init__(self):
+        self.summed, self.weights = [], []
+
+    def add(self, summed, weights, valid):
+        self.summed.append(summed.copy())
+        self.weights.append(weights.copy())
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("tile,overlap", [(64, 32), (64, 0), (96, 16)])
+def test_blender_sums_are_the_windowed_sums_of_whole_and_cut_tiles(tile, overlap):
+    """Every pixel's sum and weight equal those added up tile by tile with the 2-D window
+    over a scene-sized array, for whole tiles and tiles cut to random boxes, although the
+    blender copies where a tile is alone instead of adding."""
+    height, width, n = 150, 170, 3
+    grid = plan_tiles(height, width, tile, overlap, depth=2)
+    w1 = weight_window_1d(tile, grid.margin, grid.ramp)
+    window = np.outer(w1, w1)
+    rng = np.random.default_rng(5)
+    expected = np.zeros((n, height, width))
+    expected_w = np.zeros((height, width))
+    sink = RowSink()
+    blender = Blender(grid, n, sink)
+    for i in range(grid.n_rows):
+        blender.set_valid(i, np.ones((tile, width), bool))
+        for j in range(grid.n_cols):
+            r0, c0 = (int(v) for v in rng.integers(0, 3, 2) * 4)  # cut at the top left ...
+            r1, c1 = (int(tile - v) for v in rng.integers(0, 3, 2) * 4)  # ... and bottom right
+            probs = rng.random((r1 - r0, c1 - c0, n)).astype(np.float32)
+            blender.add_batch([(i, j, r0, c0)], probs[None])
+            for r in range(r0, r1):
+                y = grid.row_origin(i) + r
+                for c in range(c0, c1):
+                    x = grid.col_origin(j) + c
+                    if 0 <= y < height and 0 <= x < width:
+                        expected[:, y, x] += window[r, c] * probs[r - r0, c - c0]
+                        expected_w[y, x] += window[r, c]
+    blender.finish()
+    got = np.concatenate(sink.summed, axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(sink.weights), expected_w, atol=1e-6)
+    assert (expected_w[grid.margin + grid.ramp : -grid.margin - grid.ramp] > 0).all()
 
 
 # --------------------------------------------------------------------------- tiling
