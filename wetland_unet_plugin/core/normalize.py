@@ -67,7 +67,7 @@ def normalize(
     scaled = block.astype(np.float32)
     scaled -= low
     scaled /= high - low
-    if np.issubdtype(block.dtype, np.floating):
+    if np.issubdtype(block.dtype, np.floating) or not (high - low).all():
         scaled[~np.isfinite(scaled)] = 0.0  # NaN and +-Inf are no data, not extremes
     np.maximum(scaled, -1.0, out=scaled)
     np.minimum(scaled, 2.0, out=scaled)
