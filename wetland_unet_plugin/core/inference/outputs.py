@@ -234,7 +234,7 @@ class Outputs:
         n = self.spec.n_classes
         classes = argmax_planes(summed[:n])
         classes += 1
-        classes[~valid] = CLASS_NODATA
+        np.multiply(classes, valid, out=classes)  # CLASS_NODATA (0) where invalid
         self.counts += np.bincount(classes.ravel(), minlength=n + 1)
         if self.row_areas is not None:
             rows = self.row_areas[self.rows_added : self.rows_added + classes.shape[0]]
@@ -295,8 +295,10 @@ class Outputs:
 def argmax_planes(planes: np.ndarray) -> np.ndarray:
     """``np.argmax(planes, axis=0)`` as uint8 (at most 256 planes), the first on ties.
 
-    One comparison per plane over contiguous memory: about twice as fast as numpy's
-    argmax over a short axis, which the class output of every finished row needs.
+    One comparison per plane over contiguous memory, and the index replaced where a
+    plane is larger by arithmetic (``index ^= (index ^ k) * larger``) rather than by a
+    masked assignment: several times faster than numpy's argmax over a short axis or
+    ``np.putmask``, and the class output of every finished row needs it.
 
     Args:
         planes: (C, ...) array, C >= 1.
@@ -307,10 +309,13 @@ def argmax_planes(planes: np.ndarray) -> np.ndarray:
     best = planes[0].copy()
     index = np.zeros(best.shape, dtype=np.uint8)
     larger = np.empty(best.shape, dtype=bool)
+    change = np.empty(best.shape, dtype=np.uint8)
     for k in range(1, len(planes)):
         np.greater(planes[k], best, out=larger)
         np.maximum(best, planes[k], out=best)
-        np.putmask(index, larger, k)
+        np.bitwise_xor(index, k, out=change)
+        np.multiply(change, larger.view(np.uint8), out=change)
+        np.bitwise_xor(index, change, out=index)
     return index
 
 
