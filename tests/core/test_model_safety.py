@@ -183,3 +183,17 @@ def test_normalize_scales_clips_and_zeroes_invalid_pixels_channels_last_into_a_b
     np.testing.assert_array_equal(batch[1], expected)
     assert (batch[0] == 7.0).all() and (batch[2] == 7.0).all()
     assert block[1, 1, 1] == 21000  # the input is not modified
+
+
+def test_normalize_of_huge_integers_whose_range_vanishes_in_float32_is_finite():
+    """low and high 1 apart at 2**30 are one float32: the division gives NaN and Inf,
+    which become 0 like any non-finite value."""
+    import numpy as np
+
+    from wetland_unet_plugin.core.normalize import normalize
+
+    block = np.array([[[2**30, 2**30 + 128]]], dtype=np.uint32)
+    stats = {"low": [float(2**30)], "high": [float(2**30 + 1)]}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = normalize(block, stats)
+    np.testing.assert_array_equal(result[..., 0], [[0.0, 0.0]])

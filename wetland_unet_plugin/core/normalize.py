@@ -64,10 +64,11 @@ def normalize(
     # band-first and in place: whole-plane passes over contiguous memory, then one
     # copy per band into the channels-last result (about 3x faster than the same
     # steps over a short last axis)
+    span = high - low  # 0 only for huge integers equal after the cast: +-Inf, swept below
     scaled = block.astype(np.float32)
     scaled -= low
-    scaled /= high - low
-    if np.issubdtype(block.dtype, np.floating) or not (high - low).all():
+    scaled /= span
+    if np.issubdtype(block.dtype, np.floating) or not span.all():
         scaled[~np.isfinite(scaled)] = 0.0  # NaN and +-Inf are no data, not extremes
     np.maximum(scaled, -1.0, out=scaled)
     np.minimum(scaled, 2.0, out=scaled)
