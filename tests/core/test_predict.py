@@ -671,6 +671,54 @@ def test_tiles_without_valid_pixels_are_skipped(tmp_path, pointwise_file, monkey
     assert any("no valid pixel" in w for w in fb.warnings)
 
 
+def test_numpy_huge_page_hint_is_off_while_predicting_and_restored(
+    tmp_path, pointwise_file, monkeypatch
+):
+    """predict runs with numpy's huge-page hint off (fresh 2 MB pages zeroed per strip
+    cost seconds of system time) and gives the previous setting back, after a failure
+    too."""
+    from wetland_unet_plugin.core.inference.pipeline import _hugepage_setter
+
+    setter = _hugepage_setter()
+    if setter is None:
+        pytest.skip("this numpy has no huge-page switch")
+
+    def state():
+        previous = setter(False)
+        setter(previous)
+        return bool(previous)
+
+    seen = []
+    real = inference_scene.get_predictor
+
+    def watching(*args, **kwargs):
+        predictor = real(*args, **kwargs)
+        return lambda batch: seen.append(state()) or predictor(batch)
+
+    monkeypatch.setattr(inference_scene, "get_predictor", watching)
+    src = write_raster(tmp_path / "in.tif", ramp_scene(40, 50))
+    original = setter(True)
+    try:
+        predict_scene(pointwise_file, src, str(tmp_path / "c.tif"), tile_size=32, overlap=8)
+        assert seen and not any(seen)
+        assert state() is True
+
+        def failing(*args, **kwargs):
+            def predictor(batch):
+                seen.append(state())
+                raise RuntimeError("model failed")
+
+            return predictor
+
+        monkeypatch.setattr(inference_scene, "get_predictor", failing)
+        setter(True)
+        with pytest.raises(RuntimeError, match="model failed"):
+            predict_scene(pointwise_file, src, str(tmp_path / "d.tif"), tile_size=32, overlap=8)
+        assert seen[-1] is False and state() is True
+    finally:
+        setter(original)
+
+
 # --------------------------------------------------------------------------- TTA
 
 

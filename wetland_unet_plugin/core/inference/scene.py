@@ -28,7 +28,7 @@ from ..feedback import CoreError, Feedback
 from ..schema import PREDICT
 from .cache import resolve_model
 from .outputs import Blender, Outputs, check_outputs, gdal_cache_bytes, open_outputs
-from .pipeline import run_pipeline
+from .pipeline import run_pipeline, small_pages
 from .predictors import get_predictor
 from .reader import StripReader
 from .spec import check_bands, model_spec, radiometric_shift, warn_grid
@@ -168,6 +168,7 @@ def run_scene(
 
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))
+        stack.enter_context(small_pages())
         datasets = open_outputs(stack, paths, base, spec, probability_dtype, votes)
         outputs = Outputs(
             datasets,
