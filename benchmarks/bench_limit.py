@@ -314,6 +314,12 @@ def print_limit(report: dict) -> None:
                 f"{o['end_to_end_s']:>8.2f}{o['ratio']:>7.2f}{o['model_over_valid']:>13.3f}"
                 f"   ({o['label']}, same rounds)"
             )
+    if any(r.get("seams") for r in lim["models"].values()):
+        print(
+            "Seams of these random-weight models (understated: the demo's trained model at "
+            "512 / 32 differs by up to 0.20, 0.06 % of pixels another class; "
+            "`make bench-seams` after `make demo`):"
+        )
     for name, r in lim["models"].items():
         for key, v in (r.get("seams") or {}).items():
             print(
