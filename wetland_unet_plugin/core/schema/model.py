@@ -356,6 +356,11 @@ OVERLAP_PARAM = Param(
     default=-1,
     minimum=-1,
     advanced=True,
+    help="Pixels shared by neighbouring tiles, where their predictions are blended. "
+    "-1: 32 for DEPTH 3 models (the CPU 'small' size), 64 for deeper ones, at most a "
+    "quarter of the tile. A larger overlap costs time and leaves less trace of the tiles: "
+    "with the demo's model, 32 changes the class of 0.06 % of the pixels along tile edges "
+    "(against the scene predicted as one tile), 64 of 0.003 %, for 16 % more model time.",
 )
 TILE_BATCH_PARAM = Param(
     "BATCH_SIZE", "int", "Tiles per batch", default=4, minimum=1, advanced=True
