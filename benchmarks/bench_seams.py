@@ -53,9 +53,15 @@ def predict(loaded, scene: str, work: str, tile: int, overlap: int) -> tuple:
     return p, c
 
 
-def compare(p, c, ref, ref_classes, inner) -> dict:
-    """Differences of one run from the single-tile reference over the ``inner`` pixels."""
-    diff = np.abs(p - ref).max(axis=0)[inner]
+def compare(diff, c, ref_classes, inner) -> dict:
+    """Differences of one run from the single-tile reference over the ``inner`` pixels.
+
+    Args:
+        diff: (rows, cols) largest absolute probability difference over the classes.
+        c, ref_classes: (rows, cols) classes of the run and of the reference.
+        inner: (rows, cols) bool, the pixels compared.
+    """
+    diff = diff[inner]
     return {
         "max_probability_difference": round(float(diff.max()), 4),
         "p999_probability_difference": round(float(np.quantile(diff, 0.999)), 4),
@@ -74,9 +80,9 @@ def main(argv=None) -> int:
     ap.add_argument("--output", default=os.path.join(ROOT, "bench_output", "bench_seams.json"))
     ap.add_argument("--figure", default=os.path.join(ROOT, "bench_output", "bench_seams.png"))
     args = ap.parse_args(argv)
-    for path, hint in ((args.model, "make demo"), (args.scene, "make demo")):
+    for path in (args.model, args.scene):
         if not os.path.exists(path):
-            print(f"{path} does not exist: run `{hint}` first, or give --model and --scene.")
+            print(f"{path} does not exist: run `make demo` first, or give --model and --scene.")
             return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import rasterio
@@ -116,12 +122,12 @@ def main(argv=None) -> int:
                 if overlap > tile // 2:
                     continue
                 p, c = predict(loaded, args.scene, work, tile, overlap)
+                diff = np.abs(p - ref).max(axis=0)
                 run = {"tile_size": tile, "overlap": overlap}
-                run.update(compare(p, c, ref, ref_classes, inner))
+                run.update(compare(diff, c, ref_classes, inner))
                 report["runs"].append(run)
                 if tile == tiles[0]:
-                    diff = np.where(inner, np.abs(p - ref).max(axis=0), np.nan)
-                    maps[overlap] = (diff, (c != ref_classes) & inner)
+                    maps[overlap] = (np.where(inner, diff, np.nan), (c != ref_classes) & inner)
                 print(
                     f"tile {tile:4d} overlap {overlap:3d}:"
                     f"  largest {run['max_probability_difference']:.4f}"
