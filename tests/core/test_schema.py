@@ -21,6 +21,29 @@ def test_choices_take_the_values_users_type():
         TRAIN.param("LR_SCHEDULE").check(1)  # a list position is not a value
 
 
+def test_a_switch_with_an_auto_state_takes_the_true_and_false_it_took_as_a_checkbox():
+    balance = TRAIN.param("BALANCE_CLASSES")
+    assert balance.default == "auto"
+    typed = (True, False, "true", "False", "yes", "no", 1, 0, "ON", "off", "auto", " Auto ")
+    assert [balance.check(v) for v in typed] == [
+        "on",
+        "off",
+        "on",
+        "off",
+        "on",
+        "off",
+        "on",
+        "off",
+        "on",
+        "off",
+        "auto",
+        "auto",
+    ]
+    assert balance.check(None) == balance.check("") == "auto"
+    with pytest.raises(CoreError, match=r"BALANCE_CLASSES must be one of auto, on, off"):
+        balance.check("sometimes")
+
+
 def test_numbers_booleans_and_paths_are_checked_with_their_names():
     assert TRAIN.param("EPOCHS").check("12") == 12
     with pytest.raises(CoreError, match="EPOCHS must be a whole number"):

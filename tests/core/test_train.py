@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import html
 import json
 import os
 
@@ -21,7 +22,7 @@ from wetland_unet_plugin.core.modelfile import load_model, read_metadata
 from wetland_unet_plugin.core.normalize import normalize
 from wetland_unet_plugin.core.training import patches, train_model
 from wetland_unet_plugin.core.training.dataset import make_dataset
-from wetland_unet_plugin.core.training.masks import mask_labels, scan_mask
+from wetland_unet_plugin.core.training.masks import MaskScan, mask_labels, scan_mask
 from wetland_unet_plugin.core.training.pairs import (
     PairInfo,
     check_pairs,
@@ -34,7 +35,9 @@ from wetland_unet_plugin.core.training.patches import (
     VAL_STREAM,
     PatchSampler,
     build_sources,
+    describe_balance,
     radiometric_jitter,
+    resolve_balance,
 )
 from wetland_unet_plugin.core.training.schedule import cosine_rate, schedule_progress
 from wetland_unet_plugin.core.training.statistics import sample_normalization
@@ -188,7 +191,17 @@ def test_metadata_round_trip(scenes, trained):
     assert meta["validation"]["scores"]["overall_accuracy"] == pytest.approx(
         result["validation"]["overall_accuracy"]
     )
-    # auto with balanced patches (the default): equal weights, frequencies still recorded
+    # BALANCE_CLASSES auto: class-balanced patches only when a class has under 5 % of the
+    # labelled training pixels; auto weights are equal either way
+    counts = np.sum([im["train_pixels_per_class"] for im in meta["data"]["images"]], axis=0)
+    sampling = meta["patch_sampling"]
+    assert sampling["asked"] == "auto" and meta["training"]["balance_classes"] == "auto"
+    assert sampling["shares"] == pytest.approx(list(counts / counts.sum()))
+    assert sampling["balanced"] == bool((counts / counts.sum() < 0.05).any())
+    assert meta["training"]["balance_classes_used"] == sampling["balanced"]
+    assert sampling["description"].startswith(
+        "class-balanced (auto: " if sampling["balanced"] else "in proportion to"
+    )
     assert "BALANCE_CLASSES" in meta["class_weights"]["formula"]
     assert meta["class_weights"]["values"] == [1.0, 1.0, 1.0]
     assert sum(meta["class_weights"]["frequencies"]) == pytest.approx(1.0)
@@ -207,8 +220,12 @@ def test_report_and_csv_log(trained):
     result, _ = trained
     text = open(result["output_report"], encoding="utf-8").read()
     assert text.count("data:image/png;base64,") >= 2  # curves + confusion matrix
-    for needle in ("wetland", "IoU", "median", "Parameters", "Data"):
+    for needle in ("wetland", "IoU", "Parameters", "Data"):
         assert needle in text
+    # how the patches were drawn and why (BALANCE_CLASSES auto), and the weights' formula
+    meta = read_metadata(result["output_model"])
+    assert html.escape(meta["patch_sampling"]["description"]) in text
+    assert html.escape(meta["class_weights"]["formula"]) in text
     log = open(os.path.join(os.path.dirname(result["output_model"]), "log.csv")).read()
     assert log.splitlines()[0].startswith("epoch") and len(log.splitlines()) == 4
 
@@ -555,24 +572,63 @@ def test_dihedral_gives_eight_distinct_transforms():
         )
 
 
-@pytest.mark.parametrize("balance", [True, False])
-def test_auto_weights_are_equal_for_balanced_patches_else_median_frequency(scenes, balance):
+@pytest.mark.parametrize(
+    "balance, asked", [(True, None), (False, None), (True, "auto"), (False, "auto")]
+)
+def test_auto_weights_are_median_frequency_only_when_balance_classes_is_off(scenes, balance, asked):
     _, sampler = _prepared(scenes["train"], scenes["train_mask"], 100, balance=balance)
     try:
         feedback = Recorder()
-        weights, info = choose_class_weights(sampler, None, 64, NAMES.split(","), feedback)
+        weights, info = choose_class_weights(
+            sampler, None, 64, NAMES.split(","), feedback, balance=asked
+        )
     finally:
         sampler.close()
     freq = np.array(info["frequencies"])
     assert info["method"] == "auto" and freq.sum() == pytest.approx(1.0) and (freq > 0).all()
-    if balance:
+    if balance or asked == "auto":
         assert weights == [1.0, 1.0, 1.0] and "BALANCE_CLASSES" in info["formula"]
-    else:  # w_c = median(f) / f_c by hand, from the recorded frequencies
+    else:  # BALANCE_CLASSES off: w_c = median(f) / f_c by hand, from the recorded frequencies
         np.testing.assert_allclose(weights, np.median(freq) / freq, rtol=1e-9)
         assert "median" in info["formula"] and len(set(np.round(weights, 6))) > 1
     assert feedback.lines[-1].startswith("Class weights: water ")
-    assert feedback.lines[-1].endswith(
-        "(auto: equal, the patches are class-balanced)." if balance else "(auto)."
+    ending = {
+        True: "(auto: equal, the patches are class-balanced).",
+        False: "(auto: equal, no class is rare)." if asked == "auto" else "(auto).",
+    }
+    assert feedback.lines[-1].endswith(ending[balance])
+
+
+def _scan(train_counts) -> MaskScan:
+    train = np.array([0] + list(train_counts))
+    return MaskScan(counts=train * 2, train_counts=train, val_counts=train)
+
+
+def test_balance_classes_auto_balances_only_when_a_class_has_under_5_percent():
+    # the quality benchmark's 12 training tiles (training rows): Water 8.9 %, the smallest
+    bench = [_scan([171_000, 520_000, 220_000, 89_000])]
+    info = resolve_balance("auto", bench, 4)
+    assert info["balanced"] is False and info["rare"] == []
+    assert info["shares"] == pytest.approx([0.171, 0.52, 0.22, 0.089])
+    assert describe_balance(info, ["Forest", "Grass", "Urban", "Water"]) == (
+        "in proportion to the classes' labelled pixels (auto: no class under 5% of the "
+        "labelled training pixels; the smallest, Water, 8.9%)"
+    )
+    # the demo's western half, split over two pairs: water 4.5 %, wetland 3.3 %
+    demo = [_scan([2_000, 3_296, 10_000, 25_560, 36_036, 0]), _scan([2_440, 0, 9_731, 0, 0, 9_570])]
+    names = ["water", "wetland", "forest", "meadow", "farm", "residential"]
+    info = resolve_balance("auto", demo, 6)
+    assert info["balanced"] is True and info["rare"] == [0, 1]
+    assert describe_balance(info, names) == (
+        "class-balanced (auto: water 4.5%, wetland 3.3% of the labelled training pixels, under 5%)"
+    )
+    # a class without training pixels is missing, not rare (train warns about it)
+    assert resolve_balance("auto", [_scan([500, 500, 0])], 3)["balanced"] is False
+    # on and off are obeyed whatever the shares
+    assert resolve_balance("on", bench, 4)["balanced"] is True
+    assert resolve_balance("off", demo, 6)["balanced"] is False
+    assert describe_balance(resolve_balance("off", demo, 6), names) == (
+        "in proportion to the classes' labelled pixels (BALANCE_CLASSES off)"
     )
 
 

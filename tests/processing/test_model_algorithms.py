@@ -68,7 +68,7 @@ def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_p
     assert alg.parameterDefinition("JITTER").defaultValue() == 0.0
     assert alg.parameterDefinition("DROPOUT").defaultValue() == 0.1
     assert alg.parameterDefinition("TIME_LIMIT").defaultValue() == -1.0
-    assert alg.parameterDefinition("BALANCE_CLASSES").defaultValue() is True
+    assert alg.parameterDefinition("BALANCE_CLASSES").defaultValue() == "auto"
     assert alg.parameterDefinition("XLA").defaultValue() is True
     assert alg.parameterDefinition("SPECTRAL_SKIP").defaultValue() is True
     result = processing.run(
@@ -95,7 +95,10 @@ def test_train_passes_validation_split_schedule_jitter_and_dropout(scenes, tmp_p
     assert meta["training"]["lr_schedule"] == "plateau"
     assert meta["training"]["jitter"] == 0.05 and meta["dropout"] == 0.0
     assert meta["training"]["time_limit_min"] == 5
-    assert meta["training"]["balance_classes"] is False
+    # the checkbox's False of earlier versions is BALANCE_CLASSES off
+    assert meta["training"]["balance_classes"] == "off"
+    assert meta["training"]["balance_classes_used"] is False
+    assert meta["patch_sampling"]["balanced"] is False
     assert meta["training"]["xla"] is False
     assert meta["spectral_skip"] is False
     assert [i["split"] for i in meta["data"]["images"]] == ["training image", "validation image"]

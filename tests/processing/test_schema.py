@@ -203,6 +203,8 @@ def test_choices_are_the_values_users_type(job, name):
     """Every allowed value is accepted as typed; anything else fails naming them all."""
     from qgis.core import QgsProcessingContext
 
+    from wetland_unet_plugin.processing.parameters import check_choices
+
     alg = algorithm(job.alg_id)
     param = job.param(name)
     context = QgsProcessingContext()
@@ -214,9 +216,14 @@ def test_choices_are_the_values_users_type(job, name):
     ok, message = alg.checkParameterValues({name: "no-such-value"}, context)
     assert not ok
     assert message == f"{name} must be one of {param.allowed()} (got 'no-such-value')."
-    # A list position is not a value: index 1 is refused unless 1 is itself allowed.
-    if 1 not in param.choices:
-        ok, message = alg.checkParameterValues({name: 1}, context)
+    # A list position is not a value: index 1 is refused unless 1 is itself allowed, or
+    # the choice is a switch (on, off, ...) that reads 1 as true, as its checkbox did.
+    ok, message = alg.checkParameterValues({name: 1}, context)
+    if {"on", "off"} <= set(param.choices):
+        assert param.allowed() not in message
+        assert check_choices(job, {name: 1, "X": 2}) == ({name: "on", "X": 2}, None)
+        assert check_choices(job, {name: False})[0] == {name: "off"}
+    elif 1 not in param.choices:
         assert not ok and param.allowed() in message
 
 

@@ -257,6 +257,9 @@ def training_report_html(
     sizing = metadata.get("model_size") or {}
     if sizing:
         summary["model size"] = f"{sizing.get('used')} ({sizing.get('reason')})"
+    sampling = metadata.get("patch_sampling") or {}
+    if sampling.get("description"):
+        summary["training patches"] = sampling["description"]
     if metadata.get("baseline"):
         summary["baseline"] = metadata["baseline"].get("summary")
     parts.append("<h2>Summary</h2>" + _dict_table(summary))

@@ -100,12 +100,19 @@ class Param:
         return ", ".join(str(c) for c in self.choices)
 
     def parse_choice(self, value):
-        """Return the choice a user typed (``"4"`` or ``4`` -> ``4``).
+        """Return the choice a user typed (``"4"`` or ``4`` -> ``4``; ``True`` or ``"yes"``
+        -> ``"on"`` where the choices are a switch with ``on`` and ``off``).
 
         Raises:
             CoreError: naming the parameter and the allowed values.
         """
         text = str(value).strip()
+        if "on" in self.choices and "off" in self.choices:
+            # a switch with more than two states still takes true/false for on/off
+            try:
+                return "on" if _as_bool(value, self.name) else "off"
+            except CoreError:
+                pass
         for choice in self.choices:
             if text == str(choice) or (isinstance(value, str) and text.lower() == str(choice)):
                 return choice

@@ -19,6 +19,7 @@ import numpy as np
 from ..schema import TRAIN
 from ..schema.base import PATH_KINDS
 from .checks import ACTIVATIONS
+from .patches import describe_balance
 
 #: The per-epoch metrics of the history, in the order the log and the report give them.
 HISTORY_METRICS = ("loss", "accuracy", "miou", "val_loss", "val_accuracy", "val_miou")
@@ -118,6 +119,7 @@ def _training_parameters(p: dict, data, steps: int) -> dict:
             "masks": [pr.mask for pr in data.pairs],
             "init_model": p["init_model"],
             "seed_used": data.seed,
+            "balance_classes_used": bool(data.balance["balanced"]),
             "steps_per_epoch": steps,
             "optimizer": "adam",
             "class_weights": spec if isinstance(spec, (str, type(None))) else list(spec),
@@ -193,6 +195,7 @@ def model_metadata(
         "loss": p["loss"],
         "n_parameters": n_params,
         "model_size": p.get("sizing"),
+        "patch_sampling": dict(data.balance, description=describe_balance(data.balance, names)),
         "pixel_size": list(first.pixel_size),
         "crs": first.crs_wkt,
         "training": _training_parameters(p, data, fit.steps),

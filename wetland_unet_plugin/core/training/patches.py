@@ -31,6 +31,57 @@ DEFAULT_CACHE_MB = TRAIN.param("CACHE_LIMIT_MB").default
 MAX_TRIES = 20
 #: Streams of patch indices: training epochs share one endless stream.
 TRAIN_STREAM, VAL_STREAM, PROBE_STREAM = 1, 2, 3
+#: BALANCE_CLASSES auto draws class-balanced patches when a class present has less than
+#: this share of the labelled training pixels (see docs/decisions.md).
+RARE_CLASS_SHARE = 0.05
+
+
+def resolve_balance(choice: str, scans: list, n_classes: int) -> dict:
+    """BALANCE_CLASSES as used: on, off, or for auto on when a class is rare.
+
+    A class is rare when it has labelled training pixels, but fewer than
+    ``RARE_CLASS_SHARE`` of all of them. Balancing lets a rare class be learnt at
+    all; where no class is rare, patches drawn in proportion to the classes'
+    pixels keep the classes' real frequencies and scored higher (docs/quality.md).
+
+    Args:
+        choice: "auto", "on" or "off".
+        scans: ``masks.MaskScan`` per pair (their training-region counts).
+        n_classes: N.
+
+    Returns:
+        dict with ``asked`` (the choice), ``balanced`` (bool), ``shares`` (each class's
+        share of the labelled training pixels) and ``rare`` (0-based indices of the
+        rare classes).
+    """
+    counts = np.zeros(n_classes)
+    for scan in scans:
+        counts += np.asarray(scan.train_counts[1 : n_classes + 1], dtype=np.float64)
+    shares = counts / max(counts.sum(), 1.0)
+    rare = [int(c) for c in np.flatnonzero((counts > 0) & (shares < RARE_CLASS_SHARE))]
+    balanced = choice == "on" or (choice == "auto" and bool(rare))
+    return {"asked": choice, "balanced": balanced, "shares": shares.tolist(), "rare": rare}
+
+
+def describe_balance(info: dict, names: list) -> str:
+    """How the patches are drawn and why, for the log, the metadata and the report."""
+    how = "class-balanced" if info["balanced"] else "in proportion to the classes' labelled pixels"
+    if info["asked"] != "auto":
+        return f"{how} (BALANCE_CLASSES {info['asked']})"
+    shares = info["shares"]
+    if info["rare"]:
+        listed = ", ".join(f"{names[c]} {100 * shares[c]:.1f}%" for c in info["rare"])
+        return (
+            f"{how} (auto: {listed} of the labelled training pixels, under "
+            f"{100 * RARE_CLASS_SHARE:g}%)"
+        )
+    present = [c for c in range(len(shares)) if shares[c] > 0]
+    smallest = min(present, key=lambda c: shares[c]) if present else None
+    least = f"; the smallest, {names[smallest]}, {100 * shares[smallest]:.1f}%" if present else ""
+    return (
+        f"{how} (auto: no class under {100 * RARE_CLASS_SHARE:g}% of the labelled "
+        f"training pixels{least})"
+    )
 
 
 def radiometric_jitter(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:

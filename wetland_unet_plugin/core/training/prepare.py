@@ -16,7 +16,7 @@ import numpy as np
 
 from ..feedback import Feedback, SubFeedback
 from .masks import check_labels, scan_mask
-from .patches import PatchSampler, PatchSource, build_sources
+from .patches import PatchSampler, PatchSource, build_sources, resolve_balance
 from .statistics import sample_normalization
 
 # Share of this stage's progress before each step.
@@ -35,6 +35,7 @@ class TrainingData:
     sources: list  # patches.PatchSource per pair
     sampler: PatchSampler
     seed: int  # the seed used (drawn at random when SEED was not given)
+    balance: dict  # BALANCE_CLASSES as used (``patches.resolve_balance``)
 
 
 def draw_seed(seed) -> int:
@@ -99,13 +100,14 @@ def prepare_data(
         p["cache_limit_mb"],
         SubFeedback(feedback, _CACHE, _END),
     )
+    balance = resolve_balance(p["balance_classes"], scans, n_classes)
     sampler = PatchSampler(
         sources,
         n_classes,
         p["patch_size"],
         p["min_labelled_fraction"],
-        p["balance_classes"],
+        balance["balanced"],
         seed,
         jitter=p["jitter"] if p["augment"] else 0.0,
     )
-    return TrainingData(pairs, bands, scans, stats, invalid_shares, sources, sampler, seed)
+    return TrainingData(pairs, bands, scans, stats, invalid_shares, sources, sampler, seed, balance)

@@ -33,7 +33,7 @@ from .dataset import make_dataset
 from .devices import device_strategy, seeded
 from .metadata import FitSummary, finite_or_none, model_metadata, training_result
 from .pairs import check_pairs, select_bands, split_pairs, warn_mixed_grids
-from .patches import TRAIN_STREAM, VAL_STREAM
+from .patches import TRAIN_STREAM, VAL_STREAM, describe_balance
 from .prepare import TrainingData, prepare_data
 from .sizing import resolve_early_stopping, resolve_sizing
 from .weights import choose_class_weights, parse_class_weights
@@ -204,8 +204,9 @@ def _train(
 ) -> dict:
     """Class weights, network, fit, validation scores, model file and report."""
     n_classes = len(names)
+    feedback.info(f"Training patches: {describe_balance(data.balance, names)}.")
     weights, weight_info = choose_class_weights(
-        data.sampler, explicit_weights, p["train_size"], names, feedback
+        data.sampler, explicit_weights, p["train_size"], names, feedback, data.balance["asked"]
     )
     # XLA is forced on one device only: with replicas Keras decides (XLA on GPUs; on logical
     # CPUs XLA cannot reach the other replicas' variables). Keras turns XLA off under op

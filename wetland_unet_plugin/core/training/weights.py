@@ -1,12 +1,12 @@
 """Class weights of the loss (CLASS_WEIGHTS): given numbers, "equal", or "auto".
 
 "auto" gives rare classes their share once: when the sampler draws class-balanced
-patches (BALANCE_CLASSES, the default) the loss weighs the classes equally; when it
-draws patches in proportion to the classes' pixels, the loss uses median-frequency
-balancing over the labelled pixels of a sample of training patches. Balancing both
-ways cost the majority class 5 to 7 points of recall on the quality benchmark
-(docs/quality.md). The weights and how they were found are written to the model's
-metadata.
+patches the loss weighs the classes equally; when BALANCE_CLASSES is off, the loss
+uses median-frequency balancing over the labelled pixels of a sample of training
+patches. When BALANCE_CLASSES auto found no rare class, the weights are equal too
+(median-frequency weights scored 1.4 points lower there, docs/quality.md). Balancing
+both ways cost the majority class 5 to 7 points of recall on the quality benchmark.
+The weights and how they were found are written to the model's metadata.
 """
 
 from __future__ import annotations
@@ -25,12 +25,25 @@ WEIGHT_CLIP = (0.1, 10.0)
 PROBE_PATCHES = 256
 
 
-def auto_weights_formula(n_patches: int, balanced: bool = False) -> str:
-    """The formula of auto class weights, as written in the metadata and report."""
+def auto_weights_formula(n_patches: int, balance: str = "off", balanced: bool = False) -> str:
+    """The formula of auto class weights, as written in the metadata and report.
+
+    Args:
+        n_patches: training patches counted for the frequencies.
+        balance: BALANCE_CLASSES as asked ("auto", "on" or "off"); None: as the
+            sampler draws ("on" when it balances classes, else "off").
+        balanced: whether the patches are class-balanced.
+    """
     if balanced:
         return (
-            "equal: BALANCE_CLASSES draws class-balanced training patches, which gives rare "
-            "classes their share already (without it, auto uses median-frequency balancing)"
+            "equal: the training patches are class-balanced (BALANCE_CLASSES), which "
+            "gives rare classes their share already (with BALANCE_CLASSES off, auto uses "
+            "median-frequency balancing)"
+        )
+    if balance == "auto":
+        return (
+            "equal: BALANCE_CLASSES auto found no rare class, so patches come in "
+            "proportion to the classes' pixels and no class needs a larger weight"
         )
     return (
         f"median-frequency balancing: w_c = median(f) / f_c, where f_c is the share of "
@@ -86,10 +99,15 @@ def parse_class_weights(spec, n_classes: int):
 
 
 def choose_class_weights(
-    sampler: PatchSampler, explicit: list | None, train_size: int, names: list, feedback: Feedback
+    sampler: PatchSampler,
+    explicit: list | None,
+    train_size: int,
+    names: list,
+    feedback: Feedback,
+    balance: str | None = None,
 ) -> tuple[list, dict]:
-    """The loss's class weights: ``explicit`` when given, else auto weights: equal when
-    the sampler balances classes, else median-frequency weights from a probe.
+    """The loss's class weights: ``explicit`` when given, else auto weights:
+    median-frequency weights from a probe when BALANCE_CLASSES is off, else equal.
 
     Args:
         sampler: the patch sampler (auto counts the labels of min(train_size,
@@ -99,6 +117,7 @@ def choose_class_weights(
         train_size: training patches per epoch.
         names: class names.
         feedback: messages.
+        balance: BALANCE_CLASSES as asked ("auto", "on" or "off").
 
     Returns:
         (weights, info): N floats, and the metadata's description of them
@@ -107,15 +126,19 @@ def choose_class_weights(
     if explicit is None:
         n_probe = min(train_size, PROBE_PATCHES)
         counts = sampler.label_counts("train", n_probe, PROBE_STREAM)[1:]
-        weights = [1.0] * len(counts) if sampler.balance else auto_class_weights(counts)
+        balance = balance or ("on" if sampler.balance else "off")
+        frequency = balance == "off" and not sampler.balance
+        weights = auto_class_weights(counts) if frequency else [1.0] * len(counts)
         info = {
             "method": "auto",
-            "formula": auto_weights_formula(n_probe, sampler.balance),
+            "formula": auto_weights_formula(n_probe, balance, sampler.balance),
             "values": weights,
             "frequencies": [float(c) / max(1, counts.sum()) for c in counts],
         }
         if sampler.balance:
             info["note"] = "equal, the patches are class-balanced"
+        elif not frequency:
+            info["note"] = "equal, no class is rare"
         absent = [names[i] for i, c in enumerate(counts) if c == 0]
         if absent:
             feedback.warning(
