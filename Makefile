@@ -5,7 +5,7 @@ export QT_QPA_PLATFORM := offscreen
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test test-fast test-core demo bench bench-train bench-predict bench-quality bench-seams zip deploy lint clean
+.PHONY: setup test test-fast test-core demo bench bench-train bench-predict bench-quality bench-seams bench-precision zip deploy lint clean
 
 setup:  ## install everything (Debian packages, .venv, pinned PyPI packages); idempotent
 	@bash scripts/setup.sh
@@ -39,6 +39,9 @@ bench-quality: setup  ## U-Net vs random forest on the Aberystwyth Sentinel-2 sc
 
 bench-seams: setup  ## tiled against one-tile prediction with the demo's trained model (make demo first)
 	$(PY) benchmarks/bench_seams.py
+
+bench-precision: setup  ## float32 vs mixed_bfloat16 on this CPU: speed, and the demo model's map (after make demo)
+	$(PY) benchmarks/bench_precision.py
 
 zip: ## installable plugin zip in dist/
 	@/usr/bin/python3 scripts/package.py zip
