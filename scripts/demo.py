@@ -18,7 +18,7 @@ ships (Brandenburg, EPSG:32633, 10 m) with its OpenStreetMap land-use polygons:
 Training runs with train's defaults, as a user who opens the dialog and presses
 Run gets them: only IMAGES, MASKS, CLASS_NAMES, a SEED and the outputs are set
 (MODEL_SIZE auto picks the small CPU layout: 32 px patches, DEPTH 3, FILTERS 16,
-40 epochs of 2000 patches at most in batches of 16 at LEARNING_RATE 0.002, the
+30 epochs of 2000 patches at most in batches of 16 at LEARNING_RATE 0.002, the
 cosine schedule, TIME_LIMIT auto: 15 minutes on a CPU; the report compares it
 with a random forest).
 """

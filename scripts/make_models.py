@@ -164,7 +164,7 @@ def train_from_polygons():
         model,
         QgsProcessingParameterNumber(
             "epochs",
-            "Epochs (empty = from the model size: 40 small, 20 large)",
+            "Epochs (empty = from the model size: 30 small, 20 large)",
             QgsProcessingParameterNumber.Integer,
             None,
             True,

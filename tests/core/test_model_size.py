@@ -48,9 +48,9 @@ def test_model_sizes_set_patch_depth_and_filters(monkeypatch):
 
 
 def test_model_sizes_set_batch_learning_rate_and_epochs(monkeypatch):
-    """Small: the batch of 16 at LEARNING_RATE 0.002 for 40 epochs measured on the quality
+    """Small: the batch of 16 at LEARNING_RATE 0.002 for 30 epochs measured on the quality
     benchmark (docs/quality.md); medium and large keep 8, 0.001 and 20."""
-    sizes = (("small", (16, 0.002, 40)), ("medium", (8, 0.001, 20)), ("large", (8, 0.001, 20)))
+    sizes = (("small", (16, 0.002, 30)), ("medium", (8, 0.001, 20)), ("large", (8, 0.001, 20)))
     for size, expected in sizes:
         p, _ = _sizing(monkeypatch, model_size=size)
         assert (p["batch_size"], p["learning_rate"], p["epochs"]) == expected

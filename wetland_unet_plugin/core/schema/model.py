@@ -39,7 +39,7 @@ TRAIN = Job(
         "(the last VAL_FRACTION of each image's rows), or, with VAL_SPLIT images, "
         "from VAL_FRACTION of the images held back whole (the other images then train on "
         "every row). MODEL_SIZE sizes the network and its training for the machine (auto: "
-        "small on a CPU, large on a GPU; small trains 40 epochs of batches of 16 at "
+        "small on a CPU, large on a GPU; small trains 30 epochs of batches of 16 at "
         "LEARNING_RATE 0.002, large 20 epochs of 8 at 0.001) and TIME_LIMIT's default "
         "ends a CPU run after 15 minutes of fitting; after the first epoch the log gives "
         "the time per epoch and the expected end. BASELINE trains a random forest on the "
@@ -85,7 +85,7 @@ TRAIN = Job(
         Param(
             "EPOCHS",
             "int",
-            "Epochs (empty = from MODEL_SIZE: 40 small, 20 medium and large)",
+            "Epochs (empty = from MODEL_SIZE: 30 small, 20 medium and large)",
             minimum=1,
             optional=True,
         ),
@@ -154,7 +154,7 @@ TRAIN = Job(
             "to their pixels. auto (the default) balances only when some class has under 5% of the "
             "labelled training pixels: balancing cost 0.3 point of overall accuracy on the "
             "quality benchmark (smallest class 9.1%) but protected the rare water and "
-            "wetland of the demo (4.5% and 3.3%). true/false are read as on/off.",
+            "wetland of the demo (4.6% and 3.3%). true/false are read as on/off.",
         ),
         Param(
             "JITTER",

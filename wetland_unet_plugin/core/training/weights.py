@@ -30,8 +30,7 @@ def auto_weights_formula(n_patches: int, balance: str = "off", balanced: bool = 
 
     Args:
         n_patches: training patches counted for the frequencies.
-        balance: BALANCE_CLASSES as asked ("auto", "on" or "off"); None: as the
-            sampler draws ("on" when it balances classes, else "off").
+        balance: BALANCE_CLASSES as asked ("auto", "on" or "off").
         balanced: whether the patches are class-balanced.
     """
     if balanced:
@@ -117,7 +116,8 @@ def choose_class_weights(
         train_size: training patches per epoch.
         names: class names.
         feedback: messages.
-        balance: BALANCE_CLASSES as asked ("auto", "on" or "off").
+        balance: BALANCE_CLASSES as asked ("auto", "on" or "off"); None: as the
+            sampler draws ("on" when it balances classes, else "off").
 
     Returns:
         (weights, info): N floats, and the metadata's description of them
