@@ -388,10 +388,11 @@ PRECISION_PARAM = Param(
     advanced=True,
     help="float32 gives the same map on every machine. mixed_bfloat16 runs the network "
     "in bfloat16: on CPUs that compute it natively (AVX-512 BF16 or AMX) it can be about "
-    "twice as fast (measured on an AMD EPYC VM: the small model 1.9x, the large 2.2x), but "
-    "it was 0.65x as fast on an older Xeon with AVX-512 BF16, so time it on your machine; "
-    "with the demo's model about 1 % of the pixels changed class, with the same accuracy "
-    "against the labels. mixed_float16 is for GPUs.",
+    "twice as fast (measured on an AMD EPYC VM: the small model 1.8x, the large 2.0x, a "
+    "Planet-sized scene 1.7x), but it was 0.65x as fast on an older Xeon with AVX-512 "
+    "BF16, so time it on your machine (make bench-precision); with the demo's model 1 % of "
+    "the pixels changed class, at the same accuracy against the labels. mixed_float16 is "
+    "for GPUs.",
 )
 
 PREDICT = Job(
