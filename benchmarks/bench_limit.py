@@ -236,7 +236,8 @@ def seam_check(loaded, scene_path: str, workdir: str, other: tuple) -> dict:
 
 def planet_run(loaded, scene_path: str, workdir: str, peak_rss_mb, load, repeat: int = 3) -> dict:
     """Map the Planet-sized scene end to end at the defaults (TTA 1), side by side with the
-    whole-tile throughput (one of each per round, best of ``repeat``); peak RSS of this
+    whole-tile throughput and with the same run without wide tiles (``merge=False``: each
+    tile its own model call; one of each per round, best of ``repeat``); peak RSS of this
     process after the first run (before any throughput call).
 
     Args:
@@ -248,9 +249,11 @@ def planet_run(loaded, scene_path: str, workdir: str, peak_rss_mb, load, repeat:
         repeat: rounds.
     """
     from wetland_unet_plugin.core.inference import predict_scene
+    from wetland_unet_plugin.core.inference.scene import run_scene
 
     before_rss, before_load = peak_rss_mb(), load()[0]
     runs, cpus, thr, cpu_thr, peak, result = [], [], [], [], 0.0, None
+    apart_runs, apart = [], None
     for _ in range(repeat):
         start, cpu_start = time.perf_counter(), time.process_time()
         result = predict_scene(loaded, scene_path, os.path.join(workdir, "planet_out.tif"), tta=1)
@@ -264,9 +267,22 @@ def planet_run(loaded, scene_path: str, workdir: str, peak_rss_mb, load, repeat:
         )
         thr.append(throughput["pixels_per_second"])
         cpu_thr.append(throughput["cpu_pixels_per_second"])
+        start = time.perf_counter()
+        apart = run_scene(
+            loaded, scene_path, os.path.join(workdir, "planet_out.tif"), tta=1, merge=False
+        )
+        apart_runs.append(time.perf_counter() - start)
     valid, seconds = result["valid_pixels"], min(runs)
     limit = valid / max(thr)
     return {
+        "tiles_apart": {
+            "runs_s": apart_runs,
+            "seconds": min(apart_runs),
+            "ratio": min(apart_runs) / limit,
+            "model_over_valid": apart["model_megapixels"] * 1e6 / valid,
+            "model_calls": apart["model_calls"],
+        },
+        "model_calls": result["model_calls"],
         "seconds": seconds,
         "runs_s": runs,
         "limit_s": limit,
@@ -339,6 +355,13 @@ def print_limit(report: dict) -> None:
             f"limit ({p['limit_s']:.1f} s at {p['throughput_mpx_s']:.2f} Mpx/s; in CPU time "
             f"{p['cpu_ratio']:.2f} x), model/valid {p['model_over_valid']:.3f}"
         )
+        a = p.get("tiles_apart")
+        if a:
+            print(
+                f"  the same without wide tiles (each tile its own model call, same rounds): "
+                f"{a['seconds']:.1f} s, {a['ratio']:.2f} x the limit, model/valid "
+                f"{a['model_over_valid']:.3f}"
+            )
 
 
 def footprint_half_for(nodata: float) -> float:

@@ -31,6 +31,7 @@ from wetland_unet_plugin.core.inference.scene import predict_scene, run_scene
 from wetland_unet_plugin.core.inference.tiling import (
     default_overlap,
     default_tile_size,
+    merge_row,
     plan_tiles,
     reflect_index,
     valid_crop,
@@ -506,6 +507,100 @@ def test_blender_sums_are_the_windowed_sums_of_whole_and_cut_tiles(tile, overlap
     np.testing.assert_allclose(got, expected, atol=1e-5)
     np.testing.assert_allclose(np.concatenate(sink.weights), expected_w, atol=1e-6)
     assert (expected_w[grid.margin + grid.ramp : -grid.margin - grid.ramp] > 0).all()
+
+
+def test_merge_row_merges_neighbours_only_where_fewer_pixels_are_computed():
+    grid = plan_tiles(100, 400, 64, 16, depth=2)
+    assert grid.stride == 48
+    whole = (0, 64, 0, 64)
+    boxes = [whole, whole, whole, None, (0, 64, 0, 32), whole, (0, 32, 0, 64), (32, 64, 0, 64)]
+    merged = merge_row(boxes, grid)
+    assert merged == [
+        (0, 3, (0, 64, 0, 2 * 48 + 64)),  # three whole tiles: their two overlaps once
+        (4, 1, (0, 64, 0, 32)),  # ends before tile 5 begins (column 48): apart
+        (5, 1, whole),
+        (6, 1, (0, 32, 0, 64)),  # top half then bottom half: the box of both is twice
+        (7, 1, (32, 64, 0, 64)),  # the pixels, so apart
+    ]
+    # the wide tile computes 2 overlaps of 16 columns x 64 rows fewer than its tiles apart
+    assert 3 * 64 * 64 - 64 * 160 == 2 * 16 * 64
+    # at most max_pixels in a wide tile: pairs, then what is left
+    assert merge_row(boxes[:3], grid, max_pixels=64 * 112) == [
+        (0, 2, (0, 64, 0, 112)),
+        (2, 1, whole),
+    ]
+    # cut tiles whose boxes meet are merged when the union is no larger than the two
+    meet = [(0, 64, 16, 64), (0, 64, 0, 40)]
+    assert merge_row(meet, grid) == [(0, 2, (0, 64, 16, 48 + 40))]
+
+
+@pytest.mark.parametrize("tile,overlap", [(64, 16), (96, 32)])
+def test_blender_weights_a_wide_tile_as_the_sum_of_its_tiles(tile, overlap):
+    """A wide tile of k tiles (one model call) adds to every pixel what its k tiles would
+    add with the same probabilities: neighbours' ramps sum to 1 inside it."""
+    height, width, n = 140, 300, 2
+    grid = plan_tiles(height, width, tile, overlap, depth=2)
+    w1 = weight_window_1d(tile, grid.margin, grid.ramp)
+    window = np.outer(w1, w1)
+    rng = np.random.default_rng(8)
+    expected = np.zeros((n, height, width))
+    expected_w = np.zeros((height, width))
+    sink = RowSink()
+    blender = Blender(grid, n, sink)
+    for i in range(grid.n_rows):
+        blender.set_valid(i, np.ones((tile, width), bool))
+        j = 0
+        while j < grid.n_cols:
+            k = min(int(rng.integers(1, 4)), grid.n_cols - j)
+            span = (k - 1) * grid.stride + tile
+            r0, c0 = (int(v) for v in rng.integers(0, 3, 2) * 4)
+            r1, c1 = tile - int(rng.integers(0, 3)) * 4, span - int(rng.integers(0, 3)) * 4
+            probs = rng.random((r1 - r0, c1 - c0, n)).astype(np.float32)
+            blender.add_batch([(i, j, r0, c0, k)], probs[None])
+            for m in range(k):  # each tile of the wide one, with the tile's own window
+                for r in range(r0, r1):
+                    y = grid.row_origin(i) + r
+                    for c in range(max(c0, m * grid.stride), min(c1, m * grid.stride + tile)):
+                        x = grid.col_origin(j) + c
+                        if 0 <= y < height and 0 <= x < width:
+                            w = window[r, c - m * grid.stride]
+                            expected[:, y, x] += w * probs[r - r0, c - c0]
+                            expected_w[y, x] += w
+            j += k
+    blender.finish()
+    np.testing.assert_allclose(np.concatenate(sink.summed, axis=1), expected, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(sink.weights), expected_w, atol=1e-6)
+
+
+def test_wide_tiles_give_the_tiles_apart_result_with_fewer_pixels(
+    tmp_path, pointwise_file, monkeypatch
+):
+    img, inside = footprint_scene(150, 420, seed=15)
+    src = write_raster(tmp_path / "in.tif", img)
+    sent = record_model_calls(monkeypatch)
+    results, probs, shapes = {}, {}, {}
+    for merge in (False, True):
+        sent.clear()
+        results[merge] = run_scene(
+            pointwise_file,
+            src,
+            str(tmp_path / f"c{merge}.tif"),
+            str(tmp_path / f"p{merge}.tif"),
+            tile_size=64,
+            overlap=16,
+            probability_dtype="float32",
+            merge=merge,
+        )
+        probs[merge] = read(tmp_path / f"p{merge}.tif")
+        shapes[merge] = list(sent)
+    apart, wide = results[False], results[True]
+    assert max(s[2] for s in shapes[False]) <= 64 < max(s[2] for s in shapes[True])
+    assert wide["tiles_predicted"] == apart["tiles_predicted"]
+    assert wide["model_calls"] < apart["model_calls"]
+    assert wide["model_megapixels"] < 0.95 * apart["model_megapixels"]
+    assert wide["valid_pixels"] == apart["valid_pixels"] == int(inside.sum())
+    # a pointwise model cannot tell: the same up to float32 rounding
+    np.testing.assert_allclose(probs[True], probs[False], rtol=0, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- tiling

@@ -37,7 +37,7 @@ from ..atomic import atomic_output
 from ..classes import hex_to_rgb
 from ..feedback import CoreError
 from .spec import ModelSpec
-from .tiling import TileGrid, weight_window, weight_window_1d
+from .tiling import TileGrid, weight_window_1d
 
 #: Nodata values of the outputs.
 CLASS_NODATA = 0
@@ -352,8 +352,9 @@ class Blender:
     def __init__(self, grid: TileGrid, n_channels: int, outputs: Outputs):
         self.grid = grid
         self.outputs = outputs
-        self.window = weight_window(grid.tile, grid.margin, grid.ramp)
-        full = np.flatnonzero(weight_window_1d(grid.tile, grid.margin, grid.ramp) == 1.0)
+        self.w1 = weight_window_1d(grid.tile, grid.margin, grid.ramp)
+        self.windows = {1: np.outer(self.w1, self.w1)}  # k -> window of a k-tile wide tile
+        full = np.flatnonzero(self.w1 == 1.0)
         # tile-local span (rows and columns) where the window is 1 and no other tile reaches
         self.alone = (int(full[0]), int(full[-1]) + 1) if full.size else (0, 0)
         self.acc = np.zeros((n_channels, grid.tile, grid.width), dtype=np.float32)
@@ -368,11 +369,23 @@ class Blender:
         """Record the validity (tile, width) of the scene rows of tile row ``i``."""
         self.valid[i] = valid
 
+    def window(self, k: int) -> np.ndarray:
+        """The (tile, width) window of a wide tile of ``k`` tiles (``tiling.merge_row``): the
+        tile's rows, and columns ramped at its two ends only, which is the sum of its
+        ``k`` tiles' windows (neighbours' ramps sum to 1)."""
+        if k not in self.windows:
+            g = self.grid
+            width = (k - 1) * g.stride + g.tile
+            self.windows[k] = np.outer(self.w1, weight_window_1d(width, g.margin, g.ramp))
+        return self.windows[k]
+
     def add_batch(self, tiles: list, probs: np.ndarray) -> None:
         """Add predicted tiles with probabilities (B, rows, cols, C).
 
-        ``tiles`` is ``[(row, col), ...]`` for whole tiles or ``[(row, col, r0, c0), ...]``
-        for tiles cut to a box starting at tile-local row ``r0``, column ``c0``.
+        ``tiles`` is ``[(row, col), ...]`` for whole tiles, ``[(row, col, r0, c0), ...]``
+        for tiles cut to a box starting at tile-local row ``r0``, column ``c0``, or
+        ``[(row, col, r0, c0, k), ...]`` for wide tiles of ``k`` tiles from column ``col``
+        (``tiling.merge_row``).
 
         Where a tile's window is 1 no other tile has weight (the ramps of neighbours
         meet only in the overlaps), so there its probabilities are copied, not weighted
@@ -382,19 +395,24 @@ class Blender:
         for tile, tile_probs in zip(tiles, probs):
             i, j = tile[0], tile[1]
             r0, c0 = (tile[2], tile[3]) if len(tile) > 2 else (0, 0)
+            k = tile[4] if len(tile) > 4 else 1
             while self.row < i:
                 self.end_row()
             rows, cols = tile_probs.shape[:2]
             x = g.col_origin(j)  # scene column of tile-local column 0
             box = (r0, r0 + rows, max(c0, -x), min(c0 + cols, g.width - x))
-            for (a, b, c, d), alone in _split_box(box, self.alone):
+            window = self.window(k)
+            alone_cols = (self.alone[0], self.alone[1] + (k - 1) * g.stride)
+            for (a, b, c, d), alone in _split_box(box, self.alone, alone_cols):
                 probs_part = np.moveaxis(tile_probs[a - r0 : b - r0, c - c0 : d - c0], -1, 0)
                 acc = self.acc[:, a:b, x + c : x + d]
                 if alone:
                     acc[...] = probs_part
                     self.weights[a:b, x + c : x + d] = 1.0
                     continue
-                w = self.window[a:b, c:d]
+                w = window[a:b, c:d]
+                if self.scratch.shape[2] < d - c:
+                    self.scratch = np.empty(self.scratch.shape[:2] + (d - c,), np.float32)
                 weighted = self.scratch[:, : b - a, : d - c]
                 np.multiply(probs_part, w, out=weighted)
                 np.add(acc, weighted, out=acc)
@@ -429,17 +447,19 @@ class Blender:
                 buffer[..., g.tile - s :, :] = 0
 
 
-def _split_box(box: tuple, alone: tuple) -> list:
-    """Cut a tile-local box ``(r0, r1, c0, c1)`` into the part inside ``alone x alone``
-    (rows and columns where only this tile has weight) and up to four frame parts.
+def _split_box(box: tuple, alone: tuple, alone_cols: tuple | None = None) -> list:
+    """Cut a tile-local box ``(r0, r1, c0, c1)`` into the part inside ``alone x
+    alone_cols`` (rows and columns where only this tile has weight; ``alone_cols``
+    defaults to ``alone``) and up to four frame parts.
 
     Returns:
         ``[((r0, r1, c0, c1), inside), ...]``, empty parts left out.
     """
     a0, a1, b0, b1 = box
     f0, f1 = alone
+    g0, g1 = alone_cols or alone
     ra0, ra1 = min(max(f0, a0), a1), min(max(f1, a0), a1)
-    cb0, cb1 = min(max(f0, b0), b1), min(max(f1, b0), b1)
+    cb0, cb1 = min(max(g0, b0), b1), min(max(g1, b0), b1)
     parts = [
         ((ra0, ra1, cb0, cb1), True),
         ((a0, ra0, b0, b1), False),

@@ -19,7 +19,7 @@ from ..feedback import CoreError, Feedback
 from ..normalize import check_finite
 from .outputs import Blender
 from .reader import StripReader
-from .tiling import TileGrid, valid_crop
+from .tiling import TileGrid, merge_row, valid_crop
 
 
 def _hugepage_setter():
@@ -94,44 +94,53 @@ def _reader_main(
     stop: threading.Event,
     errors: list,
     crop: bool = True,
+    merge: bool = True,
 ) -> None:
     """Read strips, skip tiles without valid pixels, cut the others to their valid part
-    (``valid_crop``) and send batches of tiles of one shape.
+    (``valid_crop``), merge neighbours into wide tiles (``merge_row``) and send batches
+    of tiles of one shape.
 
     Whole tiles come first in each tile row, so their batches span rows and are
-    full; cut tiles are batched with the tiles of their row that have the same
-    shape (the blender takes a row's tiles in any order, rows in order).
+    full; cut and wide tiles are batched with the tiles of their row that have the
+    same shape (the blender takes a row's tiles in any order, rows in order). A wide
+    tile is a batch of its own: it already holds as many pixels as a model call.
 
     Messages: ("row", i, valid, n_skipped) once per tile row, before any of its
-    tiles; ("batch", [(i, j, r0, c0), ...], array); ("done",).
+    tiles; ("batch", [(i, j, r0, c0, k), ...], array); ("done",).
     """
     try:
         g = grid
+        whole = (0, g.tile, 0, g.tile)
         tiles: list = []
         batch = None
         for i in range(g.n_rows):
             strip, strip_valid, valid = reader.read(i)
-            boxes = [(j, valid_crop(valid, g, j, crop)) for j in range(g.n_cols)]
-            todo = [(j, box) for j, box in boxes if box is not None]
-            _put(out, ("row", i, valid, g.n_cols - len(todo)), stop)
-            # whole tiles first, then cut tiles grouped by shape (stable: raster order)
+            boxes = [valid_crop(valid, g, j, crop) for j in range(g.n_cols)]
+            todo = (
+                merge_row(boxes, g)
+                if crop and merge
+                else [(j, 1, box) for j, box in enumerate(boxes) if box is not None]
+            )
+            _put(out, ("row", i, valid, boxes.count(None)), stop)
+            # whole tiles first, then cut and wide tiles grouped by shape (stable: raster order)
             todo.sort(
                 key=lambda item: (
-                    item[1] != (0, g.tile, 0, g.tile),
-                    item[1][1] - item[1][0],
-                    item[1][3] - item[1][2],
+                    item[2] != whole,
+                    item[2][1] - item[2][0],
+                    item[2][3] - item[2][2],
                 )
             )
-            for j, box in todo:
+            for j, k, box in todo:
                 r0, r1, c0, c1 = box
                 if batch is not None and batch.shape[1:3] != (r1 - r0, c1 - c0):
                     _put(out, ("batch", tiles, batch[: len(tiles)]), stop)
                     tiles, batch = [], None
                 if batch is None:
-                    batch = np.empty((batch_size, r1 - r0, c1 - c0, strip.shape[0]), np.float32)
+                    slots = 1 if k > 1 else batch_size
+                    batch = np.empty((slots, r1 - r0, c1 - c0, strip.shape[0]), np.float32)
                 reader.tile(strip, strip_valid, j, box, out=batch[len(tiles)])
-                tiles.append((i, j, r0, c0))
-                if len(tiles) == batch_size:
+                tiles.append((i, j, r0, c0, k))
+                if len(tiles) == len(batch):
                     _put(out, ("batch", tiles, batch), stop)
                     tiles, batch = [], None
             del strip, strip_valid
@@ -187,6 +196,7 @@ def run_pipeline(
     batch_size: int,
     feedback: Feedback,
     crop: bool = True,
+    merge: bool = True,
 ) -> dict:
     """Run reader thread -> model (this thread) -> writer thread; return tile counts.
 
@@ -197,7 +207,9 @@ def run_pipeline(
         grid: the tile grid.
         batch_size: tiles per model call.
         feedback: progress and cancel, used from this thread only.
-        crop: cut tiles to their valid part (``valid_crop``); False sends whole tiles.
+        crop: cut tiles to their valid part (``valid_crop``) and merge neighbours into
+            wide tiles (``merge_row``); False sends whole tiles.
+        merge: with ``crop``, merge neighbours into wide tiles; False keeps tiles apart.
 
     Returns:
         dict with ``tiles_predicted``, ``tiles_skipped``, ``model_pixels``, ``model_calls``.
@@ -213,7 +225,7 @@ def run_pipeline(
             target=_reader_main,
             name="wetland-read",
             daemon=True,
-            args=(reader, grid, batch_size, to_model, stop, errors, crop),
+            args=(reader, grid, batch_size, to_model, stop, errors, crop, merge),
         ),
         threading.Thread(
             target=_writer_main,
@@ -234,7 +246,7 @@ def run_pipeline(
             if kind == "batch":
                 probs = predictor(check_finite(item[2], "prediction tiles"))
                 _put(to_writer, (kind, item[1], probs), stop)
-                predicted += len(item[1])
+                predicted += sum(tile[4] for tile in item[1])
                 pixels += int(np.prod(item[2].shape[:3]))
                 calls += 1
             else:

@@ -13,6 +13,11 @@ from .. import raster as rasterlib
 from ..normalize import normalize
 from .tiling import TileGrid, reflect_index
 
+#: A tile is normalised in chunks of rows of at most this many pixels, so the
+#: temporaries stay in the CPU's cache: a wide tile's 512 x 1952 block took 8.9 ns per
+#: pixel at once and 6.9 in chunks, a 512 x 512 tile 6.1 (2-CPU VM, AMD EPYC).
+NORMALIZE_PIXELS = 512 * 512
+
 
 def _mask_band_used(dataset) -> bool:
     from rasterio.enums import MaskFlags
@@ -80,7 +85,8 @@ class StripReader:
         """Normalised model input (rows, cols, channels) of tile column ``j`` of a strip.
 
         Args:
-            box: tile-local ``(r0, r1, c0, c1)`` to cut (see ``valid_crop``); None = whole.
+            box: tile-local ``(r0, r1, c0, c1)`` to cut (see ``valid_crop``; a wide tile's
+                ``c1`` reaches into the next tiles, see ``merge_row``); None = whole.
             out: where to write it (a batch slot); None = a new array.
         """
         t = self.grid.tile
@@ -89,7 +95,13 @@ class StripReader:
         cols = self.col_index[x + c0 : x + c1]
         if _contiguous(cols):
             cols = slice(int(cols[0]), int(cols[-1]) + 1)
-        return normalize(strip[:, r0:r1, cols], self.stats, strip_valid[r0:r1, cols], out)
+        raw, valid = strip[:, r0:r1, cols], strip_valid[r0:r1, cols]
+        if out is None:
+            out = np.empty((r1 - r0, c1 - c0, raw.shape[0]), dtype=np.float32)
+        step = max(1, NORMALIZE_PIXELS // (c1 - c0))
+        for a in range(0, r1 - r0, step):
+            normalize(raw[:, a : a + step], self.stats, valid[a : a + step], out[a : a + step])
+        return out
 
 
 def _contiguous(index: np.ndarray) -> bool:

@@ -93,6 +93,7 @@ def run_scene(
     *,
     feedback=None,
     crop: bool = True,
+    merge: bool = True,
     fold: bool = True,
     portable: bool = False,
     **params,
@@ -105,6 +106,8 @@ def run_scene(
         crop: cut tiles to their valid part (``tiling.valid_crop``); False sends every
             tile with a valid pixel whole. Ignored (False) for predictors that need
             whole tiles.
+        merge: merge neighbouring tiles of a row into wide tiles where that computes
+            fewer pixels (``tiling.merge_row``); False sends tiles apart.
         fold: run the folded inference graph (see ``predictors.get_predictor``).
         portable: use the Keras-ops predictor even under TensorFlow.
 
@@ -190,6 +193,7 @@ def run_scene(
             batch_size,
             feedback,
             crop=crop and getattr(predictor, "crop_tiles", True),
+            merge=merge,
         )
         feedback.check_canceled()
     seconds = time.perf_counter() - start
