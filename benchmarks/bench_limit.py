@@ -333,7 +333,7 @@ def print_limit(report: dict) -> None:
     if any(r.get("seams") for r in lim["models"].values()):
         print(
             "Seams of these random-weight models (understated: the demo's trained model at "
-            "512 / 32 differs by up to 0.20, 0.06 % of pixels another class; "
+            "512 / 32 differs by up to 0.20, 0.024 % of pixels another class; "
             "`make bench-seams` after `make demo`):"
         )
     for name, r in lim["models"].items():

@@ -14,7 +14,7 @@ from ..normalize import normalize
 from .tiling import TileGrid, reflect_index
 
 #: A tile is normalised in chunks of rows of at most this many pixels, so the
-#: temporaries stay in the CPU's cache: a wide tile's 512 x 1952 block took 8.9 ns per
+#: temporaries stay in the CPU's cache: a 512 x 1952 block took 8.9 ns per
 #: pixel at once and 6.9 in chunks, a 512 x 512 tile 6.1 (2-CPU VM, AMD EPYC).
 NORMALIZE_PIXELS = 512 * 512
 

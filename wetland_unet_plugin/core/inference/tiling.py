@@ -58,12 +58,15 @@ SHALLOW_MAX_OVERLAP = 32
 #: computed 2 % fewer pixels on the bench scene but, with twice the shapes, held more
 #: memory (benchmarks/README.md, "Near the compute limit").
 CROP_STEP = 32
-#: Largest wide tile (``merge_row``), in pixels: one model call of a 512 x 1952 tile
-#: (four 512 px tiles at overlap 32) computes the same pixels per second as batches of
-#: whole tiles and sent 4 % fewer pixels through the small model on the Planet-sized
-#: bench scene (1.165 instead of 1.212 per valid pixel), for about 220 MB more
-#: activations than predict's 0.5 Mpx CPU calls (benchmarks/README.md).
-WIDE_TILE_PIXELS = 1024 * 1024
+#: Largest wide tile (``merge_row``), in pixels: predict's CPU model calls hold at most
+#: as many (``predictors.CPU_CALL_PIXELS``, two 512 px tiles), so wide tiles hold no more
+#: activations than before: two 512 px tiles at overlap 32 in one 512 x 992 call. On the
+#: Planet-sized bench scene 1.182 pixels went through the small model per valid pixel
+#: instead of 1.212; 1 Mpx (four tiles) sent 1.165 but grew bench-predict's peak RSS from
+#: a 1000 x 1000 to an 8000 x 8000 scene by 487 MB instead of 349 MB (target < 400), and
+#: a call of 512 x 1952 ran as fast per pixel as batches of 512 px tiles
+#: (benchmarks/README.md, "Wide tiles").
+WIDE_TILE_PIXELS = 2 * 512 * 512
 
 
 def default_tile_size(patch_size: int, depth: int) -> int:
