@@ -382,10 +382,9 @@ class Blender:
     def add_batch(self, tiles: list, probs: np.ndarray) -> None:
         """Add predicted tiles with probabilities (B, rows, cols, C).
 
-        ``tiles`` is ``[(row, col), ...]`` for whole tiles, ``[(row, col, r0, c0), ...]``
-        for tiles cut to a box starting at tile-local row ``r0``, column ``c0``, or
-        ``[(row, col, r0, c0, k), ...]`` for wide tiles of ``k`` tiles from column ``col``
-        (``tiling.merge_row``).
+        ``tiles`` is ``[(row, col, r0, c0, k), ...]``: the box of each starts at tile-local
+        row ``r0``, column ``c0`` of tile ``(row, col)`` (0, 0 for a whole tile) and spans
+        ``k`` tiles (1, or a wide tile of ``tiling.merge_row``).
 
         Where a tile's window is 1 no other tile has weight (the ramps of neighbours
         meet only in the overlaps), so there its probabilities are copied, not weighted
@@ -393,9 +392,7 @@ class Blender:
         """
         g = self.grid
         for tile, tile_probs in zip(tiles, probs):
-            i, j = tile[0], tile[1]
-            r0, c0 = (tile[2], tile[3]) if len(tile) > 2 else (0, 0)
-            k = tile[4] if len(tile) > 4 else 1
+            i, j, r0, c0, k = tile
             while self.row < i:
                 self.end_row()
             rows, cols = tile_probs.shape[:2]

@@ -127,7 +127,7 @@ def choose_class_weights(
         n_probe = min(train_size, PROBE_PATCHES)
         counts = sampler.label_counts("train", n_probe, PROBE_STREAM)[1:]
         balance = balance or ("on" if sampler.balance else "off")
-        frequency = balance == "off" and not sampler.balance
+        frequency = balance == "off"  # off: the sampler draws in proportion
         weights = auto_class_weights(counts) if frequency else [1.0] * len(counts)
         info = {
             "method": "auto",
