@@ -115,7 +115,7 @@ def _reader_main(
         batch = None
         for i in range(g.n_rows):
             strip, strip_valid, valid = reader.read(i)
-            boxes = [valid_crop(valid, g, j, crop) for j in range(g.n_cols)]
+            boxes = [valid_crop(valid, g, i, j, crop) for j in range(g.n_cols)]
             todo = (
                 merge_row(boxes, g)
                 if crop and merge
