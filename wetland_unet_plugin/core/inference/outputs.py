@@ -54,19 +54,22 @@ def _output_bytes(
     height: int, width: int, n_classes: int, outputs: dict, probability_dtype: str
 ) -> dict:
     """Estimated size in bytes of each output file (path -> bytes)."""
-    sizes = {}
     pixels = float(height) * width
-    for key, path in outputs.items():
-        if not path:
-            continue
-        if key == "output":
-            size = pixels
-        elif key == "output_probabilities":
-            size = pixels * n_classes * (1 if probability_dtype == "uint8" else 4)
-        else:
-            size = pixels * 4
-        sizes[path] = size * 1.05 + 1e5  # headers, tile index
-    return sizes
+    return {
+        path: pixels * _pixel_bytes(key, n_classes, probability_dtype) * 1.05 + 1e5
+        for key, path in outputs.items()
+        if path
+    }  # + headers, tile index
+
+
+def _pixel_bytes(key: str, n_classes: int, probability_dtype: str) -> int:
+    """Bytes per pixel of an output, all its bands: the class map 1, probabilities one
+    band per class, the RGBA map 4 x 1, the uncertainty float32."""
+    if key == "output":
+        return 1
+    if key == "output_probabilities":
+        return n_classes * (1 if probability_dtype == "uint8" else 4)
+    return 4
 
 
 def check_outputs(
@@ -99,9 +102,12 @@ def check_outputs(
         rasterlib.check_disk_space(os.path.join(folder, "x"), size, what="prediction outputs")
 
 
-def gdal_cache_bytes(dataset, grid: TileGrid, n_classes: int, probability_dtype: str) -> int:
+def gdal_cache_bytes(
+    dataset, grid: TileGrid, n_classes: int, probability_dtype: str, outputs: dict
+) -> int:
     """GDAL block cache for one prediction: the input blocks one strip touches, plus one
-    block row of every output, plus slack; between ``GDAL_CACHE_MIN`` and ``_MAX``.
+    block row of every output written (``outputs``: key -> path or None), plus slack;
+    between ``GDAL_CACHE_MIN`` and ``_MAX``.
 
     GDAL's default (5% of RAM) would keep every read and written block of a large
     scene in memory; a cache sized to a strip keeps memory independent of the
@@ -111,7 +117,7 @@ def gdal_cache_bytes(dataset, grid: TileGrid, n_classes: int, probability_dtype:
     item = np.dtype(dataset.dtypes[0]).itemsize
     strip_block_rows = int(math.ceil(grid.tile / block_rows)) + 1
     inputs = strip_block_rows * block_rows * dataset.width * dataset.count * item
-    per_pixel = 1 + n_classes * (1 if probability_dtype == "uint8" else 4) + 4
+    per_pixel = sum(_pixel_bytes(k, n_classes, probability_dtype) for k, p in outputs.items() if p)
     outputs = int(rasterlib.GTIFF_OPTIONS["blockysize"]) * dataset.width * per_pixel
     wanted = inputs + outputs + 16 * 1024 * 1024
     return int(min(max(wanted, GDAL_CACHE_MIN), GDAL_CACHE_MAX))

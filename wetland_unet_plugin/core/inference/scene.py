@@ -158,7 +158,7 @@ def run_scene(
         shift = radiometric_shift(spec, src, band_indexes, feedback)
         grid = plan_tiles(src.height, src.width, tile, ov, spec.depth)
         base = rasterlib.gtiff_profile(src)
-        cache_bytes = gdal_cache_bytes(src, grid, spec.n_classes, probability_dtype)
+        cache_bytes = gdal_cache_bytes(src, grid, spec.n_classes, probability_dtype, paths)
     feedback.info(
         f"Predicting {grid.width} x {grid.height} px with tiles of {tile} px, "
         f"overlap {ov} px ({grid.n_cols} x {grid.n_rows} tiles), TTA {tta}, "
