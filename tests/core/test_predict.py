@@ -25,7 +25,7 @@ from wetland_unet_plugin.core.inference.cache import (
     model_cache_info,
 )
 from wetland_unet_plugin.core.inference.folding import cast_model, inference_function
-from wetland_unet_plugin.core.inference.outputs import Blender, argmax_planes
+from wetland_unet_plugin.core.inference.outputs import Blender, argmax_planes, gdal_cache_bytes
 from wetland_unet_plugin.core.inference.predictors import get_predictor
 from wetland_unet_plugin.core.inference.scene import predict_scene, run_scene
 from wetland_unet_plugin.core.inference.tiling import (
@@ -406,6 +406,27 @@ def test_valid_crop_covers_every_weighted_valid_pixel_with_context():
     # the same rows in a taller scene whose pixels below them are invalid: 8 px (44 -> 48)
     taller = plan_tiles(600, 400, 128, 32, depth=3)
     assert valid_crop(valid, taller, 3, 1) == (0, 48, 0, 128)
+
+
+def test_gdal_cache_holds_a_strips_input_blocks_and_a_block_row_of_each_output(tmp_path):
+    path = tmp_path / "wide.tif"
+    profile = dict(driver="GTiff", width=8000, height=300, count=4, dtype="uint16", crs=CRS)
+    profile.update(tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "w", transform=from_origin(500000, 5800000, 10, 10), **profile):
+        pass  # only the layout matters
+    grid = plan_tiles(300, 8000, 512, 32, depth=3)
+    paths = dict.fromkeys(("output_probabilities", "output_map", "output_uncertainty"))
+    paths["output"] = str(tmp_path / "classes.tif")
+    with rasterio.open(path) as src:
+        # a 512-row strip touches at most 3 block rows of 256 x 8000 x 4 bands x 2 bytes;
+        # a block row (256 rows) of the class map, 1 byte a pixel; 16 MiB of slack
+        classes = gdal_cache_bytes(src, grid, 4, "float32", paths)
+        assert classes == 3 * 256 * 8000 * 4 * 2 + 256 * 8000 + 16 * 2**20
+        paths["output_probabilities"] = str(tmp_path / "probabilities.tif")
+        assert gdal_cache_bytes(src, grid, 4, "float32", paths) == classes + 256 * 8000 * 16
+        assert gdal_cache_bytes(src, grid, 4, "uint8", paths) == classes + 256 * 8000 * 4
+        paths["output_map"] = str(tmp_path / "map.tif")  # RGBA
+        assert gdal_cache_bytes(src, grid, 4, "uint8", paths) == classes + 256 * 8000 * 8
 
 
 def footprint_scene(rows, cols, bands=1, seed=13):
