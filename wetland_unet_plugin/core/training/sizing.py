@@ -23,9 +23,9 @@ from .devices import DEVICES_ENV
 #: benchmark (docs/quality.md): a batch of 16 patches of 32 px costs 35 % less CPU time
 #: per patch than 8, so 30 epochs take the time 20 took; held-out OA 0.941 / 0.939 / 0.941
 #: (seeds 1-3, BALANCE_CLASSES auto) against 0.942 / 0.941 / 0.942 for the benchmark's
-#: 9-minute layout. 40 epochs scored 0.944 / 0.941 / 0.939 in 30 % more time and did
-#: worse on the demo, so 30 stays. Medium and large keep the design's first schedule,
-#: and so does fine-tuning.
+#: 9-minute layout; seed 4 0.937 against 0.942. 40 epochs scored 0.944 / 0.941 / 0.939 /
+#: 0.939 in 30 % more time and did worse on the demo, so 30 stays. Medium and large keep
+#: the design's first schedule, and so does fine-tuning.
 SIZES = {
     "small": dict(
         patch_size=32, depth=3, filters=16, batch_size=16, learning_rate=0.002, epochs=30
