@@ -287,6 +287,9 @@ def planet_run(loaded, scene_path: str, workdir: str, peak_rss_mb, load, repeat:
         "runs_s": runs,
         "limit_s": limit,
         "ratio": seconds / limit,
+        # each round's run against the throughput timed right after it: the same moments
+        # of a machine whose speed drifts between rounds
+        "ratio_rounds": [t * rate / valid for t, rate in zip(runs, thr)],
         "cpu_ratio": min(cpus) / (valid / max(cpu_thr)),
         "throughput_mpx_s": max(thr) / 1e6,
         "throughput_runs_mpx_s": [t / 1e6 for t in thr],
@@ -333,7 +336,7 @@ def print_limit(report: dict) -> None:
     if any(r.get("seams") for r in lim["models"].values()):
         print(
             "Seams of these random-weight models (understated: the demo's trained model at "
-            "512 / 32 differs by up to 0.20, 0.024 % of pixels another class; "
+            "512 / 32 differs by up to 0.30, 0.033 % of pixels another class; "
             "`make bench-seams` after `make demo`):"
         )
     for name, r in lim["models"].items():
@@ -355,6 +358,13 @@ def print_limit(report: dict) -> None:
             f"limit ({p['limit_s']:.1f} s at {p['throughput_mpx_s']:.2f} Mpx/s; in CPU time "
             f"{p['cpu_ratio']:.2f} x), model/valid {p['model_over_valid']:.3f}"
         )
+        rounds = p.get("ratio_rounds")
+        if rounds:
+            print(
+                "  round by round (each run against the throughput timed after it): "
+                + ", ".join(f"{r:.2f}" for r in rounds)
+                + f"; median {float(np.median(rounds)):.2f}"
+            )
         a = p.get("tiles_apart")
         if a:
             print(
