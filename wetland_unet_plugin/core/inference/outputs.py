@@ -118,8 +118,8 @@ def gdal_cache_bytes(
     strip_block_rows = int(math.ceil(grid.tile / block_rows)) + 1
     inputs = strip_block_rows * block_rows * dataset.width * dataset.count * item
     per_pixel = sum(_pixel_bytes(k, n_classes, probability_dtype) for k, p in outputs.items() if p)
-    outputs = int(rasterlib.GTIFF_OPTIONS["blockysize"]) * dataset.width * per_pixel
-    wanted = inputs + outputs + 16 * 1024 * 1024
+    written = int(rasterlib.GTIFF_OPTIONS["blockysize"]) * dataset.width * per_pixel
+    wanted = inputs + written + 16 * 1024 * 1024
     return int(min(max(wanted, GDAL_CACHE_MIN), GDAL_CACHE_MAX))
 
 

@@ -307,11 +307,10 @@ def valid_crop(
     footprint, a cloud mask) is cut to the bounding box of those pixels, widened by
     ``grid.crop_context`` pixels of context on every side (as much as a pixel at
     full weight has from an ordinary tile edge; invalid pixels are zeros at the
-    model's input) and rounded outwards to
-    the ``grid.multiple`` grid of the tile, so the pooling grid stays that of the
-    whole tile, and its sides to multiples of ``grid.crop_step`` (32 px, less in small
-    tiles), so a scene has few distinct tile shapes. Pixels outside the box get no weight
-    from this tile.
+    model's input) and rounded outwards to the ``grid.multiple`` grid of the tile, so
+    the pooling grid stays that of the whole tile, and its sides to multiples of
+    ``grid.crop_step`` (32 px, less in small tiles), so a scene has few distinct tile
+    shapes. Pixels outside the box get no weight from this tile.
 
     The context stops ``EDGE_CONTEXT`` pixels past the tile's last valid pixels
     (``_valid_extent``): further out it would hold only invalid pixels. At the scene's
@@ -370,7 +369,7 @@ def _valid_extent(scene_valid: np.ndarray, grid: TileGrid, i: int, j: int) -> tu
     r1 = t if rows[-1] == min(t, g.height - y0) - 1 else -(-(int(rows[-1]) + 1 + e) // q) * q
     c0 = 0 if cols[0] == lo - x0 else max(0, (int(cols[0]) - e) // q * q)
     c1 = t if cols[-1] == hi - x0 - 1 else -(-(int(cols[-1]) + 1 + e) // q) * q
-    return r0, r1, c0, min(t, c1)
+    return r0, min(t, r1), c0, min(t, c1)
 
 
 def _grow_to_step(a: int, b: int, step: int, tile: int) -> tuple[int, int]:
