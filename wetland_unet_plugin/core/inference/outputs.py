@@ -450,17 +450,17 @@ class Blender:
                 buffer[..., g.tile - s :, :] = 0
 
 
-def _split_box(box: tuple, alone: tuple, alone_cols: tuple | None = None) -> list:
+def _split_box(box: tuple, alone: tuple, alone_cols: tuple) -> list:
     """Cut a tile-local box ``(r0, r1, c0, c1)`` into the part inside ``alone x
-    alone_cols`` (rows and columns where only this tile has weight; ``alone_cols``
-    defaults to ``alone``) and up to four frame parts.
+    alone_cols`` (rows and columns where only this tile has weight) and up to four
+    frame parts.
 
     Returns:
         ``[((r0, r1, c0, c1), inside), ...]``, empty parts left out.
     """
     a0, a1, b0, b1 = box
     f0, f1 = alone
-    g0, g1 = alone_cols or alone
+    g0, g1 = alone_cols
     ra0, ra1 = min(max(f0, a0), a1), min(max(f1, a0), a1)
     cb0, cb1 = min(max(g0, b0), b1), min(max(g1, b0), b1)
     parts = [
