@@ -13,21 +13,24 @@ setup:  ## install everything (Debian packages, .venv, pinned PyPI packages); id
 # Two pytest runs: core tests in a process without QGIS (they import TensorFlow, as a GPU
 # node does), Processing tests with real QGIS (pytest-qgis), where TensorFlow never loads.
 # They run side by side (the Processing tests mostly wait on qgis_process, the worker and
-# pip): about 8 minutes on 2 cores instead of 11. The core run's output follows the
-# Processing run's; the target fails if either fails.
-test: setup  ## run the whole test suite headless
+# pip): `make test` takes about 8 minutes on 2 cores instead of 11. The core run's output
+# follows the Processing run's; the target fails if either run fails. $(1): pytest options.
+define side_by_side
 	@core_log=$$(mktemp); \
-	$(PY) -m pytest tests/core -p no:pytest_qgis -q >"$$core_log" 2>&1 & core=$$!; \
+	$(PY) -m pytest tests/core -p no:pytest_qgis -q $(1) >"$$core_log" 2>&1 & core=$$!; \
 	echo "tests/core: running alongside, its output follows tests/processing's"; \
-	$(PY) -m pytest tests/processing -q; processing_rc=$$?; \
+	$(PY) -m pytest tests/processing -q $(1); processing_rc=$$?; \
 	wait $$core; core_rc=$$?; \
 	echo "--- tests/core ---"; cat "$$core_log"; rm -f "$$core_log"; \
 	echo "tests/processing: exit $$processing_rc, tests/core: exit $$core_rc"; \
 	[ $$processing_rc -eq 0 ] && [ $$core_rc -eq 0 ]
+endef
+
+test: setup  ## run the whole test suite headless
+	$(call side_by_side,)
 
 test-fast: setup  ## everything but the slow tests (trainings, subprocesses, QGIS desktop): under a minute
-	$(PY) -m pytest tests/core -p no:pytest_qgis -q -m "not slow"
-	$(PY) -m pytest tests/processing -q -m "not slow"
+	$(call side_by_side,-m "not slow")
 
 test-core: setup  ## only the QGIS-free core tests
 	$(PY) -m pytest tests/core -p no:pytest_qgis -q
